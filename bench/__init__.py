@@ -1,0 +1,1 @@
+"""bench: does it help? Benchmarks and simulations."""

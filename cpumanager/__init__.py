@@ -1,0 +1,1 @@
+"""cpumanager: who owns which CPU on this node? Static-policy CPU manager."""

@@ -1,0 +1,1 @@
+"""deviceplugin: what is kubelet told? Kubelet device plugins (v1beta1)."""

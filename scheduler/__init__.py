@@ -1,0 +1,1 @@
+"""scheduler: where should a pod go? kube-scheduler extender scoring by NUMA fit."""

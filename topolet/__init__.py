@@ -1,0 +1,1 @@
+"""topolet: the composition root — the ``topolet`` CLI and the node agent wiring."""

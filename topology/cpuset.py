@@ -1,0 +1,233 @@
+"""CPUSet: an immutable set of CPU ids in Linux cpu-list form.
+
+The value type every package of topolet speaks in. It is backed by an int bitmask
+(bit N set = CPU N present), so set algebra on 1024 CPUs is a handful of machine
+words. Parsing is stricter than the kernel's: every malformed token is an error
+that quotes the input and the token, never a silent skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+__all__ = ["CPUSet", "CPUSetParseError"]
+
+
+class CPUSetParseError(ValueError):
+    """A cpu-list or cpu mask string is malformed."""
+
+    def __init__(self, text: str, token: str, why: str) -> None:
+        self.text = text
+        self.token = token
+        super().__init__(
+            f"invalid cpu list {text!r}: token {token!r} {why} "
+            "(expected comma-separated CPU ids or ranges such as '0-3,8,10-11')"
+        )
+
+
+def _parse_id(text: str, token: str, part: str) -> int:
+    if not part.isdigit() or not part.isascii():
+        raise CPUSetParseError(text, token, "is not a non-negative integer or range")
+    return int(part)
+
+
+class CPUSet:
+    """An immutable, ordered set of CPU ids.
+
+    >>> s = CPUSet.parse("0-3,8")
+    >>> str(s | CPUSet.of(9))
+    '0-3,8-9'
+    >>> len(s), list(s)[:2]
+    (5, [0, 1])
+    """
+
+    __slots__ = ("_bits",)
+
+    _bits: int
+
+    def __init__(self, cpus: Iterable[int] = ()) -> None:
+        bits = 0
+        for cpu in cpus:
+            if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0:
+                raise ValueError(f"CPU ids must be non-negative integers, got {cpu!r}")
+            bits |= 1 << cpu
+        object.__setattr__(self, "_bits", bits)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("CPUSet is immutable")
+
+    # construction ---------------------------------------------------------
+    @classmethod
+    def from_bits(cls, bits: int) -> CPUSet:
+        """The set whose bit N is set in *bits*."""
+        if bits < 0:
+            raise ValueError("a CPU bitmask cannot be negative")
+        s = cls.__new__(cls)
+        object.__setattr__(s, "_bits", bits)
+        return s
+
+    @classmethod
+    def of(cls, *cpus: int) -> CPUSet:
+        return cls(cpus)
+
+    @classmethod
+    def range(cls, first: int, last: int) -> CPUSet:
+        """CPUs first..last inclusive."""
+        if first < 0 or last < first:
+            raise ValueError(f"invalid CPU range {first}-{last}")
+        return cls.from_bits(((1 << (last - first + 1)) - 1) << first)
+
+    @classmethod
+    def parse(cls, text: str) -> CPUSet:
+        """Parse Linux cpu-list format (``"0-3,8,10-11"``; ``""`` is empty).
+
+        Surrounding whitespace (a trailing newline from sysfs) is ignored.
+        """
+        body = text.strip()
+        if not body:
+            return _EMPTY
+        bits = 0
+        for token in body.split(","):
+            token_s = token.strip()
+            if not token_s:
+                raise CPUSetParseError(text, token, "is empty")
+            first_s, dash, last_s = token_s.partition("-")
+            first = _parse_id(text, token_s, first_s)
+            if dash:
+                last = _parse_id(text, token_s, last_s)
+                if last < first:
+                    raise CPUSetParseError(text, token_s, "is a descending range")
+                bits |= ((1 << (last - first + 1)) - 1) << first
+            else:
+                bits |= 1 << first
+        return cls.from_bits(bits)
+
+    @classmethod
+    def parse_mask(cls, text: str) -> CPUSet:
+        """Parse a kernel hex cpumask: comma-separated 32-bit words, most significant first
+        (``"00000000,0000ff00"``). NUL bytes and whitespace around it are ignored."""
+        body = text.replace("\x00", "").strip()
+        if not body:
+            raise CPUSetParseError(text, body, "is empty (expected a hex cpu mask such as 'ff,00000000')")
+        bits = 0
+        for word in body.split(","):
+            w = word.strip()
+            if w.startswith(("0x", "0X")):
+                w = w[2:]
+            if not w or len(w) > 8 or any(c not in "0123456789abcdefABCDEF" for c in w):
+                raise CPUSetParseError(text, word, "is not a hex word of at most 8 digits")
+            bits = (bits << 32) | int(w, 16)
+        return cls.from_bits(bits)
+
+    # set algebra ----------------------------------------------------------
+    def union(self, *others: CPUSet) -> CPUSet:
+        bits = self._bits
+        for o in others:
+            bits |= o._bits
+        return CPUSet.from_bits(bits)
+
+    def intersection(self, *others: CPUSet) -> CPUSet:
+        bits = self._bits
+        for o in others:
+            bits &= o._bits
+        return CPUSet.from_bits(bits)
+
+    def difference(self, *others: CPUSet) -> CPUSet:
+        bits = self._bits
+        for o in others:
+            bits &= ~o._bits
+        return CPUSet.from_bits(bits)
+
+    def symmetric_difference(self, other: CPUSet) -> CPUSet:
+        return CPUSet.from_bits(self._bits ^ other._bits)
+
+    def is_subset_of(self, other: CPUSet) -> bool:
+        return self._bits & ~other._bits == 0
+
+    def is_superset_of(self, other: CPUSet) -> bool:
+        return other._bits & ~self._bits == 0
+
+    def isdisjoint(self, other: CPUSet) -> bool:
+        return self._bits & other._bits == 0
+
+    __or__ = union
+    __and__ = intersection
+    __sub__ = difference
+    __xor__ = symmetric_difference
+    __le__ = is_subset_of
+    __ge__ = is_superset_of
+
+    def __lt__(self, other: CPUSet) -> bool:
+        return self._bits != other._bits and self.is_subset_of(other)
+
+    def __gt__(self, other: CPUSet) -> bool:
+        return self._bits != other._bits and self.is_superset_of(other)
+
+    # container protocol ---------------------------------------------------
+    def __len__(self) -> int:
+        return self._bits.bit_count()
+
+    def __bool__(self) -> bool:
+        return self._bits != 0
+
+    def __contains__(self, cpu: object) -> bool:
+        return isinstance(cpu, int) and cpu >= 0 and (self._bits >> cpu) & 1 == 1
+
+    def __iter__(self) -> Iterator[int]:
+        bits = self._bits
+        while bits:
+            low = bits & -bits
+            yield low.bit_length() - 1
+            bits ^= low
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CPUSet) and other._bits == self._bits
+
+    def __hash__(self) -> int:
+        return hash(("CPUSet", self._bits))
+
+    def __repr__(self) -> str:
+        return f"CPUSet({str(self)!r})"
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        bits = self._bits
+        base = 0
+        while bits:
+            skip = (bits & -bits).bit_length() - 1
+            bits >>= skip
+            base += skip
+            run = (~bits & (bits + 1)).bit_length() - 1  # length of the run of ones
+            first, last = base, base + run - 1
+            parts.append(str(first) if first == last else f"{first}-{last}")
+            bits >>= run
+            base += run
+        return ",".join(parts)
+
+    # helpers --------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    def sorted(self) -> list[int]:
+        return list(self)
+
+    def first(self) -> int:
+        """The lowest CPU id; raises ValueError on the empty set."""
+        if not self._bits:
+            raise ValueError("empty CPUSet has no first CPU")
+        return (self._bits & -self._bits).bit_length() - 1
+
+    def to_mask(self) -> str:
+        """Kernel hex mask form (comma-separated 32-bit words)."""
+        if not self._bits:
+            return "0"
+        words = []
+        bits = self._bits
+        while bits:
+            words.append(f"{bits & 0xFFFFFFFF:08x}")
+            bits >>= 32
+        return ",".join(reversed(words))
+
+
+_EMPTY = CPUSet.from_bits(0)
