@@ -139,8 +139,10 @@ class PCIDevice:
     """A PCI function and its locality.
 
     ``class_code`` is the 24-bit class (base, subclass, prog-if). ``numa_node`` is the
-    single NUMA node local to the device or None when local to several / unknown;
-    ``package`` likewise. ``local_cpus`` is the kernel's ``local_cpus`` mask.
+    single NUMA node whose CPUs cover the device's ``local_cpus`` (None when several or
+    none do); ``package`` likewise. ``kernel_numa_node`` is the kernel's own
+    ``numa_node`` attribute (None when it says -1 or is absent): kubelet-facing
+    NUMA affinity (device plugin TopologyInfo) uses it first.
     """
 
     address: str
@@ -152,6 +154,7 @@ class PCIDevice:
     package: int | None = None
     local_cpus: CPUSet = field(default_factory=CPUSet)
     device_nodes: tuple[str, ...] = ()
+    kernel_numa_node: int | None = None
 
     @property
     def class_id(self) -> int:
