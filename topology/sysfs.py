@@ -76,7 +76,7 @@ class SysfsReader:
             return None
         return data.replace(b"\x00", b"").decode("utf-8", "replace").strip()
 
-    def int(self, rel: str) -> int | None:
+    def integer(self, rel: str) -> int | None:
         s = self.text(rel)
         if s is None or s == "":
             return None
@@ -150,7 +150,7 @@ def _online_cpus(r: SysfsReader, present: dict[int, str]) -> CPUSet:
     if online is not None:
         return online & CPUSet(present)
     # Old kernels: cpuN/online decides; a missing file means online (cpu0 often has none).
-    return CPUSet(c for c, d in present.items() if r.int(f"{d}/online") != 0)
+    return CPUSet(c for c, d in present.items() if r.integer(f"{d}/online") != 0)
 
 
 def _cpuset_paths(r: SysfsReader) -> tuple[str | None, str | None]:
@@ -221,9 +221,9 @@ def _size_bytes(s: str | None) -> int | None:
 def _read_cpu(r: SysfsReader, d: str) -> _CPUFacts:
     t = f"{d}/topology"
     f = _CPUFacts(
-        package_id=r.int(f"{t}/physical_package_id"),
-        core_id=r.int(f"{t}/core_id"),
-        die_id=r.int(f"{t}/die_id"),
+        package_id=r.integer(f"{t}/physical_package_id"),
+        core_id=r.integer(f"{t}/core_id"),
+        die_id=r.integer(f"{t}/die_id"),
         package_mask=r.mask(f"{t}/package_cpus") or r.mask(f"{t}/core_siblings"),
         core_mask=r.mask(f"{t}/core_cpus") or r.mask(f"{t}/thread_siblings"),
         die_mask=r.mask(f"{t}/die_cpus"),
@@ -236,14 +236,14 @@ def _read_cpu(r: SysfsReader, d: str) -> _CPUFacts:
         if not idx.startswith("index"):
             continue
         c = f"{d}/cache/{idx}"
-        level = r.int(f"{c}/level")
+        level = r.integer(f"{c}/level")
         ctype = r.text(f"{c}/type") or ""
         if level is None:
             continue
         shared = r.mask_or_list(f"{c}/shared_cpu_map", f"{c}/shared_cpu_list")
         if shared is None:
             continue
-        f.caches.append((level, ctype, shared, r.int(f"{c}/id"), _size_bytes(r.text(f"{c}/size"))))
+        f.caches.append((level, ctype, shared, r.integer(f"{c}/id"), _size_bytes(r.text(f"{c}/size"))))
     return f
 
 
@@ -362,10 +362,10 @@ def _read_nodes(r: SysfsReader, allowed_mems: CPUSet | None) -> list[_Node]:
 def _hugepages(r: SysfsReader, base: str) -> dict[int, HugePages]:
     out: dict[int, HugePages] = {}
     for size_kb, d in r.numbered_dirs(base, _HUGE_DIR).items():
-        total = r.int(f"{d}/nr_hugepages")
+        total = r.integer(f"{d}/nr_hugepages")
         if total is None:
             continue
-        out[size_kb] = HugePages(size_kb=size_kb, total=total, free=r.int(f"{d}/free_hugepages"))
+        out[size_kb] = HugePages(size_kb=size_kb, total=total, free=r.integer(f"{d}/free_hugepages"))
     return out
 
 
@@ -413,13 +413,13 @@ def _pci_devices(r: SysfsReader, online: CPUSet, topo_nodes: dict[int, CPUSet],
     out: list[PCIDevice] = []
     for addr in r.listdir(SYS_PCI):
         d = f"{SYS_PCI}/{addr}"
-        cls = r.int(f"{d}/class")
+        cls = r.integer(f"{d}/class")
         if cls is None:
             continue
-        vendor = r.int(f"{d}/vendor") or 0
-        device = r.int(f"{d}/device") or 0
+        vendor = r.integer(f"{d}/vendor") or 0
+        device = r.integer(f"{d}/device") or 0
         local = r.mask_or_list(f"{d}/local_cpus", f"{d}/local_cpulist")
-        kernel_numa = r.int(f"{d}/numa_node")
+        kernel_numa = r.integer(f"{d}/numa_node")
         numa, pkg = _locality(local, online, topo_nodes, pkgs)
         if local is None and kernel_numa is not None and kernel_numa >= 0:
             numa = kernel_numa

@@ -30,9 +30,6 @@ def cpus(text: str) -> CPUSet:
     return CPUSet.parse(text)
 
 
-@pytest.fixture(scope="module")
-def extracted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {}
 
 
 def _root(case: dict[str, Any], tmp: Path) -> Path:
