@@ -260,7 +260,20 @@ class _Raw:
     l3: list[tuple[int | None, CPUSet, int | None]] = field(default_factory=list)
 
 
+def _check_complete(r: SysfsReader, present: dict[int, str], online: CPUSet) -> None:
+    """Some online CPUs with a ``topology/`` directory and others without is a half-written
+    tree (a copy interrupted, a bad snapshot): refuse it rather than guess."""
+    missing = [c for c in online if not r.path(f"{present[c]}/topology").is_dir()]
+    if missing and len(missing) < len(online):
+        raise DiscoveryError(
+            r.path(f"{present[missing[0]]}/topology"),
+            "a topology directory for every online CPU (the tree looks half-written)",
+            f"missing for CPUs {CPUSet(missing)}",
+        )
+
+
 def _objects_from_cpus(r: SysfsReader, present: dict[int, str], online: CPUSet) -> _Raw:
+    _check_complete(r, present, online)
     facts = {c: _read_cpu(r, present[c]) for c in online}
     raw = _Raw()
     # AMD compute units: thread siblings that report different core_id are separate cores.
