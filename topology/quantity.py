@@ -1,0 +1,127 @@
+"""Kubernetes resource quantities: a strict parser and the integer forms topolet uses.
+
+A quantity is ``<sign?><number><suffix>``: binary suffixes ``Ki Mi Gi Ti Pi Ei``
+(powers of 1024), decimal suffixes ``n u m k M G T P E`` (powers of 1000) or an
+exponent ``e<int>``/``E<int>``. Parsing is exact (a :class:`~fractions.Fraction`),
+so ``"0.1"`` never turns into ``0.1000000001``, and strict: whitespace, empty
+strings, ``"1.5.2"``, ``"2KB"`` or ``"Mi"`` are errors naming the field.
+
+Amounts inside topolet are plain ints in one *canonical unit* per resource:
+millicores for ``cpu`` (so ``"500m"`` and ``"2"`` are both exact) and the base unit
+for everything else (bytes for memory and hugepages, a count for devices), where a
+fraction rounds up as Kubernetes' ``Quantity.Value()`` does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+from topology.errors import TopologyError
+
+__all__ = [
+    "CPU",
+    "QuantityError",
+    "format_amount",
+    "milli_value",
+    "parse_amount",
+    "parse_quantity",
+    "to_value",
+    "value",
+]
+
+#: The one resource whose canonical unit is the milli-unit (millicores).
+CPU = "cpu"
+
+_BINARY: dict[str, int] = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+_DECIMAL: dict[str, Fraction] = {
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 10**3),
+    "": Fraction(1),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+}
+_FORM = "a Kubernetes quantity such as '4', '500m', '1.5Gi', '2048Mi', '4G' or '1e3'"
+_RE = re.compile(
+    r"(?P<sign>[+-]?)(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:(?P<exp>[eE][+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)"
+)
+#: Exponents beyond this are refused rather than building enormous integers.
+_MAX_EXP = 64
+
+
+class QuantityError(TopologyError, ValueError):
+    """A quantity is malformed or out of range; names the field and the accepted form."""
+
+    def __init__(self, field: str, given: object, expected: str = _FORM) -> None:
+        self.field = field
+        self.given = given
+        super().__init__(f"{field}: {given!r} is not {expected}")
+
+
+def parse_quantity(text: str | int, *, field: str = "quantity") -> Fraction:
+    """Parse a quantity exactly. ints (as YAML gives ``cpu: 4``) are accepted as-is."""
+    if isinstance(text, bool):
+        raise QuantityError(field, text)
+    if isinstance(text, int):
+        return Fraction(text)
+    if not isinstance(text, str):
+        raise QuantityError(field, text)
+    m = _RE.fullmatch(text)
+    if m is None:
+        raise QuantityError(field, text)
+    number = Fraction(m["num"])
+    if m["exp"] is not None:
+        exp = int(m["exp"][1:])
+        if abs(exp) > _MAX_EXP:
+            raise QuantityError(field, text, f"a quantity with an exponent within ±{_MAX_EXP}")
+        number *= Fraction(10) ** exp
+    else:
+        suffix = m["suffix"] or ""
+        number *= _BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix]
+    return -number if m["sign"] == "-" else number
+
+
+def to_value(q: Fraction) -> int:
+    """The integer value, rounding fractions up (Kubernetes ``Quantity.Value()``)."""
+    return math.ceil(q)
+
+
+def value(text: str | int, *, field: str = "quantity") -> int:
+    """Parse and round up to an integer (``"1.5"`` → 2, ``"2Gi"`` → 2147483648)."""
+    return to_value(parse_quantity(text, field=field))
+
+
+def milli_value(text: str | int, *, field: str = "quantity") -> int:
+    """Parse into thousandths, rounding up (``"500m"`` → 500, ``"2"`` → 2000)."""
+    return math.ceil(parse_quantity(text, field=field) * 1000)
+
+
+def parse_amount(resource: str, text: str | int, *, field: str) -> int:
+    """A non-negative amount of *resource* in its canonical unit (millicores for cpu)."""
+    q = parse_quantity(text, field=field)
+    if q < 0:
+        raise QuantityError(field, text, "a non-negative quantity")
+    return math.ceil(q * 1000) if resource == CPU else to_value(q)
+
+
+def format_amount(resource: str, amount: int) -> str:
+    """The wire form of a canonical amount: ``"4"``/``"500m"`` for cpu, digits otherwise."""
+    if resource == CPU and amount % 1000:
+        return f"{amount}m"
+    if resource == CPU:
+        return str(amount // 1000)
+    return str(amount)
