@@ -166,6 +166,13 @@ class CpusetWriter:
         self.write_path(path, cpus, mems)
         return path
 
+    def ensure_root(self) -> None:
+        """Create the root cgroup directory itself when missing (a private sub-tree such
+        as ``/sys/fs/cgroup/cpuset/topolet``), initialised from its parent."""
+        if not self.root.exists():
+            self.root.mkdir()
+            self._init_new(self.root)
+
     def _init_new(self, path: Path) -> None:
         """Hook for a freshly made cgroup directory."""
 

@@ -1,0 +1,288 @@
+"""The CPU manager: admit, allocate, pin, release and reconcile (orchestrator).
+
+One lock, one state, one checkpoint: every exclusive CPU on the node is owned here,
+whichever path asked for it (a pod source seeing a Guaranteed container, or the CPU
+device plugin). The policy decides; this module keeps the state durable and the
+kernel's cpusets in line with it:
+
+* a container with exclusive CPUs is pinned to them (and to their NUMA nodes' memory);
+* every other container runs on the shared pool, and is re-pinned whenever the pool
+  shrinks or grows;
+* :meth:`CPUManager.reconcile` repairs drift and frees the CPUs of containers that are
+  gone (the stale-state sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter
+from cpumanager.checkpoint import CheckpointStore
+from cpumanager.checkpoint_format import CPUManagerCheckpoint, LegacyCheckpoint
+from cpumanager.errors import CPUManagerError, StateValidationError
+from cpumanager.metrics import CPUManagerMetrics
+from cpumanager.policy_static import StaticPolicy
+from cpumanager.state import MemoryState
+from topology.cpuset import CPUSet
+from topology.model import Topology
+
+__all__ = ["CPUManager", "ContainerInfo", "PinResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """A running container as a pod source reports it.
+
+    ``exclusive_cpus`` is the whole-CPU count for a Guaranteed container with an integer
+    CPU request, else 0 (it runs on the shared pool). ``numa_affinity`` are the NUMA nodes
+    of devices the container holds: its CPUs are taken there first (device affinity).
+    """
+
+    pod_uid: str
+    container_name: str
+    cgroup: ContainerCgroup | None
+    exclusive_cpus: int = 0
+    pod_name: str = ""
+    namespace: str = ""
+    numa_affinity: frozenset[int] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pod_uid, self.container_name)
+
+
+@dataclass(frozen=True, slots=True)
+class PinResult:
+    cpus: CPUSet
+    mems: CPUSet | None
+    exclusive: bool
+    written: bool
+
+
+@dataclass
+class _Tracked:
+    info: ContainerInfo
+    pinned: CPUSet | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class CPUManager:
+    """Static-policy CPU manager over a checkpoint and a cgroup writer.
+
+    >>> mgr = CPUManager(topo, policy, store=CheckpointStore(path, policy_name="static"),
+    ...                  writer=CgroupV1Cpuset())                     # doctest: +SKIP
+    >>> mgr.start()                                                    # doctest: +SKIP
+    >>> mgr.add_container(ContainerInfo("uid", "app", ref, exclusive_cpus=2))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        policy: StaticPolicy,
+        *,
+        store: CheckpointStore | None = None,
+        writer: CpusetWriter | None = None,
+        metrics: CPUManagerMetrics | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.topology = topology
+        self.policy = policy
+        self.store = store
+        self.writer = writer
+        self.metrics = metrics or CPUManagerMetrics()
+        self.state = MemoryState()
+        self._lock = threading.RLock()
+        self._containers: dict[tuple[str, str], _Tracked] = {}
+        self._on_change = on_change
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Restore the checkpoint (if any), validate it against this machine, save."""
+        with self._lock:
+            if self.store is not None:
+                self.store.open()
+                cp = self.store.load()
+                if isinstance(cp, LegacyCheckpoint):
+                    raise StateValidationError(
+                        "checkpoint uses the legacy container-ID layout, which cannot be mapped "
+                        "to pod UIDs and container names without the runtime",
+                        checkpoint=str(self.store.path),
+                    )
+                if cp is not None:
+                    self.state = MemoryState(cp.default_cpu_set, cp.entries)
+            self.policy.start(self.state)
+            self._save()
+            self._update_gauges()
+            log.info(
+                "cpu manager started: policy=%s shared=%s reserved=%s assignments=%d",
+                self.policy.name,
+                self.state.get_default_cpuset(),
+                self.policy.reserved_cpus,
+                sum(len(c) for c in self.state.assignments().values()),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self.store is not None:
+                self._save()
+                self.store.close()
+
+    # ------------------------------------------------------------------ views
+    def shared_pool(self) -> CPUSet:
+        return self.state.get_default_cpuset()
+
+    def exclusive_cpus(self) -> CPUSet:
+        return CPUSet().union(*(c for cs in self.state.assignments().values() for c in cs.values()))
+
+    def assignable_cpus(self) -> CPUSet:
+        """CPUs an exclusive request could be given now."""
+        return self.policy.available_cpus(self.state)
+
+    def status(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "policy": self.policy.name,
+                "shared": str(self.shared_pool()),
+                "reserved": str(self.policy.reserved_cpus),
+                "assignable": str(self.assignable_cpus()),
+                "isolated": str(self.topology.isolated_cpus),
+                "assignments": {
+                    pod: {name: str(cpus) for name, cpus in cs.items()}
+                    for pod, cs in self.state.assignments().items()
+                },
+            }
+
+    # ------------------------------------------------------------- allocation
+    def allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
+                 numa_affinity: Iterable[int] | None = None) -> CPUSet:
+        """Record an exclusive assignment (used by the CPU device plugin's Allocate and by
+        :meth:`add_container`). Idempotent for the same container."""
+        with self._lock:
+            self.metrics.pinning_requests.inc()
+            try:
+                cpus = self.policy.allocate(
+                    self.state, pod_uid, container_name, num_cpus, numa_affinity=numa_affinity
+                )
+            except CPUManagerError:
+                self.metrics.pinning_errors.inc()
+                raise
+            self._save()
+            self._update_gauges()
+            log.info("exclusive cpus %s -> pod %s container %s (shared now %s)",
+                     cpus, pod_uid, container_name, self.shared_pool())
+            return cpus
+
+    def add_container(self, info: ContainerInfo) -> PinResult:
+        """Admit a running container: allocate if it asks for exclusive CPUs, pin it, and
+        re-pin the shared containers when the pool shrank."""
+        with self._lock:
+            before = self.shared_pool()
+            if info.exclusive_cpus > 0:
+                self.allocate(info.pod_uid, info.container_name, info.exclusive_cpus,
+                              numa_affinity=info.numa_affinity)
+            self._containers[info.key] = _Tracked(info)
+            result = self._pin(self._containers[info.key])
+            if self.shared_pool() != before:
+                self._repin_shared(exclude=info.key)
+            self._changed()
+            return result
+
+    def remove_container(self, pod_uid: str, container_name: str) -> CPUSet:
+        """Forget a container; its exclusive CPUs go back to the shared pool."""
+        with self._lock:
+            self._containers.pop((pod_uid, container_name), None)
+            freed = self.policy.release(self.state, pod_uid, container_name)
+            if freed:
+                self._save()
+                self._update_gauges()
+                log.info("released cpus %s of pod %s container %s", freed, pod_uid, container_name)
+                self._repin_shared()
+                self._changed()
+            return freed
+
+    def reconcile(self, active: Iterable[ContainerInfo]) -> dict[str, int]:
+        """Bring state and cgroups in line with the containers that run now.
+
+        New containers are admitted, known ones re-pinned when their cgroup drifted,
+        and assignments of containers that are gone are released (stale-state sweep).
+        """
+        counts = {"admitted": 0, "repinned": 0, "released": 0}
+        with self._lock:
+            seen = set()
+            for info in active:
+                seen.add(info.key)
+                if info.key not in self._containers:
+                    self.add_container(info)
+                    counts["admitted"] += 1
+                    continue
+                tracked = self._containers[info.key]
+                tracked.info = info
+                if self._drifted(tracked):
+                    self._pin(tracked)
+                    counts["repinned"] += 1
+            for key in [k for k in self._containers if k not in seen]:
+                self._containers.pop(key)
+            for pod, names in self.state.assignments().items():
+                for name in names:
+                    if (pod, name) not in seen:
+                        self.remove_container(pod, name)
+                        counts["released"] += 1
+        return counts
+
+    # -------------------------------------------------------------- internals
+    def _target(self, info: ContainerInfo) -> tuple[CPUSet, CPUSet | None, bool]:
+        excl = self.state.get_cpuset(info.pod_uid, info.container_name)
+        if excl:
+            return excl, self.topology.numa_nodes_of(excl), True
+        return self.shared_pool(), None, False
+
+    def _pin(self, tracked: _Tracked) -> PinResult:
+        cpus, mems, exclusive = self._target(tracked.info)
+        written = False
+        if self.writer is not None and tracked.info.cgroup is not None:
+            try:
+                written = self.writer.write(tracked.info.cgroup, cpus, mems)
+            except CPUManagerError:
+                self.metrics.pinning_errors.inc()
+                raise
+            if written:
+                tracked.pinned = cpus
+                log.info("pinned pod %s container %s to cpus %s mems %s",
+                         tracked.info.pod_uid, tracked.info.container_name, cpus, mems)
+        return PinResult(cpus=cpus, mems=mems, exclusive=exclusive, written=written)
+
+    def _drifted(self, tracked: _Tracked) -> bool:
+        if self.writer is None or tracked.info.cgroup is None:
+            return False
+        want, _, _ = self._target(tracked.info)
+        have = self.writer.read(tracked.info.cgroup)
+        return have is not None and have != want
+
+    def _repin_shared(self, exclude: tuple[str, str] | None = None) -> None:
+        for key, tracked in self._containers.items():
+            if key != exclude and self.state.get_cpuset(*key) is None:
+                self._pin(tracked)
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        self.store.save(
+            CPUManagerCheckpoint(
+                policy_name=self.policy.name,
+                default_cpu_set=self.state.get_default_cpuset(),
+                entries=self.state.assignments(),
+            )
+        )
+
+    def _update_gauges(self) -> None:
+        self.metrics.shared_pool_size.set(len(self.shared_pool()))
+        self.metrics.exclusive_cpus.set(len(self.exclusive_cpus()))
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()

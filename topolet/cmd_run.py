@@ -1,0 +1,156 @@
+"""``topolet run``: start a command as a standalone "container" pinned by the CPU manager.
+
+The command gets a cgroup laid out as kubelet would make it and is admitted by the same
+CPU manager a node runs: with ``--guaranteed`` and a whole ``--cpus`` count it gets
+exclusive CPUs (and every other container leaves them); otherwise it runs on the shared
+pool. The child joins its cgroup before it executes, so it never runs unpinned. On exit
+its CPUs return to the shared pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import uuid
+from decimal import Decimal, InvalidOperation
+
+from cpumanager.cgroupfs import CpusetWriter
+from cpumanager.manager import CPUManager
+from cpumanager.standalone import StandaloneRecord, StandaloneSource
+from topolet.cli import CommandError, common_options
+from topolet.node_config import NodeSettings, add_node_options, detect_cgroup_writer
+from topology.model import Topology
+
+log = logging.getLogger("topolet.run")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "run",
+        parents=[common_options()],
+        help="run a command as a standalone container pinned by the CPU manager",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cpus", required=True, metavar="QUANTITY",
+                   help="CPU request: whole CPUs ('2') or a fraction ('500m', '1.5')")
+    p.add_argument("--guaranteed", action="store_true",
+                   help="Guaranteed QoS: with a whole --cpus count, take exclusive CPUs")
+    p.add_argument("--name", default="run", help="container name shown in status (default 'run')")
+    p.add_argument("--cgroup-root", default=None, metavar="DIR",
+                   help="cpuset cgroup sub-tree for standalone containers "
+                        "(default <cpuset mount>/topolet)")
+    p.add_argument("--cgroup-version", choices=["auto", "v1", "v2"], default="auto")
+    add_node_options(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    p.set_defaults(func=run)
+
+
+def _whole_cpus(quantity: str, guaranteed: bool) -> int:
+    text = quantity.strip()
+    try:
+        value = Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
+    except InvalidOperation:
+        raise CommandError(f"--cpus: {quantity!r} is not a CPU quantity (expected '2', '1.5' or '500m')") \
+            from None
+    if value <= 0:
+        raise CommandError(f"--cpus: expected a positive quantity, got {quantity!r}")
+    return int(value) if guaranteed and value == value.to_integral_value() else 0
+
+
+def _writer(args: argparse.Namespace) -> CpusetWriter:
+    base = detect_cgroup_writer(None, args.cgroup_version, "cgroupfs")
+    root = args.cgroup_root or base.root / "topolet"
+    writer = type(base)(root)
+    writer.ensure_root()
+    return writer
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not cmd:
+        raise CommandError("no command given: use topolet run --cpus N [--guaranteed] -- COMMAND")
+    if os.geteuid() != 0:
+        raise CommandError("topolet run writes cgroups and needs root (try sudo)")
+    try:
+        settings = NodeSettings.from_args(args)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    exclusive = _whole_cpus(args.cpus, args.guaranteed)
+    topo = settings.topology()
+    writer = _writer(args)
+    source = StandaloneSource(settings.state_dir, writer)
+    uid = str(uuid.uuid4())
+    rec = StandaloneRecord(pod_uid=uid, name=args.name, exclusive_cpus=exclusive,
+                           qos="guaranteed" if args.guaranteed else "burstable", command=tuple(cmd))
+    path = writer.path_for(rec.cgroup())
+    with _transaction(settings, topo, writer) as mgr:
+        mgr.reconcile(source.running())
+        writer.ensure(rec.cgroup(), mgr.shared_pool(), topo.numa_nodes_of(topo.online_cpus))
+        source.add(rec)
+        pin = mgr.add_container(rec.info())
+    log.info("container %s (pod %s): %s cpus %s", args.name, uid,
+             "exclusive" if pin.exclusive else "shared", pin.cpus)
+    procs = str(path / "cgroup.procs")
+
+    def join_cgroup() -> None:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+    try:
+        child = subprocess.Popen(cmd, preexec_fn=join_cgroup)  # joins the cgroup before exec
+    except OSError as e:
+        _cleanup(settings, topo, writer, source, rec)
+        raise CommandError(f"cannot start {cmd[0]!r}: {e}") from e
+    forward = {
+        s: signal.signal(s, lambda n, _f: child.send_signal(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        rc = child.wait()
+    finally:
+        for s, h in forward.items():
+            signal.signal(s, h)
+        _cleanup(settings, topo, writer, source, rec)
+    return rc if rc >= 0 else 128 - rc
+
+
+class _transaction:
+    """Lock the checkpoint, start a manager over it, save and unlock on exit."""
+
+    def __init__(self, settings: NodeSettings, topo: Topology, writer: CpusetWriter) -> None:
+        self.settings, self.topo, self.writer = settings, topo, writer
+
+    def __enter__(self) -> CPUManager:
+        self.store = self.settings.store()
+        self.store.open(wait=True)
+        policy = self.settings.policy(self.topo)
+        self.mgr = CPUManager(self.topo, policy, store=self.store, writer=self.writer)
+        try:
+            self.mgr.start()
+        except Exception:
+            self.store.close()
+            raise
+        return self.mgr
+
+    def __exit__(self, *exc: object) -> None:
+        self.mgr.close()
+
+
+def _cleanup(settings: NodeSettings, topo: Topology, writer: CpusetWriter, source: StandaloneSource,
+             rec: StandaloneRecord) -> None:
+    with _transaction(settings, topo, writer) as mgr:
+        source.remove(rec.pod_uid)
+        freed = mgr.remove_container(rec.pod_uid, rec.name)
+        mgr.reconcile(source.running())
+        writer.remove(rec.cgroup())
+        for parent in writer.path_for(rec.cgroup()).parents:
+            if parent == writer.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+    log.info("container %s exited; cpus %s back to the shared pool", rec.name, freed)
