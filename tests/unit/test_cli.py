@@ -1,0 +1,186 @@
+"""The ``topolet`` command line, run as ``python -m topolet`` in a subprocess on hwloc
+snapshots (and in-process through ``main()`` for the cheaper usage checks).
+
+Expected values come from the snapshots' own ``expected/NAME.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.snapshots import case
+from topolet.cli import main
+from topology.cpuset import CPUSet
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Sparse package and NUMA ids, SMT-4, GPUs: the richest small snapshot.
+SNAPSHOT = "nvidiagpunumanodes"
+
+Snapshot = Callable[[str], Path]
+
+
+def topolet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "topolet", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# ------------------------------------------------------------------ discover
+
+
+def test_discover_json_matches_the_snapshot(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
+    exp = case(SNAPSHOT)
+    done = topolet("discover", "--root", hwloc_snapshot(SNAPSHOT), "--format", "json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    doc = json.loads(done.stdout)
+    assert doc["schema"] == "topolet.topology/v1"
+    assert CPUSet.parse(doc["online"]) == CPUSet.parse(exp["all_pus"])
+    assert doc["summary"]["cpus"] == exp["pus"]
+    assert {k: CPUSet.parse(v["cpus"]) for k, v in doc["numa_nodes"].items()} == {
+        k: CPUSet.parse(v) for k, v in exp["pus_by_numa"].items()
+    }
+
+
+def test_discover_tree_shows_every_numa_node(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
+    done = topolet("discover", "--root", hwloc_snapshot(SNAPSHOT), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Machine")
+    for node in case(SNAPSHOT)["pus_by_numa"]:
+        assert f"NUMA node {node} " in done.stdout
+
+
+def test_discover_dot(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
+    done = topolet("discover", "--root", hwloc_snapshot(SNAPSHOT), "--format", "dot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert (lines[0], lines[-1]) == ("graph topology {", "}")
+    assert sum('"cpu:' in line and "label=" in line for line in lines) == case(SNAPSHOT)["pus"]
+
+
+@pytest.mark.parametrize(
+    "output", [None, "out/picture.png"], ids=["default-topology.png", "explicit-output"]
+)
+def test_discover_png(hwloc_snapshot: Snapshot, tmp_path: Path, output: str | None) -> None:
+    (tmp_path / "out").mkdir()
+    extra = ["--output", output] if output else []
+    done = topolet("discover", "--root", hwloc_snapshot(SNAPSHOT), "--format", "png", *extra, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / (output or "topology.png")
+    assert written.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_discover_writes_output_file(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
+    out = tmp_path / "topo.json"
+    done = topolet("discover", "--root", hwloc_snapshot("2arm-2c"), "--format", "json", "-o", out, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "")
+    assert json.loads(out.read_text())["summary"]["cpus"] == case("2arm-2c")["pus"]
+
+
+def test_discover_empty_root_is_a_one_line_error_naming_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = topolet("discover", "--root", empty, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
+    assert str(empty / "sys") in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------- help
+
+
+def test_help_lists_every_subcommand(tmp_path: Path) -> None:
+    done = topolet("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for command in ("discover", "demo", "bench"):
+        assert f"    {command} " in done.stdout
+
+
+USAGE_ERRORS = [
+    ("no-command", []),
+    ("unknown-command", ["frobnicate"]),
+    ("unknown-format", ["discover", "--format", "xml"]),
+    ("bench-without-benchmark", ["bench"]),
+    ("repeat-zero", ["bench", "discover", "--repeat", "0"]),
+    ("root-and-snapshot", ["bench", "discover", "--root", "/", "--snapshot", "2arm-2c"]),
+]
+
+
+@pytest.mark.parametrize("argv", [a for _, a in USAGE_ERRORS], ids=[i for i, _ in USAGE_ERRORS])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err != ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["discover", "--help"], ["bench", "discover", "--help"]])
+def test_help_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 0
+    assert "usage: topolet" in capsys.readouterr().out
+
+
+def test_verbose_is_accepted_before_and_after_the_command(
+    hwloc_snapshot: Snapshot, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = str(hwloc_snapshot("2arm-2c"))
+    assert main(["-v", "discover", "--root", root, "--format", "dot"]) == 0
+    assert main(["discover", "-vv", "--root", root, "--format", "dot"]) == 0
+
+
+# ---------------------------------------------------------------------- demo
+
+
+def test_demo_writes_the_report(tmp_path: Path) -> None:
+    done = topolet("demo", "--output-dir", tmp_path / "report", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = tmp_path / "report"
+    doc = json.loads((report / "topology.json").read_text())
+    assert doc["schema"] == "topolet.topology/v1"
+    assert (report / "topology.png").read_bytes()[:8] == PNG_MAGIC
+    text = (report / "report.md").read_text()
+    assert "## Exclusive CPU requests" in text
+    assert f"{doc['summary']['cpus']} online CPUs" in text
+
+
+# --------------------------------------------------------------------- bench
+
+
+def test_bench_discover_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "discover", "--snapshot", "2arm-2c", "--repeat", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["results"]
+    assert (row["name"], row["cpus"], row["repeat"]) == ("2arm-2c", case("2arm-2c")["pus"], 3)
+    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert out["largest"] == row
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--snapshot", "no-such-machine"], "no-such-machine.json"),
+        (["--snapshots", "/nonexistent/hwloc"], "/nonexistent/hwloc/expected"),
+    ],
+    ids=["unknown-snapshot", "missing-directory"],
+)
+def test_bench_discover_missing_input_is_a_one_line_error(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "discover", *argv]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert names in err

@@ -1,0 +1,259 @@
+"""The ``tree`` format of ``topolet discover``: a rich tree of the machine.
+
+Machine → Package → NUMA node → L3 group → Core (with its threads), plus GPUs, NICs,
+NVMe drives and co-processors under their NUMA node (or package, or the machine).
+
+Real topologies do not nest cleanly (NUMA nodes spanning packages, L3 caches spanning
+NUMA nodes, CPU-less memory nodes, nested NUMA localities, machines without packages
+or caches), so the tree is built the way hwloc builds its own: each object hangs under
+the *smallest* object whose CPU set contains its own; on equal sets the object of the
+higher level (machine, package, NUMA, L3, core) is the parent. Objects without CPUs
+hang under the machine. Every topology gives a tree; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.text import Text
+from rich.tree import Tree
+
+from topology.cpuset import CPUSet
+from topology.model import PCIDevice, Topology
+
+__all__ = ["notable_devices", "render_tree", "tree_text"]
+
+_GIB = 1024**3
+# Hierarchy ranks: a lower rank is a higher level of the tree.
+_MACHINE, _PACKAGE, _NUMA, _L3, _CORE = range(5)
+
+
+@dataclass(eq=False)
+class _Obj:
+    """One tree object: its rank, a sort key, its CPUs, its label and its children."""
+
+    rank: int
+    key: tuple[int, int]
+    cpus: CPUSet
+    label: Text
+    children: list[_Obj] = field(default_factory=list)
+
+
+def _parent(obj: _Obj, candidates: Iterable[_Obj], machine: _Obj) -> _Obj:
+    """The smallest candidate containing *obj*'s CPUs (ties: the deepest level)."""
+    if not obj.cpus:
+        return machine
+    best = machine
+    for c in candidates:
+        if c is obj or not obj.cpus <= c.cpus:
+            continue
+        if len(c.cpus) == len(obj.cpus) and c.rank >= obj.rank:
+            continue
+        if (len(c.cpus), -c.rank) < (len(best.cpus), -best.rank):
+            best = c
+    return best
+
+
+# ------------------------------------------------------------------------ labels
+
+
+def _size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "memory unknown"
+    if nbytes >= _GIB:
+        return f"{nbytes / _GIB:.1f} GiB"
+    return f"{nbytes / 1024**2:.0f} MiB"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _machine_label(topo: Topology) -> Text:
+    t = Text("Machine", style="bold")
+    if topo.arch:
+        t.append(f" ({topo.arch})")
+    counts = [
+        _count(topo.num_cpus, "CPU"),
+        _count(topo.num_cores, "core"),
+        _count(topo.num_sockets, "package"),
+        _count(topo.num_numa_nodes, "NUMA node"),
+        f"{topo.threads_per_core()} threads/core",
+    ]
+    t.append(" · " + ", ".join(counts))
+    return t
+
+
+def _package_label(topo: Topology, pid: int) -> Text:
+    p = topo.packages[pid]
+    name = f"Package {p.id}" if p.os_index is not None else f"Package L#{p.id}"
+    return Text(f"{name} · CPUs {p.cpus or '-'}", style="bold cyan")
+
+
+def _numa_label(topo: Topology, nid: int) -> Text:
+    n = topo.numa_nodes[nid]
+    t = Text(f"NUMA node {n.id}", style="bold green")
+    t.append(f" · CPUs {n.cpus}" if n.cpus else " · no CPUs")
+    t.append(f" · {_size(n.memory_bytes)}")
+    if n.hugepages:
+        pools = ", ".join(
+            f"{kb}kB: {h.total}/{'?' if h.free is None else h.free}" for kb, h in sorted(n.hugepages.items())
+        )
+        t.append(f" · hugepages {pools}")
+    others = {k: v for k, v in sorted(n.distances.items()) if k != n.id and k in topo.numa_nodes}
+    if others:
+        t.append(" · distances " + " ".join(f"{k}:{v}" for k, v in others.items()), style="dim")
+    return t
+
+
+def _l3_label(topo: Topology, gid: int) -> Text:
+    g = topo.l3_groups[gid]
+    t = Text(f"L{g.level} {g.id} · CPUs {g.cpus}", style="yellow")
+    if g.size_bytes is not None:
+        t.append(f" · {g.size_bytes // 1024} KiB" if g.size_bytes < 1024**2 else f" · {_size(g.size_bytes)}")
+    return t
+
+
+def _thread(topo: Topology, cpu: int) -> Text:
+    if cpu in topo.isolated_cpus:
+        return Text(f"{cpu} (isolated)", style="magenta")
+    return Text(str(cpu))
+
+
+def _core_label(topo: Topology, cid: int) -> Text:
+    c = topo.cores[cid]
+    t = Text(f"Core {c.id}")
+    if c.core_id is not None and c.core_id != c.id:
+        t.append(f" (core_id {c.core_id})", style="dim")
+    t.append(" · threads ")
+    t.append(Text(" ").join(_thread(topo, cpu) for cpu in c.cpus))
+    return t
+
+
+def _loose_cpu_label(topo: Topology, cpu: int) -> Text:
+    t = Text("CPU ")
+    t.append(_thread(topo, cpu))
+    return t
+
+
+# --------------------------------------------------------------------- devices
+
+
+def _device_kind(dev: PCIDevice) -> str | None:
+    """The kind shown for *dev* (GPU, Display, NIC, NVMe, Accelerator), or None to leave it out."""
+    if dev.is_gpu:
+        return "GPU"
+    base = dev.class_code >> 16
+    if base == 0x03:
+        return "Display"
+    if base == 0x02:
+        return "NIC"
+    if dev.class_id == 0x0108:
+        return "NVMe"
+    if base in (0x0B, 0x12):
+        return "Accelerator"
+    return None
+
+
+def notable_devices(topo: Topology) -> list[tuple[str, PCIDevice]]:
+    """GPUs and other display controllers (class 0x03xx), NICs (0x02xx), NVMe drives
+    (0x0108) and co-processors/accelerators (0x0bxx, 0x12xx), each with its kind."""
+    out = []
+    for dev in topo.pci_devices:
+        kind = _device_kind(dev)
+        if kind is not None:
+            out.append((kind, dev))
+    return out
+
+
+def _device_label(kind: str, dev: PCIDevice) -> Text:
+    t = Text(f"{kind} {dev.address}", style="bold magenta" if kind == "GPU" else "blue")
+    t.append(f" [{dev.vendor:04x}:{dev.device:04x}]")
+    if dev.vendor_name:
+        t.append(f" {dev.vendor_name}")
+    if dev.driver:
+        t.append(f" driver={dev.driver}")
+    if dev.device_nodes:
+        t.append(" " + " ".join(dev.device_nodes), style="dim")
+    return t
+
+
+# ------------------------------------------------------------------------- tree
+
+
+def _objects(topo: Topology) -> tuple[_Obj, list[_Obj]]:
+    machine = _Obj(_MACHINE, (0, 0), topo.online_cpus, _machine_label(topo))
+    objs = [_Obj(_PACKAGE, (0, p), topo.packages[p].cpus, _package_label(topo, p)) for p in topo.packages]
+    objs += [_Obj(_NUMA, (0, n), topo.numa_nodes[n].cpus, _numa_label(topo, n)) for n in topo.numa_nodes]
+    objs += [_Obj(_L3, (0, g), topo.l3_groups[g].cpus, _l3_label(topo, g)) for g in topo.l3_groups]
+    objs += [_Obj(_CORE, (0, c), topo.cores[c].cpus, _core_label(topo, c)) for c in topo.cores]
+    return machine, objs
+
+
+def _attach_devices(topo: Topology, machine: _Obj, by_kind: dict[tuple[int, int], _Obj]) -> None:
+    for i, (kind, dev) in enumerate(notable_devices(topo)):
+        holder = machine
+        if dev.numa_node is not None and (_NUMA, dev.numa_node) in by_kind:
+            holder = by_kind[(_NUMA, dev.numa_node)]
+        elif dev.package is not None and (_PACKAGE, dev.package) in by_kind:
+            holder = by_kind[(_PACKAGE, dev.package)]
+        holder.children.append(_Obj(_CORE + 1, (1, i), CPUSet(), _device_label(kind, dev)))
+
+
+def _attach_loose_cpus(topo: Topology, machine: _Obj, containers: list[_Obj]) -> None:
+    """CPUs that belong to no core (trees without core information)."""
+    in_cores = CPUSet().union(*(c.cpus for c in topo.cores.values()))
+    for cpu in topo.online_cpus - in_cores:
+        leaf = _Obj(_CORE, (0, cpu), CPUSet.of(cpu), _loose_cpu_label(topo, cpu))
+        _parent(leaf, containers, machine).children.append(leaf)
+
+
+def _build(topo: Topology) -> _Obj:
+    machine, objs = _objects(topo)
+    containers = [o for o in objs if o.rank < _CORE]
+    for obj in objs:
+        _parent(obj, containers, machine).children.append(obj)
+    _attach_loose_cpus(topo, machine, containers)
+    _attach_devices(topo, machine, {(o.rank, o.key[1]): o for o in objs})
+    return machine
+
+
+def _sort_key(o: _Obj) -> tuple[int, int, int, int]:
+    first = o.cpus.first() if o.cpus else -1
+    return (o.key[0], o.rank, first, o.key[1])
+
+
+def _to_rich(obj: _Obj, tree: Tree) -> None:
+    for child in sorted(obj.children, key=_sort_key):
+        _to_rich(child, tree.add(child.label))
+
+
+def _cpu_notes(topo: Topology) -> list[Text]:
+    notes = []
+    if topo.isolated_cpus:
+        notes.append(Text(f"Isolated CPUs (isolcpus): {topo.isolated_cpus}", style="magenta"))
+    if topo.offline_cpus:
+        notes.append(Text(f"Offline CPUs: {topo.offline_cpus}", style="red"))
+    if topo.disallowed_cpus:
+        notes.append(Text(f"CPUs not allowed by the cpuset: {topo.disallowed_cpus}", style="red"))
+    return notes
+
+
+def render_tree(topo: Topology) -> Tree:
+    """The rich tree of *topo*; safe on any topology the model can hold."""
+    machine = _build(topo)
+    tree = Tree(machine.label, guide_style="dim")
+    for note in _cpu_notes(topo):
+        tree.add(note)
+    _to_rich(machine, tree)
+    return tree
+
+
+def tree_text(topo: Topology, *, width: int = 120) -> str:
+    """The tree as plain text (no colours), for files and tests."""
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
+    console.print(render_tree(topo))
+    return console.export_text()
