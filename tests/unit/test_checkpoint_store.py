@@ -13,10 +13,9 @@ from cpumanager.checkpoint import CheckpointLockedError, CheckpointStore, StateC
 from cpumanager.checkpoint_format import CPUManagerCheckpoint, checksum_v2
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
+from tests.fakesysfs import FakeSpec, write_fake_sysfs
 from topology.cpuset import CPUSet
 from topology.sysfs import discover
-
-from tests.fakesysfs import FakeSpec, write_fake_sysfs
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -34,8 +33,10 @@ def test_kubelet_written_checkpoint_loads_and_validates(tmp_path: Path, topo64) 
     cp = store.load()
     assert isinstance(cp, CPUManagerCheckpoint)
     assert cp.default_cpu_set == CPUSet.parse("1,3,15-31,47-63")
-    assert cp.entries["e49ac32c-22a3-4c8c-8be3-721bd1fd9eaa"]["centos"] == CPUSet.parse("0,2,4-14,32,34,36-46")
-    mgr = CPUManager(topo64, StaticPolicy(topo64, num_reserved_cpus=1, reserved_cpus=CPUSet.of(1)), store=store)
+    centos = cp.entries["e49ac32c-22a3-4c8c-8be3-721bd1fd9eaa"]["centos"]
+    assert centos == CPUSet.parse("0,2,4-14,32,34,36-46")
+    policy = StaticPolicy(topo64, num_reserved_cpus=1, reserved_cpus=CPUSet.of(1))
+    mgr = CPUManager(topo64, policy, store=store)
     mgr.start()  # validates: reserved ⊆ shared, no overlap, union = online
     mgr.close()
     # Re-encoded by us, byte for byte what kubelet wrote.
@@ -72,7 +73,7 @@ def test_bad_checkpoint_refused_with_remediation(tmp_path: Path, content: str, w
 def test_foreign_policy_refused(tmp_path: Path) -> None:
     path = tmp_path / "cpu_manager_state"
     CheckpointStore(path, policy_name="none").save(CPUManagerCheckpoint("none", CPUSet.parse("0-3")))
-    with pytest.raises(StateCorruptedError, match="'static'.*'none'|policy"):
+    with pytest.raises(StateCorruptedError, match=r"'static'.*'none'|policy"):
         CheckpointStore(path, policy_name="static").load()
 
 

@@ -8,6 +8,7 @@ restarts a manager on the same file (twice per example) and checks the invariant
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -21,11 +22,10 @@ from cpumanager.checkpoint import CheckpointStore
 from cpumanager.errors import CPUManagerError
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
+from tests.fakesysfs import dual_socket_ht, write_fake_sysfs
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.sysfs import discover
-
-from tests.fakesysfs import dual_socket_ht, write_fake_sysfs
 
 Op = tuple[str, int, int]
 ops = st.one_of(
@@ -50,10 +50,8 @@ def _run_child(topo: Topology, state: Path, history: list[Op]) -> None:
         mgr.start()
         for kind, pod, n in history:
             if kind == "alloc":
-                try:
+                with contextlib.suppress(CPUManagerError):
                     mgr.allocate(f"pod-{pod}", "app", n)
-                except CPUManagerError:
-                    pass
             else:
                 mgr.remove_container(f"pod-{pod}", "app")
         mgr.close()
@@ -90,9 +88,7 @@ def test_kill9_anywhere_then_restart_keeps_invariants(
         if pid == 0:
             _run_child(topo, state, history)
         time.sleep(kill_after_us / 1e6)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         os.waitpid(pid, 0)
         _check_restart(topo, state)
