@@ -102,7 +102,7 @@ def default_snapshots_dir() -> Path:
 
 
 def find_snapshots(directory: Path, names: Sequence[str] = ()) -> list[Snapshot]:
-    """The snapshots of *directory* (all, or only *names*), sorted by name."""
+    """The snapshots of *directory*: all of them sorted by name, or *names* in that order."""
     expected = directory / "expected"
     if not expected.is_dir():
         raise SnapshotsNotFoundError(
@@ -118,7 +118,7 @@ def find_snapshots(directory: Path, names: Sequence[str] = ()) -> list[Snapshot]
     for name in names:
         if name not in found:
             raise SnapshotsNotFoundError(expected / f"{name}.json", f"no snapshot named {name!r}")
-    chosen = [found[n] for n in names] if names else list(found.values())
+    chosen = [found[n] for n in names] if names else [found[n] for n in sorted(found)]
     for snap in chosen:
         if not snap.tarball.is_file():
             raise SnapshotsNotFoundError(snap.tarball, "snapshot tarball missing")

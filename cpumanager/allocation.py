@@ -13,7 +13,7 @@ keys; each step computes its candidate list once and walks it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 from cpumanager.cpu_topology import CPUTopology
@@ -39,6 +39,21 @@ def as_cpu_topology(topo: Topology | CPUTopology) -> CPUTopology:
     return topo if isinstance(topo, CPUTopology) else CPUTopology.from_topology(topo)
 
 
+def _ids(mask: int) -> list[int]:
+    """The CPU ids of a bitmask, ascending."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _children_with(children: Mapping[int, tuple[tuple[int, int], ...]], parent: int, free: int) -> list[int]:
+    """Children of *parent* that still hold a free CPU (ascending id)."""
+    return [c for c, mask in children.get(parent, ()) if mask & free]
+
+
 class CPUAccumulator:
     """The state of one allocation: free CPUs (``details``), ``need`` and ``result``.
 
@@ -48,23 +63,36 @@ class CPUAccumulator:
     sort children within each parent, parents in their own order.
     """
 
-    __slots__ = ("details", "need", "result", "strategy", "topo")
+    __slots__ = ("_free", "_result", "need", "strategy", "topo")
 
     def __init__(self, topo: CPUTopology, available: CPUSet, n: int, strategy: Strategy = "packed") -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.topo = topo
-        self.details = available & topo.cpus
+        self._free = available.bits & topo.cpus.bits
+        self._result = 0
         self.need = n
-        self.result = CPUSet()
         self.strategy: Strategy = strategy
+
+    @property
+    def details(self) -> CPUSet:
+        """The CPUs still free."""
+        return CPUSet.from_bits(self._free)
+
+    @property
+    def result(self) -> CPUSet:
+        """The CPUs taken so far."""
+        return CPUSet.from_bits(self._result)
 
     # ---------------------------------------------------------- primitives
     def take(self, cpus: CPUSet) -> None:
         """Add *cpus* to the result and drop them from the free CPUs."""
-        self.result |= cpus
-        self.details -= cpus
-        self.need -= len(cpus)
+        self._take(cpus.bits)
+
+    def _take(self, mask: int) -> None:
+        self._result |= mask
+        self._free &= ~mask
+        self.need -= mask.bit_count()
 
     def needs_at_least(self, n: int) -> bool:
         return self.need >= n
@@ -73,109 +101,134 @@ class CPUAccumulator:
         return self.need < 1
 
     def is_failed(self) -> bool:
-        return self.need > len(self.details)
+        return self.need > self._free.bit_count()
 
-    def _sort(self, ids: list[int], cpus_of: Mapping[int, CPUSet]) -> list[int]:
-        details = self.details
-        return sorted(ids, key=lambda i: (len(details & cpus_of[i]), i))
+    def _sort(self, ids: list[int], masks: Mapping[int, int]) -> list[int]:
+        free = self._free
+        return sorted(ids, key=lambda i: ((free & masks[i]).bit_count(), i))
 
     # --------------------------------------------------- ordered candidates
     def sorted_numa_nodes(self) -> list[int]:
         """NUMA nodes with free CPUs. NUMA-first: (free CPUs, id). Sockets-first: by
         socket in :meth:`sorted_sockets` order, then (free CPUs, id) within a socket."""
-        topo, free = self.topo, self.details
+        topo, free = self.topo, self._free
         if topo.numa_first:
-            return self._sort(topo.numa_nodes_with(free), topo.numa_cpus)
+            return self._sort([n for n, m in topo.numa_bits.items() if m & free], topo.numa_bits)
         return [
             n
             for s in self.sorted_sockets()
-            for n in self._sort(topo.numa_nodes_in_socket_with(s, free), topo.numa_cpus)
+            for n in self._sort(_children_with(topo.socket_numa_bits, s, free), topo.numa_bits)
         ]
 
     def sorted_sockets(self) -> list[int]:
         """Sockets with free CPUs. Sockets-first: (free CPUs, id). NUMA-first: by NUMA
         node in :meth:`sorted_numa_nodes` order, then (free CPUs, id) within a node."""
-        topo, free = self.topo, self.details
+        topo, free = self.topo, self._free
         if not topo.numa_first:
-            return self._sort(topo.sockets_with(free), topo.socket_cpus)
+            return self._sort([s for s, m in topo.socket_bits.items() if m & free], topo.socket_bits)
         return [
             s
             for n in self.sorted_numa_nodes()
-            for s in self._sort(topo.sockets_in_numa_with(n, free), topo.socket_cpus)
+            for s in self._sort(_children_with(topo.numa_socket_bits, n, free), topo.socket_bits)
         ]
 
     def sorted_cores(self) -> list[int]:
         """Cores with free CPUs: by the lower level of NUMA/socket (sockets when
         NUMA-first, NUMA nodes when sockets-first) in its order, then (free CPUs, id)."""
-        topo, free = self.topo, self.details
+        return list(self._iter_cores(self._free))
+
+    def _iter_cores(self, free: int) -> Iterator[int]:
+        """:meth:`sorted_cores` as of the free mask *free*, one parent group at a time (so
+        a step that is satisfied early never sorts the later groups)."""
+        topo = self.topo
         if topo.numa_first:
-            groups = [topo.cores_in_socket_with(s, free) for s in self.sorted_sockets()]
+            parents, children = self.sorted_sockets(), topo.socket_core_bits
         else:
-            groups = [topo.cores_in_numa_with(n, free) for n in self.sorted_numa_nodes()]
-        return [c for g in groups for c in self._sort(g, topo.core_cpus)]
+            parents, children = self.sorted_numa_nodes(), topo.numa_core_bits
+        masks = topo.core_bits
+        for parent in parents:
+            group = _children_with(children, parent, free)
+            yield from sorted(group, key=lambda c: ((free & masks[c]).bit_count(), c))
 
     def sorted_uncore_caches(self) -> list[int]:
         """Uncore caches with free CPUs: by NUMA node in :meth:`sorted_numa_nodes`
         order, then (free CPUs, id) within a node."""
-        topo, free = self.topo, self.details
+        topo, free = self.topo, self._free
         return [
             u
             for n in self.sorted_numa_nodes()
-            for u in self._sort(topo.uncore_caches_in_numa_with(n, free), topo.uncore_cpus)
+            for u in self._sort(_children_with(topo.numa_uncore_bits, n, free), topo.uncore_bits)
         ]
 
     def sorted_cpus(self) -> list[int]:
         """Free CPUs. Packed: by core in :meth:`sorted_cores` order, a core's CPUs by id.
         Spread: by socket in :meth:`sorted_sockets` order, a socket's CPUs by id (sibling
         threads have distant ids, so this visits one thread per core first)."""
-        topo, free = self.topo, self.details
+        return list(self._iter_cpus(self._free))
+
+    def _iter_cpus(self, free: int) -> Iterator[int]:
+        """:meth:`sorted_cpus` as of the free mask *free*, generated lazily."""
+        topo = self.topo
         if self.strategy == "spread":
-            units, cpus_of = self.sorted_sockets(), topo.socket_cpus
+            units: Iterator[int] | list[int] = self.sorted_sockets()
+            masks = topo.socket_bits
         else:
-            units, cpus_of = self.sorted_cores(), topo.core_cpus
-        return [cpu for u in units for cpu in free & cpus_of[u]]
+            units, masks = self._iter_cores(free), topo.core_bits
+        for unit in units:
+            yield from _ids(free & masks[unit])
 
     # ------------------------------------------------------- free units
     def free_numa_nodes(self) -> list[int]:
         """NUMA nodes all of whose CPUs are free, in :meth:`sorted_numa_nodes` order."""
-        numa = self.topo.numa_cpus
-        return [n for n in self.sorted_numa_nodes() if len(self.details & numa[n]) == len(numa[n])]
+        masks, free = self.topo.numa_bits, self._free
+        return [n for n in self.sorted_numa_nodes() if masks[n] & free == masks[n]]
 
     def free_sockets(self) -> list[int]:
         """Sockets with the declared CPUs-per-socket free, in :meth:`sorted_sockets` order."""
-        size, sockets = self.topo.cpus_per_socket(), self.topo.socket_cpus
-        return [s for s in self.sorted_sockets() if len(self.details & sockets[s]) == size]
+        size, masks, free = self.topo.cpus_per_socket(), self.topo.socket_bits, self._free
+        return [s for s in self.sorted_sockets() if (masks[s] & free).bit_count() == size]
 
     def free_cores(self) -> list[int]:
         """Cores with the declared CPUs-per-core free, in :meth:`sorted_cores` order."""
-        size, cores = self.topo.cpus_per_core(), self.topo.core_cpus
-        return [c for c in self.sorted_cores() if len(self.details & cores[c]) == size]
+        size, masks, free = self.topo.cpus_per_core(), self.topo.core_bits, self._free
+        return [c for c in self.sorted_cores() if (masks[c] & free).bit_count() == size]
 
     def free_uncore_caches(self) -> list[int]:
         """Uncore caches all of whose CPUs are free, in :meth:`sorted_uncore_caches` order."""
-        unc = self.topo.uncore_cpus
-        return [u for u in self.sorted_uncore_caches() if len(self.details & unc[u]) == len(unc[u])]
+        masks, free = self.topo.uncore_bits, self._free
+        return [u for u in self.sorted_uncore_caches() if masks[u] & free == masks[u]]
 
     def free_cpus(self) -> list[int]:
         """Free CPUs in packed order (see :meth:`sorted_cpus`)."""
         return CPUAccumulator(self.topo, self.details, self.need, "packed").sorted_cpus()
 
     # ------------------------------------------------------------- steps
-    def _take_whole(self, units: list[int], cpus_of: Mapping[int, CPUSet]) -> None:
+    def _take_whole(self, units: list[int], masks: Mapping[int, int]) -> None:
         """Take each listed unit's free CPUs while at least that many are needed."""
         for unit in units:
-            cpus = cpus_of[unit] & self.details
-            if cpus and self.needs_at_least(len(cpus)):
-                self.take(cpus)
+            mask = masks[unit] & self._free
+            if mask and self.needs_at_least(mask.bit_count()):
+                self._take(mask)
 
     def take_full_numa_nodes(self) -> None:
-        self._take_whole(self.free_numa_nodes(), self.topo.numa_cpus)
+        if self.need >= min((m.bit_count() for m in self.topo.numa_bits.values()), default=1):
+            self._take_whole(self.free_numa_nodes(), self.topo.numa_bits)
 
     def take_full_sockets(self) -> None:
-        self._take_whole(self.free_sockets(), self.topo.socket_cpus)
+        size = self.topo.cpus_per_socket()
+        if size and self.need >= size:  # a free socket has exactly `size` free CPUs
+            self._take_whole(self.free_sockets(), self.topo.socket_bits)
 
     def take_full_cores(self) -> None:
-        self._take_whole(self.free_cores(), self.topo.core_cpus)
+        size, masks = self.topo.cpus_per_core(), self.topo.core_bits
+        if not size or self.need < size:  # a free core has exactly `size` free CPUs
+            return
+        start = self._free
+        for core in self._iter_cores(start):
+            if (masks[core] & start).bit_count() == size and self.need >= size:
+                self._take(masks[core] & start)
+            if self.is_satisfied():
+                return
 
     def take_first_level(self) -> None:
         """Whole NUMA nodes when a NUMA node holds sockets, else whole sockets."""
@@ -192,7 +245,7 @@ class CPUAccumulator:
         per_uncore = self.topo.cpus_per_uncore()
         for uncore in self.sorted_uncore_caches():
             if self.needs_at_least(per_uncore):
-                self._take_whole(self.free_uncore_caches(), self.topo.uncore_cpus)
+                self._take_whole(self.free_uncore_caches(), self.topo.uncore_bits)
             if self.is_satisfied():
                 return
             self.take_partial_uncore(uncore)
@@ -205,18 +258,21 @@ class CPUAccumulator:
         ``ceil(need / cpus_per_core)`` cores are tried; on SMT machines an odd ``need``
         drops the highest candidate thread so a single half-core is used.
         """
-        per_core = max(self.topo.cpus_per_core(), 1)
-        cores = self.topo.cores_in_uncore_with(uncore, self.details)[: -(-self.need // per_core)]
-        candidates = self.topo.cpus_in_cores(*cores) & self.details
-        if self.need % 2 == 1 and per_core > 1 and len(candidates) > self.need:
-            candidates -= CPUSet.of(max(candidates))
-        if len(candidates) == self.need:
-            self.take(candidates)
+        topo, free = self.topo, self._free
+        per_core = max(topo.cpus_per_core(), 1)
+        cores = _children_with(topo.uncore_core_bits, uncore, free)[: -(-self.need // per_core)]
+        candidates = 0
+        for core in cores:
+            candidates |= topo.core_bits[core] & free
+        if self.need % 2 == 1 and per_core > 1 and candidates.bit_count() > self.need:
+            candidates &= ~(1 << (candidates.bit_length() - 1))
+        if candidates.bit_count() == self.need:
+            self._take(candidates)
 
     def take_remaining_cpus(self) -> None:
         """Single CPUs in :meth:`sorted_cpus` order until satisfied."""
-        for cpu in self.sorted_cpus():
-            self.take(CPUSet.of(cpu))
+        for cpu in self._iter_cpus(self._free):
+            self._take(1 << cpu)
             if self.is_satisfied():
                 return
 

@@ -25,6 +25,8 @@ from topology.model import Topology
 __all__ = ["CPUTopology"]
 
 _Nested = Mapping[int, Mapping[int, CPUSet]]
+#: Parent id → ((child id, bitmask of the CPUs in both), ...) in ascending child id.
+_Children = Mapping[int, tuple[tuple[int, int], ...]]
 
 
 def _group(cpu_ids: Mapping[int, int]) -> Mapping[int, CPUSet]:
@@ -48,9 +50,12 @@ def _pairs(parent: Mapping[int, int], child: Mapping[int, int]) -> _Nested:
     )
 
 
-def _children_with(pairs: _Nested, parent: int, available: CPUSet) -> list[int]:
-    """Children of *parent* that still hold one of *available* (ascending id)."""
-    return [c for c, cpus in pairs.get(parent, {}).items() if not cpus.isdisjoint(available)]
+def _children(pairs: _Nested) -> _Children:
+    return MappingProxyType({p: tuple((c, cs.bits) for c, cs in kids.items()) for p, kids in pairs.items()})
+
+
+def _bits(units: Mapping[int, CPUSet]) -> Mapping[int, int]:
+    return MappingProxyType({u: cs.bits for u, cs in units.items()})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -83,6 +88,17 @@ class CPUTopology:
     numa_cores: _Nested
     numa_uncores: _Nested
     uncore_cores: _Nested
+    # The same relations as int bitmasks, for the allocator's inner loops.
+    numa_bits: Mapping[int, int]
+    socket_bits: Mapping[int, int]
+    core_bits: Mapping[int, int]
+    uncore_bits: Mapping[int, int]
+    numa_socket_bits: _Children
+    socket_numa_bits: _Children
+    socket_core_bits: _Children
+    numa_core_bits: _Children
+    numa_uncore_bits: _Children
+    uncore_core_bits: _Children
 
     # ------------------------------------------------------------- building
     @staticmethod
@@ -109,6 +125,16 @@ class CPUTopology:
         def count(declared: int | None, ids: Mapping[int, int]) -> int:
             return len(set(ids.values())) if declared is None else declared
 
+        numa_cpus, socket_cpus = _group(numa), _group(socket)
+        core_cpus, uncore_cpus = _group(core), _group(uncore)
+        pairs = {
+            "numa_sockets": _pairs(numa, socket),
+            "socket_numas": _pairs(socket, numa),
+            "socket_cores": _pairs(socket, core),
+            "numa_cores": _pairs(numa, core),
+            "numa_uncores": _pairs(numa, uncore),
+            "uncore_cores": _pairs(uncore, core),
+        }
         return CPUTopology(
             cpus=CPUSet(keys),
             cpu_numa=MappingProxyType(dict(numa)),
@@ -120,16 +146,21 @@ class CPUTopology:
             num_sockets=count(num_sockets, socket),
             num_numa_nodes=count(num_numa_nodes, numa),
             num_uncore_caches=count(num_uncore_caches, uncore),
-            numa_cpus=_group(numa),
-            socket_cpus=_group(socket),
-            core_cpus=_group(core),
-            uncore_cpus=_group(uncore),
-            numa_sockets=_pairs(numa, socket),
-            socket_numas=_pairs(socket, numa),
-            socket_cores=_pairs(socket, core),
-            numa_cores=_pairs(numa, core),
-            numa_uncores=_pairs(numa, uncore),
-            uncore_cores=_pairs(uncore, core),
+            numa_cpus=numa_cpus,
+            socket_cpus=socket_cpus,
+            core_cpus=core_cpus,
+            uncore_cpus=uncore_cpus,
+            **pairs,
+            numa_bits=_bits(numa_cpus),
+            socket_bits=_bits(socket_cpus),
+            core_bits=_bits(core_cpus),
+            uncore_bits=_bits(uncore_cpus),
+            numa_socket_bits=_children(pairs["numa_sockets"]),
+            socket_numa_bits=_children(pairs["socket_numas"]),
+            socket_core_bits=_children(pairs["socket_cores"]),
+            numa_core_bits=_children(pairs["numa_cores"]),
+            numa_uncore_bits=_children(pairs["numa_uncores"]),
+            uncore_core_bits=_children(pairs["uncore_cores"]),
         )
 
     @staticmethod
@@ -209,29 +240,3 @@ class CPUTopology:
     def uncore_caches_of(self, cpus: CPUSet) -> list[int]:
         """Uncore caches holding any of *cpus* (ascending)."""
         return [u for u, cs in self.uncore_cpus.items() if not cs.isdisjoint(cpus)]
-
-    def numa_nodes_with(self, available: CPUSet) -> list[int]:
-        """NUMA nodes that still hold one of *available* (ascending)."""
-        return self.numa_nodes_of(available)
-
-    def sockets_with(self, available: CPUSet) -> list[int]:
-        """Sockets that still hold one of *available* (ascending)."""
-        return [s for s, cs in self.socket_cpus.items() if not cs.isdisjoint(available)]
-
-    def sockets_in_numa_with(self, numa: int, available: CPUSet) -> list[int]:
-        return _children_with(self.numa_sockets, numa, available)
-
-    def numa_nodes_in_socket_with(self, socket: int, available: CPUSet) -> list[int]:
-        return _children_with(self.socket_numas, socket, available)
-
-    def cores_in_socket_with(self, socket: int, available: CPUSet) -> list[int]:
-        return _children_with(self.socket_cores, socket, available)
-
-    def cores_in_numa_with(self, numa: int, available: CPUSet) -> list[int]:
-        return _children_with(self.numa_cores, numa, available)
-
-    def uncore_caches_in_numa_with(self, numa: int, available: CPUSet) -> list[int]:
-        return _children_with(self.numa_uncores, numa, available)
-
-    def cores_in_uncore_with(self, uncore: int, available: CPUSet) -> list[int]:
-        return _children_with(self.uncore_cores, uncore, available)

@@ -99,10 +99,9 @@ def _best_remainder(
     return best
 
 
-def _score_combo(acc: CPUAccumulator, numas: list[int], combo: tuple[int, ...], group: int) -> _Choice | None:
-    """Score one NUMA combination, or None when it cannot hold the request evenly."""
-    free = {n: len(acc.details & acc.topo.numa_cpus[n]) for n in numas}
-    n = acc.need
+def _score_combo(free: dict[int, int], n: int, combo: tuple[int, ...], group: int) -> _Choice | None:
+    """Score one NUMA combination for *n* CPUs given each available node's free CPU
+    count, or None when the combination cannot hold the request evenly."""
     if sum(free[x] for x in combo) < n or sum(free[x] // group for x in combo) * group < n:
         return None
     share = (n // len(combo) // group) * group
@@ -118,12 +117,14 @@ def _score_combo(acc: CPUAccumulator, numas: list[int], combo: tuple[int, ...], 
 def _choose(acc: CPUAccumulator, group: int) -> _Choice | None:
     """The most balanced combination of the fewest NUMA nodes that can take the request."""
     numas = acc.sorted_numa_nodes()
+    details = acc.details
+    free = {n: len(details & acc.topo.numa_cpus[n]) for n in numas}
     for k in _node_range(acc, numas, group):
         best: _Choice | None = None
         for combo in combinations(numas, k):
             if best is not None and best.balance == 0:
                 break
-            choice = _score_combo(acc, numas, combo, group)
+            choice = _score_combo(free, acc.need, combo, group)
             if choice is not None and (best is None or choice.balance < best.balance):
                 best = choice
         if best is not None and best.balance < math.inf:

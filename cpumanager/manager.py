@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.checkpoint_format import CPUManagerCheckpoint, LegacyCheckpoint
-from cpumanager.errors import CPUManagerError, StateValidationError
+from cpumanager.errors import CPUManagerError, InsufficientCPUsError, StateValidationError
 from cpumanager.metrics import CPUManagerMetrics
 from cpumanager.policy_static import StaticPolicy
-from cpumanager.state import MemoryState
+from cpumanager.state import Assignments, MemoryState
 from topology.cpuset import CPUSet
 from topology.model import Topology
 
@@ -99,6 +99,7 @@ class CPUManager:
         self._lock = threading.RLock()
         self._containers: dict[tuple[str, str], _Tracked] = {}
         self._on_change = on_change
+        self._listeners: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -143,6 +144,11 @@ class CPUManager:
         """CPUs an exclusive request could be given now."""
         return self.policy.available_cpus(self.state)
 
+    def assignable_and_assignments(self) -> tuple[CPUSet, Assignments]:
+        """:meth:`assignable_cpus` and a copy of the assignments, read in one locked step."""
+        with self._lock:
+            return self.assignable_cpus(), self.state.assignments()
+
     def status(self) -> dict[str, object]:
         with self._lock:
             return {
@@ -176,6 +182,62 @@ class CPUManager:
             log.info("exclusive cpus %s -> pod %s container %s (shared now %s)",
                      cpus, pod_uid, container_name, self.shared_pool())
             return cpus
+
+    def assign_exact(self, pod_uid: str, container_name: str, cpus: CPUSet) -> CPUSet:
+        """Record *cpus*, chosen elsewhere (kubelet through the CPU device plugin), as the
+        container's exclusive CPUs, in one locked step.
+
+        Every CPU must be assignable now (in the shared pool, not reserved), else
+        :class:`InsufficientCPUsError`; CPUs already exclusive to anyone (this container
+        included) are refused, so no CPU is ever handed out twice. A container that already
+        holds exclusive CPUs raises :class:`StateValidationError`.
+        """
+        with self._lock:
+            free = self.assignable_cpus()
+            if not cpus or not cpus <= free:
+                self.metrics.pinning_errors.inc()
+                raise InsufficientCPUsError(len(cpus), free)
+            existing = self.state.get_cpuset(pod_uid, container_name)
+            if existing is not None:
+                raise StateValidationError(
+                    f"pod {pod_uid} container {container_name} already holds cpus \"{existing}\""
+                )
+            self.metrics.pinning_requests.inc()
+            self.state.set_default_cpuset(self.state.get_default_cpuset() - cpus)
+            self.state.set_cpuset(pod_uid, container_name, cpus)
+            self._save()
+            self._update_gauges()
+            log.info("exclusive cpus %s -> pod %s container %s (shared now %s)",
+                     cpus, pod_uid, container_name, self.shared_pool())
+            self._repin_shared()
+            self._changed()
+            return cpus
+
+    def reassign(self, pod_uid: str, container_name: str, new_pod_uid: str, new_container_name: str) -> CPUSet:
+        """Move an assignment to another owner in one locked step (the CPUs stay exclusive).
+        Returns the CPUs moved; raises :class:`StateValidationError` when the old owner has
+        none or the new one already has some."""
+        with self._lock:
+            cpus = self.state.get_cpuset(pod_uid, container_name)
+            if cpus is None:
+                raise StateValidationError(f"pod {pod_uid} container {container_name} holds no exclusive cpus")
+            if self.state.get_cpuset(new_pod_uid, new_container_name) is not None:
+                raise StateValidationError(
+                    f"pod {new_pod_uid} container {new_container_name} already holds exclusive cpus"
+                )
+            self.state.delete(pod_uid, container_name)
+            self.state.set_cpuset(new_pod_uid, new_container_name, cpus)
+            self._save()
+            log.info("exclusive cpus %s moved from pod %s container %s to pod %s container %s",
+                     cpus, pod_uid, container_name, new_pod_uid, new_container_name)
+            self._changed()
+            return cpus
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (under the manager's lock; keep it short) after every change
+        of the shared pool or the assignments."""
+        with self._lock:
+            self._listeners.append(callback)
 
     def add_container(self, info: ContainerInfo) -> PinResult:
         """Admit a running container: allocate if it asks for exclusive CPUs, pin it, and
@@ -286,3 +348,5 @@ class CPUManager:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+        for listener in self._listeners:
+            listener()

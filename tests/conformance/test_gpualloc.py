@@ -117,3 +117,45 @@ def test_enumeration(case: Mapping[str, Any]) -> None:
     else:
         got = _canonical_partitions(gpu_partitions(case["input"], case["size"]))
         assert got == _canonical_partitions(case["partitions"])
+
+
+def _sequences() -> dict[str, list[Mapping[str, Any]]]:
+    """Stateful-allocator steps by sequence name, in step order."""
+    seqs: dict[str, list[Mapping[str, Any]]] = {}
+    for case in DATA["cases"]:
+        if "sequence" in case:
+            seqs.setdefault(case["sequence"]["name"], []).append(case)
+    return {name: sorted(steps, key=lambda c: c["sequence"]["step"]) for name, steps in seqs.items()}
+
+
+SEQUENCES = _sequences()
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES))
+def test_sequence_replay(name: str) -> None:
+    """Replay a stateful allocator from a full node: each listed step's ``available`` must be
+    what the earlier answers left free, so the answers of unlisted steps are checked too. An
+    unlisted step runs with the size its sequence repeats; where that size cannot be told
+    (sizes differ, or no earlier step is listed) the replay restarts from the next listed step."""
+    listed = {c["sequence"]["step"]: c for c in SEQUENCES[name]}
+    first = SEQUENCES[name][0]
+    sizes = {c["size"] for c in SEQUENCES[name] if c["sequence"]["step"] < c["sequence"]["of"]}
+    model, policy = TOPOLOGIES[first["topology"]], allocation_policy(first["policy"])
+    free: list[int] | None = sorted(model.gpus[g].index for g in model.gpus)
+    for step in range(1, first["sequence"]["of"] + 1):
+        case = listed.get(step)
+        if case is not None:
+            if free is not None:
+                assert case["available"] == free, f"step {step}: free GPUs differ from the listed ones"
+            free = list(case["available"])
+        if free is None or (case is None and len(sizes) != 1):
+            free = None
+            continue
+        size = case["size"] if case is not None else next(iter(sizes))
+        try:
+            got = policy(model, [gpu_id(i) for i in free], [], size)
+        except AllocationError:
+            got = []
+        if case is not None and isinstance(case["expected"], list):
+            assert sorted(model.gpus[g].index for g in got) == case["expected"], f"step {step}"
+        free = [i for i in free if gpu_id(i) not in got]

@@ -72,13 +72,13 @@ def test_discover_dot(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
     assert sum('"cpu:' in line and "label=" in line for line in lines) == case(SNAPSHOT)["pus"]
 
 
-@pytest.mark.parametrize(
-    "output", [None, "out/picture.png"], ids=["default-topology.png", "explicit-output"]
-)
+@pytest.mark.parametrize("output", [None, "out/picture.png"], ids=["default-topology.png", "explicit-output"])
 def test_discover_png(hwloc_snapshot: Snapshot, tmp_path: Path, output: str | None) -> None:
     (tmp_path / "out").mkdir()
     extra = ["--output", output] if output else []
-    done = topolet("discover", "--root", hwloc_snapshot(SNAPSHOT), "--format", "png", *extra, cwd=tmp_path)
+    done = topolet(
+        "discover", "--root", hwloc_snapshot("8ia64-2s2c2t"), "--format", "png", *extra, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     written = tmp_path / (output or "topology.png")
     assert written.read_bytes()[:8] == PNG_MAGIC
@@ -86,7 +86,9 @@ def test_discover_png(hwloc_snapshot: Snapshot, tmp_path: Path, output: str | No
 
 def test_discover_writes_output_file(hwloc_snapshot: Snapshot, tmp_path: Path) -> None:
     out = tmp_path / "topo.json"
-    done = topolet("discover", "--root", hwloc_snapshot("2arm-2c"), "--format", "json", "-o", out, cwd=tmp_path)
+    done = topolet(
+        "discover", "--root", hwloc_snapshot("2arm-2c"), "--format", "json", "-o", out, cwd=tmp_path
+    )
     assert (done.returncode, done.stdout) == (0, "")
     assert json.loads(out.read_text())["summary"]["cpus"] == case("2arm-2c")["pus"]
 
@@ -184,3 +186,19 @@ def test_bench_discover_missing_input_is_a_one_line_error(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert names in err
+
+
+@pytest.mark.parametrize("name", ["16em64t-4s2c2t", "nvidiagpunumanodes"])
+def test_demo_on_a_snapshot_gives_every_request_its_cpus(
+    name: str, hwloc_snapshot: Snapshot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    assert main(["demo", "--root", str(hwloc_snapshot(name)), "--output-dir", str(out)]) == 0
+    capsys.readouterr()
+    rows = [line.split("|") for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    table = [(int(r[1]), CPUSet.parse(r[2].strip(" `"))) for r in rows[1:]]
+    online = CPUSet.parse(case(name)["all_pus"])
+    assert [n for n, _ in table] == list(range(1, len(online)))  # N = online CPUs minus 1 reserved
+    for n, cpus in table:
+        assert len(cpus) == n
+        assert cpus <= online

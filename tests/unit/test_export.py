@@ -52,7 +52,15 @@ def sparse_topology() -> Topology:
         pci_devices=[
             PCIDevice("0000:af:00.0", 0x15B3, 0x1017, 0x020000, "mlx5_core", 8, 3, cs("8-11")),
             PCIDevice(
-                "0000:3b:00.0", 0x10DE, 0x20B0, 0x030200, "nvidia", None, None, cs("0-3,8-11"), ("/dev/nvidia0",)
+                "0000:3b:00.0",
+                0x10DE,
+                0x20B0,
+                0x030200,
+                "nvidia",
+                None,
+                None,
+                cs("0-3,8-11"),
+                ("/dev/nvidia0",),
             ),
         ],
         online=cs("0-3,8-11"),
@@ -104,14 +112,20 @@ VALUES = [
     ("offline", "4-7"),
     ("disallowed", "12"),
     ("isolated", "3"),
-    ("summary", {"packages": 2, "numa_nodes": 2, "cores": 4, "cpus": 8, "threads_per_core": 2, "l3_groups": 2}),
+    (
+        "summary",
+        {"packages": 2, "numa_nodes": 2, "cores": 4, "cpus": 8, "threads_per_core": 2, "l3_groups": 2},
+    ),
     ("packages/3", {"id": 3, "os_index": 3, "cpus": "8-11"}),
     ("dies/1", {"package": 3, "die_id": 1, "cpus": "8-11"}),
     ("numa_nodes/0/memory_bytes", 8 * GIB),
     ("numa_nodes/8/memory_bytes", None),
     ("numa_nodes/8/id", 8),
     ("numa_nodes/8/hugepages", {}),
-    ("numa_nodes/0/hugepages/2048kB", {"size_kb": 2048, "resource": "hugepages-2Mi", "total": 512, "free": 500}),
+    (
+        "numa_nodes/0/hugepages/2048kB",
+        {"size_kb": 2048, "resource": "hugepages-2Mi", "total": 512, "free": 500},
+    ),
     (
         "numa_nodes/0/hugepages/1048576kB",
         {"size_kb": 1048576, "resource": "hugepages-1Gi", "total": 2, "free": None},
@@ -156,7 +170,9 @@ KEY_ORDER = [
 
 
 @pytest.mark.parametrize(("section", "keys"), KEY_ORDER, ids=[s for s, _ in KEY_ORDER])
-def test_id_keyed_sections_are_strings_in_numeric_order(doc: dict[str, Any], section: str, keys: list[str]) -> None:
+def test_id_keyed_sections_are_strings_in_numeric_order(
+    doc: dict[str, Any], section: str, keys: list[str]
+) -> None:
     assert list(doc[section]) == keys
 
 
