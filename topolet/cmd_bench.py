@@ -81,7 +81,59 @@ def _run_discover(args: argparse.Namespace) -> int:
 
 
 #: ``(name, register)`` of every ``topolet bench`` subcommand.
-BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (("discover", _register_discover),)
+
+
+# ------------------------------------------------------------------ bench alloc
+
+
+def _register_alloc(subparsers: Any) -> None:
+    from bench.alloc import OPTIONS, SIZES
+
+    p = subparsers.add_parser(
+        "alloc",
+        parents=[common_options()],
+        help="allocate() p50/p99 on a 256-CPU, 2-socket, 8-NUMA, SMT-2 machine (target p99 <= 100 us)",
+        description="Time the static policy's allocate() for several request sizes on an in-memory "
+        "256-CPU, 2-socket, 8-NUMA, SMT-2 topology.",
+    )
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes, comma-separated")
+    p.add_argument("--option", action="append", choices=sorted(OPTIONS), default=None,
+                   help="static policy option set to time (repeatable; default: default)")
+    p.add_argument("--samples", type=_positive, default=500, help="minimum timings per size (default 500)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_run_alloc)
+
+
+def _run_alloc(args: argparse.Namespace) -> int:
+    from bench import alloc
+
+    try:
+        sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
+    except ValueError:
+        raise CommandError(f"--sizes: expected comma-separated integers, got {args.sizes!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise CommandError("--sizes: expected positive integers")
+    results = alloc.run(sizes=sizes, options=tuple(args.option or ["default"]), min_samples=args.samples)
+    if args.json:
+        print(json.dumps(alloc.as_dicts(results), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="allocate() on 256 CPUs / 2 sockets / 8 NUMA / SMT-2 (target p99 <= 100 us)")
+    for col in ("option", "request", "samples", "p50 us", "p99 us", "max us"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r.option, str(r.request), str(r.samples), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}",
+                      f"{r.max_us:.1f}")
+    Console().print(table)
+    return 0
+
+
+BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
+    ("discover", _register_discover),
+    ("alloc", _register_alloc),
+)
 
 
 def register(subparsers: Any) -> None:
