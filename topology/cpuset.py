@@ -8,9 +8,13 @@ that quotes the input and the token, never a silent skip.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 __all__ = ["CPUSet", "CPUSetParseError"]
+
+_MASK_WORD = re.compile(r"[0-9a-fA-F]{1,8}")
+_MASK_WORDS = re.compile(r"[0-9a-fA-F]{1,8}(?:,[0-9a-fA-F]{1,8})*")
 
 
 class CPUSetParseError(ValueError):
@@ -109,14 +113,13 @@ class CPUSet:
         body = text.replace("\x00", "").strip()
         if not body:
             raise CPUSetParseError(text, body, "is empty (expected a hex cpu mask such as 'ff,00000000')")
-        bits = 0
-        for word in body.split(","):
-            w = word.strip()
-            if w.startswith(("0x", "0X")):
-                w = w[2:]
-            if not w or len(w) > 8 or any(c not in "0123456789abcdefABCDEF" for c in w):
-                raise CPUSetParseError(text, word, "is not a hex word of at most 8 digits")
-            bits = (bits << 32) | int(w, 16)
+        words = [w.strip() for w in body.split(",")]
+        if words[0][:2] in ("0x", "0X"):
+            words[0] = words[0][2:]
+        if not _MASK_WORDS.fullmatch(",".join(words)):
+            bad = next((w for w in words if not _MASK_WORD.fullmatch(w)), body)
+            raise CPUSetParseError(text, bad, "is not a hex word of at most 8 digits")
+        bits = int("".join(w.zfill(8) for w in words), 16)
         return cls.from_bits(bits)
 
     # set algebra ----------------------------------------------------------

@@ -54,18 +54,24 @@ class SysfsReader:
 
     def __init__(self, root: Path | str = "/") -> None:
         self.root = Path(root)
+        self._root = str(self.root)
 
     def path(self, rel: str) -> Path:
         return self.root / rel.lstrip("/")
+
+    def _str(self, rel: str) -> str:
+        # Plain strings on the hot path: pathlib costs more than the read itself here.
+        return os.path.join(self._root, rel.lstrip("/"))
 
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
 
     def text(self, rel: str) -> str | None:
         """The file's text without NULs and surrounding whitespace; None if absent."""
-        p = self.path(rel)
+        p = self._str(rel)
         try:
-            data = p.read_bytes()
+            with open(p, "rb") as f:
+                data = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except PermissionError:
@@ -110,7 +116,7 @@ class SysfsReader:
 
     def numbered_dirs(self, rel: str, pattern: re.Pattern[str]) -> dict[int, str]:
         """``{N: 'rel/nameN'}`` for entries of *rel* that match *pattern* and are dirs."""
-        base = self.path(rel)
+        base = self._str(rel)
         try:
             names = os.listdir(base)
         except OSError:
@@ -118,13 +124,13 @@ class SysfsReader:
         out: dict[int, str] = {}
         for name in names:
             m = pattern.fullmatch(name)
-            if m and (base / name).is_dir():
+            if m and os.path.isdir(os.path.join(base, name)):
                 out[int(m.group(1))] = f"{rel}/{name}"
         return out
 
     def listdir(self, rel: str) -> list[str]:
         try:
-            return sorted(os.listdir(self.path(rel)))
+            return sorted(os.listdir(self._str(rel)))
         except OSError:
             return []
 
@@ -263,7 +269,7 @@ class _Raw:
 def _check_complete(r: SysfsReader, present: dict[int, str], online: CPUSet) -> None:
     """Some online CPUs with a ``topology/`` directory and others without is a half-written
     tree (a copy interrupted, a bad snapshot): refuse it rather than guess."""
-    missing = [c for c in online if not r.path(f"{present[c]}/topology").is_dir()]
+    missing = [c for c in online if not os.path.isdir(r._str(f"{present[c]}/topology"))]
     if missing and len(missing) < len(online):
         raise DiscoveryError(
             r.path(f"{present[missing[0]]}/topology"),
