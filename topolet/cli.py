@@ -30,7 +30,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topolet.cmd_bench",
     "topolet.cmd_run",
     "topolet.cmd_cpumanager",
-    "topolet.cmd_extender",
 )
 
 EXIT_OK = 0
