@@ -22,7 +22,7 @@ __all__ = ["FORMATS", "register", "run"]
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tree", "json", "dot", "png")
+FORMATS = ("tree", "json", "dot", "png", "nrt")
 #: Where ``--format png`` writes when no ``--output`` is given.
 DEFAULT_PNG = Path("topology.png")
 
@@ -35,7 +35,9 @@ formats:
         GPUs/NICs/NVMe under their NUMA node (default)
   json  the stable topolet.topology/v1 document (docs/topology-json.md)
   dot   Graphviz dot text of the topology graph
-  png   a drawing of the topology graph (written to --output, default topology.png)"""
+  png   a drawing of the topology graph (written to --output, default topology.png)
+  nrt   the NodeResourceTopology (v1alpha2) object this node would publish, as YAML:
+        one zone node-<N> per NUMA node with cpu, memory, hugepages-* and GPUs"""
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +60,44 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
+    nrt = p.add_argument_group("nrt format")
+    nrt.add_argument("--node-name", default=None, help="object name (default: this host's name)")
+    nrt.add_argument("--topology-manager-policy", default="none",
+                     help="kubelet's topology manager policy to advertise (default none, as kubelet)")
+    nrt.add_argument("--topology-manager-scope", default="container",
+                     help="kubelet's topology manager scope to advertise (default container, as kubelet)")
     p.set_defaults(func=run)
+
+
+def gpu_resources(topo: Topology) -> dict[int, dict[str, int]]:
+    """GPUs per NUMA node as extended resources (``nvidia.com/gpu``, ``amd.com/gpu``, ...)."""
+    names = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
+    out: dict[int, dict[str, int]] = {}
+    for gpu in topo.gpus():
+        node = gpu.kernel_numa_node if gpu.kernel_numa_node is not None else gpu.numa_node
+        name = names.get(gpu.vendor_name or "")
+        if node is None or name is None or node not in topo.numa_nodes:
+            continue
+        out.setdefault(node, {}).setdefault(name, 0)
+        out[node][name] += 1
+    return out
+
+
+def render_nrt(topo: Topology, args: argparse.Namespace) -> str:
+    import socket
+
+    import yaml
+
+    from topology.nrt import build_nrt
+
+    obj = build_nrt(
+        topo,
+        node_name=args.node_name or socket.gethostname(),
+        policy=args.topology_manager_policy,
+        scope=args.topology_manager_scope,
+        extra_resources=gpu_resources(topo),
+    )
+    return str(yaml.safe_dump(obj.to_dict(), sort_keys=False))
 
 
 def render(topo: Topology, fmt: str) -> str:
@@ -91,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
         Console().print(render_tree(topo))
         return 0
-    text = render(topo, args.format)
+    text = render_nrt(topo, args) if args.format == "nrt" else render(topo, args.format)
     if output is None:
         sys.stdout.write(text)
     else:
