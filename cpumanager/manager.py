@@ -213,14 +213,16 @@ class CPUManager:
             self._changed()
             return cpus
 
-    def reassign(self, pod_uid: str, container_name: str, new_pod_uid: str, new_container_name: str) -> CPUSet:
+    def reassign(self, pod_uid: str, container_name: str,
+                 new_pod_uid: str, new_container_name: str) -> CPUSet:
         """Move an assignment to another owner in one locked step (the CPUs stay exclusive).
         Returns the CPUs moved; raises :class:`StateValidationError` when the old owner has
         none or the new one already has some."""
         with self._lock:
             cpus = self.state.get_cpuset(pod_uid, container_name)
             if cpus is None:
-                raise StateValidationError(f"pod {pod_uid} container {container_name} holds no exclusive cpus")
+                raise StateValidationError(
+                    f"pod {pod_uid} container {container_name} holds no exclusive cpus")
             if self.state.get_cpuset(new_pod_uid, new_container_name) is not None:
                 raise StateValidationError(
                     f"pod {new_pod_uid} container {new_container_name} already holds exclusive cpus"
