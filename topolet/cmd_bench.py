@@ -130,9 +130,49 @@ def _run_alloc(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------ bench deviceplugin
+
+
+def _register_deviceplugin(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "deviceplugin",
+        parents=[common_options()],
+        help="Allocate / GetPreferredAllocation round trips over a unix socket (target p99 <= 2 ms)",
+        description="Time device plugin RPCs of the exclusive-CPU resource through the real gRPC "
+        "server on a unix socket, with a kubelet-like client in the same process.",
+    )
+    p.add_argument("--repeat", type=_positive, default=500, help="timed calls per RPC (default 500)")
+    p.add_argument("--cpus", type=_positive, default=64, help="CPUs of the in-memory machine (default 64)")
+    p.add_argument("--size", type=_positive, default=4, help="CPUs per request (default 4)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_run_deviceplugin)
+
+
+def _run_deviceplugin(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from bench.deviceplugin import bench_deviceplugin
+
+    results = bench_deviceplugin(args.repeat, cpus=args.cpus, size=args.size)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"device plugin round trips, {args.cpus} CPUs, size {args.size} (target p99 <= 2 ms)")
+    for col in ("rpc", "calls", "p50 us", "p99 us", "max us"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r.rpc, str(r.calls), f"{r.p50_us:.0f}", f"{r.p99_us:.0f}", f"{r.max_us:.0f}")
+    Console().print(table)
+    return 0
+
+
 BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("discover", _register_discover),
     ("alloc", _register_alloc),
+    ("deviceplugin", _register_deviceplugin),
 )
 
 
