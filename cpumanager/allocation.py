@@ -225,9 +225,9 @@ class CPUAccumulator:
             return
         start = self._free
         for core in self._iter_cores(start):
-            if (masks[core] & start).bit_count() == size and self.need >= size:
+            if (masks[core] & start).bit_count() == size:
                 self._take(masks[core] & start)
-            if self.is_satisfied():
+            if self.need < size:  # satisfied, or no whole core fits what is left
                 return
 
     def take_first_level(self) -> None:
