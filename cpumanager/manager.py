@@ -23,6 +23,7 @@ from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.checkpoint_format import CPUManagerCheckpoint, LegacyCheckpoint
 from cpumanager.errors import CPUManagerError, InsufficientCPUsError, StateValidationError
+from cpumanager.isolated import POOL_POD_UID, release_isolated, seed_isolated_pool, take_isolated
 from cpumanager.metrics import CPUManagerMetrics
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import Assignments, MemoryState
@@ -50,6 +51,9 @@ class ContainerInfo:
     pod_name: str = ""
     namespace: str = ""
     numa_affinity: frozenset[int] | None = None
+    isolated: bool = False
+    """Serve ``exclusive_cpus`` from the isolated pool (pod annotation
+    ``topolet.io/isolated-cpus: "true"``)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -117,6 +121,9 @@ class CPUManager:
                 if cp is not None:
                     self.state = MemoryState(cp.default_cpu_set, cp.entries)
             self.policy.start(self.state)
+            moved = seed_isolated_pool(self.state, self.topology.isolated_cpus, self.policy.reserved_cpus)
+            if moved:
+                log.info("isolated cpus %s kept out of the shared pool (isolcpus)", moved)
             self._save()
             self._update_gauges()
             log.info(
@@ -138,7 +145,10 @@ class CPUManager:
         return self.state.get_default_cpuset()
 
     def exclusive_cpus(self) -> CPUSet:
-        return CPUSet().union(*(c for cs in self.state.assignments().values() for c in cs.values()))
+        """CPUs held by containers (the free isolated pool is not counted)."""
+        return CPUSet().union(
+            *(c for pod, cs in self.state.assignments().items() if pod != POOL_POD_UID for c in cs.values())
+        )
 
     def assignable_cpus(self) -> CPUSet:
         """CPUs an exclusive request could be given now."""
@@ -246,7 +256,9 @@ class CPUManager:
         re-pin the shared containers when the pool shrank."""
         with self._lock:
             before = self.shared_pool()
-            if info.exclusive_cpus > 0:
+            if info.exclusive_cpus > 0 and info.isolated:
+                self._allocate_isolated(info)
+            elif info.exclusive_cpus > 0:
                 self.allocate(info.pod_uid, info.container_name, info.exclusive_cpus,
                               numa_affinity=info.numa_affinity)
             self._containers[info.key] = _Tracked(info)
@@ -260,7 +272,11 @@ class CPUManager:
         """Forget a container; its exclusive CPUs go back to the shared pool."""
         with self._lock:
             self._containers.pop((pod_uid, container_name), None)
-            freed = self.policy.release(self.state, pod_uid, container_name)
+            held = self.state.get_cpuset(pod_uid, container_name) or CPUSet()
+            if held & self.topology.isolated_cpus:
+                freed = release_isolated(self.state, pod_uid, container_name, self.topology.isolated_cpus)
+            else:
+                freed = self.policy.release(self.state, pod_uid, container_name)
             if freed:
                 self._save()
                 self._update_gauges()
@@ -292,6 +308,8 @@ class CPUManager:
             for key in [k for k in self._containers if k not in seen]:
                 self._containers.pop(key)
             for pod, names in self.state.assignments().items():
+                if pod == POOL_POD_UID:
+                    continue
                 for name in names:
                     if (pod, name) not in seen:
                         self.remove_container(pod, name)
@@ -299,6 +317,19 @@ class CPUManager:
         return counts
 
     # -------------------------------------------------------------- internals
+    def _allocate_isolated(self, info: ContainerInfo) -> CPUSet:
+        self.metrics.pinning_requests.inc()
+        try:
+            cpus = take_isolated(self.state, self.policy, info.pod_uid, info.container_name,
+                                 info.exclusive_cpus)
+        except CPUManagerError:
+            self.metrics.pinning_errors.inc()
+            raise
+        self._save()
+        self._update_gauges()
+        log.info("isolated cpus %s -> pod %s container %s", cpus, info.pod_uid, info.container_name)
+        return cpus
+
     def _target(self, info: ContainerInfo) -> tuple[CPUSet, CPUSet | None, bool]:
         excl = self.state.get_cpuset(info.pod_uid, info.container_name)
         if excl:
