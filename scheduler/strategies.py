@@ -17,6 +17,7 @@ arithmetic uses integer values with fractions rounded up, as Kubernetes'
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -184,17 +185,38 @@ def min_avg_distance(cells: Sequence[Cell], combinations: Sequence[Sequence[int]
     return min((nodes_avg_distance(cells, c) for c in combinations), default=Fraction(MAX_DISTANCE))
 
 
+def _needed(request: Resources, qos: QOSClass) -> list[tuple[str, int]]:
+    """The (resource, amount) pairs a set of zones must hold for *qos*."""
+    return [
+        (name, amount)
+        for name, amount in request.items()
+        if amount != 0 and (qos is QOSClass.GUARANTEED or not pinned_only_when_guaranteed(name))
+    ]
+
+
 def _set_fits(cells: Sequence[Cell], positions: Sequence[int], request: Resources, qos: QOSClass) -> bool:
-    for name, amount in request.items():
-        if amount == 0:
-            continue
-        if qos is not QOSClass.GUARANTEED and pinned_only_when_guaranteed(name):
-            continue
+    for name, amount in _needed(request, qos):
         members = [cells[p].available.get(name) for p in positions]
         # Every NUMA node of the set must report the resource for it to be spread there.
         if any(m is None for m in members) or sum(m or 0 for m in members) < amount:
             return False
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _min_distance_sums(costs: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """Per set size k (index k-1), the least distance sum over all k-sets of positions."""
+    n = len(costs)
+    out = []
+    for size in range(1, n + 1):
+        out.append(
+            min(sum(costs[a][b] for a in c for b in c) for c in itertools.combinations(range(n), size))
+        )
+    return tuple(out)
+
+
+def _cost_matrix(cells: Sequence[Cell]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(a.costs.get(b.numa_id, MAX_DISTANCE) for b in cells) for a in cells)
 
 
 def numa_nodes_required(
@@ -207,20 +229,29 @@ def numa_nodes_required(
     wins. Returns (NUMA ids, whether that distance is the least possible for any set
     of that size), or (None, False) when nothing fits.
     """
+    needed = _needed(request, qos)
+    # Per needed resource, the zone amounts by position (None: the zone does not report it).
+    columns = [([c.available.get(name) for c in cells], amount) for name, amount in needed]
+    usable = [p for p in range(len(cells)) if all(col[p] is not None for col, _ in columns)]
+    if columns and not usable:
+        return None, False
+    costs = _cost_matrix(cells)
     for size in range(1, len(cells) + 1):
         # Sets of one size share the denominator size², so distance sums compare like averages.
-        combos = list(itertools.combinations(range(len(cells)), size))
         best: tuple[int, ...] | None = None
         best_sum = 0
-        for combo in combos:
-            if not _set_fits(cells, combo, request, qos):
+        for combo in itertools.combinations(range(len(cells)), size):
+            if not all(
+                sum(col[p] or 0 for p in combo) >= amount and all(col[p] is not None for p in combo)
+                for col, amount in columns
+            ):
                 continue
-            total = _distance_sum(cells, combo)
+            total = sum(costs[a][b] for a in combo for b in combo)
             if best is None or total < best_sum:
                 best, best_sum = combo, total
         if best is not None:
             ids = frozenset(cells[p].numa_id for p in best)
-            return ids, best_sum == min(_distance_sum(cells, c) for c in combos)
+            return ids, best_sum == _min_distance_sums(costs)[size - 1]
     return None, False
 
 

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topolet.cmd_bench",
     "topolet.cmd_run",
     "topolet.cmd_cpumanager",
+    "topolet.cmd_extender",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,231 @@
+"""The kube-scheduler extender wire format: typed shapes and strict parsers, pure.
+
+kube-scheduler marshals its extender types with Go's ``encoding/json`` and no JSON
+tags, so request keys are the capitalised Go field names: ``Pod``, ``Nodes``,
+``NodeNames`` (filter, prioritize) and ``PodName``, ``PodNamespace``, ``PodUID``,
+``Node`` (bind). Replies are decoded case-insensitively by Go, but value types must
+match: ``Score`` is an integer, the prioritize reply a bare array.
+
+Parsing is strict: a key spelt in another case (``pod``, as pre-2019 tutorials show)
+is an error naming the expected key, never a silent miss; wrong value types are errors
+naming the key and the accepted form. Unknown extra keys are ignored, as Go ignores
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from scheduler.errors import SchedulerError
+
+__all__ = [
+    "MAX_EXTENDER_PRIORITY",
+    "MIN_EXTENDER_PRIORITY",
+    "BindRequest",
+    "ExtenderArgs",
+    "ExtenderBindingArgs",
+    "ExtenderBindingResult",
+    "ExtenderFilterResult",
+    "FilterRequest",
+    "HostPriority",
+    "WireError",
+    "filter_result",
+    "host_priority",
+    "parse_binding_args",
+    "parse_extender_args",
+]
+
+#: kube-scheduler ``MinExtenderPriority`` / ``MaxExtenderPriority``.
+MIN_EXTENDER_PRIORITY = 0
+MAX_EXTENDER_PRIORITY = 10
+
+
+class WireError(SchedulerError, ValueError):
+    """A request body does not have the extender wire shape; names the key."""
+
+    def __init__(self, key: str, expected: str, given: object = None, *, note: str = "") -> None:
+        self.key = key
+        self.expected = expected
+        got = "" if given is None else f", got {_short(given)}"
+        super().__init__(f"{key}: expected {expected}{got}{note}")
+
+
+class ExtenderArgs(TypedDict):
+    """Filter and prioritize request. ``Nodes`` is a ``v1.NodeList`` (nodeCacheCapable
+    false) and ``NodeNames`` a list of names (nodeCacheCapable true); the other is null."""
+
+    Pod: dict[str, Any]
+    Nodes: dict[str, Any] | None
+    NodeNames: list[str] | None
+
+
+class ExtenderFilterResult(TypedDict, total=False):
+    """Filter reply. Survivors go in ``NodeNames`` or ``Nodes``, whichever the request used."""
+
+    Nodes: dict[str, Any] | None
+    NodeNames: list[str] | None
+    FailedNodes: dict[str, str]
+    FailedAndUnresolvableNodes: dict[str, str]
+    Error: str
+
+
+class HostPriority(TypedDict):
+    """One entry of the prioritize reply (a bare JSON array of these)."""
+
+    Host: str
+    Score: int
+
+
+class ExtenderBindingArgs(TypedDict):
+    """Bind request: only these four strings; the pod object is not sent."""
+
+    PodName: str
+    PodNamespace: str
+    PodUID: str
+    Node: str
+
+
+class ExtenderBindingResult(TypedDict):
+    """Bind reply; a non-empty ``Error`` is a bind failure."""
+
+    Error: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRequest:
+    """A parsed filter/prioritize request.
+
+    ``names`` are the candidate node names in request order. ``node_objects`` holds the
+    full node objects by name when the request carried ``Nodes`` (nodeCacheCapable
+    false), so that a reply can echo them back unchanged; it is None otherwise.
+    """
+
+    pod: Mapping[str, Any]
+    names: tuple[str, ...]
+    node_objects: Mapping[str, Mapping[str, Any]] | None
+    node_list_meta: Mapping[str, Any] | None = None
+
+    @property
+    def node_cache_capable(self) -> bool:
+        return self.node_objects is None
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _require(body: Mapping[str, Any], key: str, where: str) -> Any:
+    """``body[key]``; a missing key is an error that also names a wrong-case spelling."""
+    if key in body:
+        return body[key]
+    wrong = [k for k in body if isinstance(k, str) and k.lower() == key.lower()]
+    note = f" (found {wrong[0]!r}: keys are case-sensitive Go field names, e.g. {key!r})" if wrong else ""
+    raise WireError(f"{where}.{key}", "a key that is present", note=note or " (missing)")
+
+
+def _object(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise WireError(key, "a JSON object", value)
+    return value
+
+
+def parse_extender_args(body: object) -> FilterRequest:
+    """Parse a filter/prioritize body (``ExtenderArgs``)."""
+    args = _object(body, "ExtenderArgs")
+    pod = _require(args, "Pod", "ExtenderArgs")
+    if pod is None:
+        raise WireError("ExtenderArgs.Pod", "a v1.Pod object", note=" (got null)")
+    pod = _object(pod, "ExtenderArgs.Pod")
+    names_raw = args.get("NodeNames")
+    nodes_raw = args.get("Nodes")
+    if names_raw is None and nodes_raw is None:
+        _require(args, "NodeNames", "ExtenderArgs")  # names a wrong-case key when there is one
+        _require(args, "Nodes", "ExtenderArgs")
+        raise WireError(
+            "ExtenderArgs.NodeNames",
+            "a list of node names, or Nodes as a v1.NodeList",
+            note=" (both are null)",
+        )
+    if names_raw is not None:
+        return FilterRequest(pod, _names(names_raw), None)
+    return _from_node_list(pod, nodes_raw)
+
+
+def _names(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise WireError("ExtenderArgs.NodeNames", "a list of node names", raw)
+    for i, name in enumerate(raw):
+        if not isinstance(name, str) or not name:
+            raise WireError(f"ExtenderArgs.NodeNames[{i}]", "a non-empty string", name)
+    return tuple(raw)
+
+
+def _from_node_list(pod: Mapping[str, Any], raw: object) -> FilterRequest:
+    node_list = _object(raw, "ExtenderArgs.Nodes")
+    items = node_list.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise WireError("ExtenderArgs.Nodes.items", "a list of v1.Node objects", items)
+    objects: dict[str, Mapping[str, Any]] = {}
+    for i, item in enumerate(items):
+        where = f"ExtenderArgs.Nodes.items[{i}]"
+        node = _object(item, where)
+        meta = _object(node.get("metadata"), f"{where}.metadata")
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise WireError(f"{where}.metadata.name", "a non-empty string", name)
+        objects[name] = node
+    list_meta = node_list.get("metadata")
+    return FilterRequest(pod, tuple(objects), objects, list_meta if isinstance(list_meta, Mapping) else None)
+
+
+def parse_binding_args(body: object) -> BindRequest:
+    """Parse a bind body (``ExtenderBindingArgs``); all four strings are required."""
+    args = _object(body, "ExtenderBindingArgs")
+    values: list[str] = []
+    for key in ("PodName", "PodNamespace", "PodUID", "Node"):
+        value = _require(args, key, "ExtenderBindingArgs")
+        if not isinstance(value, str) or (not value and key != "PodUID"):
+            raise WireError(f"ExtenderBindingArgs.{key}", "a non-empty string", value)
+        values.append(value)
+    return BindRequest(*values)
+
+
+def filter_result(
+    request: FilterRequest,
+    passed: Sequence[str],
+    failed: Mapping[str, str],
+    unresolvable: Mapping[str, str],
+    error: str = "",
+) -> ExtenderFilterResult:
+    """The reply naming survivors the way the request named candidates."""
+    out: ExtenderFilterResult = {
+        "FailedNodes": dict(failed),
+        "FailedAndUnresolvableNodes": dict(unresolvable),
+        "Error": error,
+    }
+    if request.node_objects is None:
+        out["NodeNames"] = list(passed)
+        out["Nodes"] = None
+    else:
+        items = [request.node_objects[name] for name in passed]
+        out["Nodes"] = {"metadata": dict(request.node_list_meta or {}), "items": items}
+        out["NodeNames"] = None
+    return out
+
+
+def host_priority(host: str, score: int) -> HostPriority:
+    """One prioritize entry, the score clamped to 0..10 as an int."""
+    return {"Host": host, "Score": min(max(int(score), MIN_EXTENDER_PRIORITY), MAX_EXTENDER_PRIORITY)}

@@ -1,0 +1,289 @@
+"""A stand-in for kube-apiserver on 127.0.0.1, for the paths the extender uses.
+
+It serves the same paths and JSON shapes as kube-apiserver:
+
+* ``GET /apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies`` (list, cluster
+  scoped) and ``.../noderesourcetopologies/{name}``;
+* ``GET /api/v1/pods`` (list across namespaces) and ``/api/v1/namespaces/{ns}/pods/{name}``;
+* ``?watch=1`` (or ``true``) on either list: a chunked stream of one JSON object per
+  line, ``{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}``, starting after the
+  given ``resourceVersion`` and ending after ``timeoutSeconds``; a ``resourceVersion``
+  older than the compaction mark gets ``{"type": "ERROR", "object": <Status 410>}``;
+* ``POST /api/v1/namespaces/{ns}/pods/{name}/binding``: ``201`` with a ``Status`` of
+  ``Success`` (as the real binding REST storage answers), ``409`` when the pod already
+  has a node, ``404`` when there is no such pod, ``400`` for a malformed Binding.
+
+Every object carries ``metadata.resourceVersion`` from one cluster-wide counter, and a
+list carries the counter in ``metadata.resourceVersion``. Test code changes the state
+with :meth:`ApiServerStandIn.put_nrt`, :meth:`delete_nrt`, :meth:`put_pod` and so on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["ApiServerStandIn"]
+
+NRT_PATH = "/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies"
+PODS_PATH = "/api/v1/pods"
+_NRT_ONE = re.compile(re.escape(NRT_PATH) + r"/([^/]+)")
+_POD_ONE = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)")
+_BINDING = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding")
+
+
+@dataclass(frozen=True)
+class _Event:
+    rv: int
+    kind: str  # "nrt" or "pod"
+    type: str
+    obj: dict[str, Any]
+
+
+def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success" if code < 400 else "Failure",
+        "code": code,
+    }
+    if code >= 400:
+        out.update(message=message, reason=reason)
+    if details:
+        out["details"] = details
+    return out
+
+
+class _State:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.rv = 1
+        self.compacted = 0
+        self.nrts: dict[str, dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[_Event] = []
+        self.bindings: list[dict[str, Any]] = []
+        self.closing = False
+
+    def record(self, kind: str, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
+            self.events.append(_Event(self.rv, kind, type_, obj))
+            self.cond.notify_all()
+            return obj
+
+
+class ApiServerStandIn:
+    """Start with :meth:`start`; :attr:`url` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.state = self.state  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ApiServerStandIn:
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.state.cond:
+            self.state.closing = True
+            self.state.cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ------------------------------------------------------------ state
+    def put_nrt(self, obj: dict[str, Any]) -> None:
+        """Create (ADDED) or replace (MODIFIED) an NRT object named by ``metadata.name``."""
+        name = obj["metadata"]["name"]
+        type_ = "MODIFIED" if name in self.state.nrts else "ADDED"
+        full = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopology", **obj}
+        self.state.nrts[name] = self.state.record("nrt", type_, full)
+
+    def delete_nrt(self, name: str) -> None:
+        obj = self.state.nrts.pop(name)
+        self.state.record("nrt", "DELETED", obj)
+
+    def put_pod(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", "default")
+        meta.setdefault("uid", str(uuid.uuid4()))
+        key = (meta["namespace"], meta["name"])
+        type_ = "MODIFIED" if key in self.state.pods else "ADDED"
+        full = {"apiVersion": "v1", "kind": "Pod", **obj}
+        self.state.pods[key] = self.state.record("pod", type_, full)
+        return self.state.pods[key]
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        obj = self.state.pods.pop((namespace, name))
+        self.state.record("pod", "DELETED", obj)
+
+    def compact(self) -> None:
+        """Forget history: watches from older resource versions get 410 Gone."""
+        with self.state.cond:
+            self.state.compacted = self.state.rv
+
+    @property
+    def bindings(self) -> list[dict[str, Any]]:
+        return list(self.state.bindings)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    @property
+    def state(self) -> _State:
+        return self.server.state  # type: ignore[attr-defined, no-any-return]
+
+    # ----------------------------------------------------------- replies
+    def _json(self, code: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    # ------------------------------------------------------------- GET
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path.rstrip("/")
+        if path in (NRT_PATH, PODS_PATH):
+            kind = "nrt" if path == NRT_PATH else "pod"
+            if query.get("watch") in ("1", "true", "True"):
+                self._watch(kind, query)
+            else:
+                self._list(kind)
+            return
+        m = _NRT_ONE.fullmatch(path)
+        if m and m.group(1) in self.state.nrts:
+            self._json(200, self.state.nrts[m.group(1)])
+            return
+        m = _POD_ONE.fullmatch(path)
+        if m and (m.group(1), m.group(2)) in self.state.pods:
+            self._json(200, self.state.pods[(m.group(1), m.group(2))])
+            return
+        self._json(
+            404, _status(404, "NotFound", f"the server could not find the requested resource ({path})")
+        )
+
+    def _list(self, kind: str) -> None:
+        with self.state.cond:
+            rv = str(self.state.rv)
+            if kind == "nrt":
+                items = list(self.state.nrts.values())
+                head = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopologyList"}
+            else:
+                items = list(self.state.pods.values())
+                head = {"apiVersion": "v1", "kind": "PodList"}
+        self._json(200, {**head, "metadata": {"resourceVersion": rv}, "items": items})
+
+    def _events(self, kind: str, since: int, timeout: float) -> Iterator[_Event]:
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        position = 0
+        try:
+            while not deadline.is_set():
+                with self.state.cond:
+                    fresh = [e for e in self.state.events[position:]]
+                    position = len(self.state.events)
+                    if not fresh:
+                        if self.state.closing:
+                            return
+                        self.state.cond.wait(0.05)
+                        continue
+                for event in fresh:
+                    if event.kind == kind and event.rv > since:
+                        yield event
+        finally:
+            timer.cancel()
+
+    def _watch(self, kind: str, query: dict[str, str]) -> None:
+        since = int(query.get("resourceVersion") or self.state.rv)
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            if since < self.state.compacted:
+                gone = _status(410, "Expired", f"too old resource version: {since} ({self.state.compacted})")
+                self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+            else:
+                for event in self._events(kind, since, timeout):
+                    self._chunk(json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # ------------------------------------------------------------ POST
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        m = _BINDING.fullmatch(urlsplit(self.path).path)
+        if m is None:
+            self._json(405, _status(405, "MethodNotAllowed", f"POST is not supported on {self.path}"))
+            return
+        namespace, name = m.groups()
+        try:
+            body = json.loads(raw)
+            target = body["target"]
+            node = target["name"]
+            if body.get("kind", "Binding") != "Binding" or target.get("kind", "Node") != "Node" or not node:
+                raise ValueError("kind")
+        except (ValueError, KeyError, TypeError):
+            self._json(
+                400, _status(400, "BadRequest", "the body is not a valid Binding with target.kind Node")
+            )
+            return
+        self._bind(namespace, name, node, body)
+
+    def _bind(self, namespace: str, name: str, node: str, body: dict[str, Any]) -> None:
+        details = {"name": name, "kind": "pods/binding"}
+        with self.state.cond:
+            pod = self.state.pods.get((namespace, name))
+            if pod is None:
+                self._json(404, _status(404, "NotFound", f'pods "{name}" not found', details))
+                return
+            bound = pod.get("spec", {}).get("nodeName")
+            if bound:
+                msg = (
+                    f'Operation cannot be fulfilled on pods/binding "{name}": '
+                    f'pod {name} is already assigned to node "{bound}"'
+                )
+                self._json(409, _status(409, "Conflict", msg, details))
+                return
+            updated = copy.deepcopy(pod)
+            updated.setdefault("spec", {})["nodeName"] = node
+            self.state.pods[(namespace, name)] = self.state.record("pod", "MODIFIED", updated)
+            self.state.bindings.append(body)
+        self._json(201, _status(201, "", ""))
