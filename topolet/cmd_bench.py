@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from topolet.bench_all import register_all
 from topolet.cli import CommandError, common_options
 
 __all__ = ["BENCHMARKS", "register"]
@@ -170,6 +171,7 @@ def _run_deviceplugin(args: argparse.Namespace) -> int:
 
 
 BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
+    ("all", register_all),
     ("discover", _register_discover),
     ("alloc", _register_alloc),
     ("deviceplugin", _register_deviceplugin),
