@@ -1,7 +1,16 @@
-"""The deploy manifests for the second scheduler: key spelling and wiring."""
+"""The second scheduler's manifests: KubeSchedulerConfiguration spelling and wiring.
+
+kube-scheduler decodes its configuration strictly: an unknown or misspelled key is a
+start-up error, and a value of the wrong type is one too. :data:`SCHEMA` is the key table
+of ``kubescheduler.config.k8s.io/v1`` (``KubeSchedulerConfiguration``,
+``KubeSchedulerProfile``, ``Extender`` and the component-base types they embed), taken from
+the upstream Go types' JSON tags; the check walks the embedded config with it.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +18,111 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-#: Keys of the v1 ``Extender`` type; the config decoder is strict, so nothing else may appear.
-EXTENDER_KEYS = {
-    "urlPrefix",
-    "filterVerb",
-    "preemptVerb",
-    "prioritizeVerb",
-    "weight",
-    "bindVerb",
-    "enableHTTPS",
-    "tlsConfig",
-    "httpTimeout",
-    "nodeCacheCapable",
-    "managedResources",
-    "ignorable",
+
+#: Go duration strings as metav1.Duration accepts them ("2s", "1m30s", "500ms").
+DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+#: A leaf is a Python type (or "duration"); a nested type is its name; lists are "[T]".
+Field = type | str
+SCHEMA: dict[str, dict[str, Field]] = {
+    "KubeSchedulerConfiguration": {
+        "apiVersion": str,
+        "kind": str,
+        "parallelism": int,
+        "leaderElection": "LeaderElectionConfiguration",
+        "clientConnection": "ClientConnectionConfiguration",
+        "enableProfiling": bool,  # DebuggingConfiguration, embedded inline
+        "enableContentionProfiling": bool,
+        "percentageOfNodesToScore": int,
+        "podInitialBackoffSeconds": int,
+        "podMaxBackoffSeconds": int,
+        "profiles": "[KubeSchedulerProfile]",
+        "extenders": "[Extender]",
+        "delayCacheUntilActive": bool,
+    },
+    "LeaderElectionConfiguration": {
+        "leaderElect": bool,
+        "leaseDuration": "duration",
+        "renewDeadline": "duration",
+        "retryPeriod": "duration",
+        "resourceLock": str,
+        "resourceName": str,
+        "resourceNamespace": str,
+    },
+    "ClientConnectionConfiguration": {
+        "kubeconfig": str,
+        "acceptContentTypes": str,
+        "contentType": str,
+        "qps": float,
+        "burst": int,
+    },
+    "KubeSchedulerProfile": {
+        "schedulerName": str,
+        "percentageOfNodesToScore": int,
+        "plugins": dict,  # per-extension-point PluginSets; not used here
+        "pluginConfig": list,  # plugin args are decoded by each plugin
+    },
+    "Extender": {
+        "urlPrefix": str,
+        "filterVerb": str,
+        "preemptVerb": str,
+        "prioritizeVerb": str,
+        "weight": int,
+        "bindVerb": str,
+        "enableHTTPS": bool,
+        "tlsConfig": "ExtenderTLSConfig",
+        "httpTimeout": "duration",
+        "nodeCacheCapable": bool,
+        "managedResources": "[ExtenderManagedResource]",
+        "ignorable": bool,
+    },
+    "ExtenderManagedResource": {"name": str, "ignoredByScheduler": bool},
+    "ExtenderTLSConfig": {
+        "insecure": bool,
+        "serverName": str,
+        "certFile": str,
+        "keyFile": str,
+        "caFile": str,
+        "certData": str,
+        "keyData": str,
+        "caData": str,
+    },
 }
+
+
+def decode_errors(value: Any, type_name: str, path: str = "") -> list[str]:
+    """What kube-scheduler's strict decoder would refuse in *value* of type *type_name*."""
+    if not isinstance(value, dict):
+        return [f"{path or '.'}: expected an object"]
+    errors = []
+    for key, item in value.items():
+        where = f"{path}.{key}"
+        field = SCHEMA[type_name].get(key)
+        if field is None:
+            errors.append(f'{where}: unknown field "{key}"')
+        else:
+            errors += _field_errors(item, field, where)
+    return errors
+
+
+def _field_errors(item: Any, field: Field, where: str) -> list[str]:
+    if isinstance(field, type):
+        ok = isinstance(item, field) and not (field is int and isinstance(item, bool))
+        return (
+            []
+            if ok or (field is float and isinstance(item, int))
+            else [f"{where}: expected {field.__name__}"]
+        )
+    if field == "duration":
+        return (
+            []
+            if isinstance(item, str) and DURATION.match(item)
+            else [f"{where}: expected a duration like 2s"]
+        )
+    if field.startswith("["):
+        if not isinstance(item, list):
+            return [f"{where}: expected a list"]
+        return [e for i, x in enumerate(item) for e in decode_errors(x, field[1:-1], f"{where}[{i}]")]
+    return decode_errors(item, field, where)
 
 
 def docs(relative: str) -> list[dict[str, Any]]:
@@ -42,50 +141,105 @@ def extender_args() -> list[str]:
     return args
 
 
+def test_scheduler_configuration_decodes_strictly() -> None:
+    assert decode_errors(scheduler_config(), "KubeSchedulerConfiguration") == []
+
+
+def _mutated(path: str, change: Any) -> dict[str, Any]:
+    config = copy.deepcopy(scheduler_config())
+    *parents, last = path.split(".")
+    node: Any = config
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if callable(change):
+        node[change(last)] = node.pop(last)
+    else:
+        node[last] = change
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        pytest.param(
+            _mutated("extenders.0.urlPrefix", str.lower), 'unknown field "urlprefix"', id="lowercase-key"
+        ),
+        pytest.param(
+            _mutated("extenders.0.enableHTTPS", lambda k: "enableHttps"),
+            'unknown field "enableHttps"',
+            id="legacy-policy-spelling",
+        ),
+        pytest.param(
+            _mutated("profiles.0.schedulerName", lambda k: "scheduler_name"),
+            'unknown field "scheduler_name"',
+            id="snake-case-key",
+        ),
+        pytest.param(
+            _mutated("extenders", lambda k: "extender"), 'unknown field "extender"', id="singular-list"
+        ),
+        pytest.param(
+            _mutated("leaderElection.resourceName", lambda k: "name"),
+            'unknown field "name"',
+            id="leader-election-key",
+        ),
+        pytest.param(_mutated("extenders.0.httpTimeout", 2), "expected a duration", id="timeout-as-number"),
+        pytest.param(_mutated("extenders.0.weight", "10"), "expected int", id="weight-as-string"),
+        pytest.param(_mutated("extenders.0.nodeCacheCapable", "true"), "expected bool", id="bool-as-string"),
+    ],
+)
+def test_strict_decoder_rejects(config: dict[str, Any], expected: str) -> None:
+    errors = decode_errors(config, "KubeSchedulerConfiguration")
+    assert any(expected in e for e in errors), errors
+
+
 def test_scheduler_configuration_has_one_profile_and_our_extender() -> None:
     config = scheduler_config()
     assert config["apiVersion"] == "kubescheduler.config.k8s.io/v1"
     assert config["kind"] == "KubeSchedulerConfiguration"
     assert [p["schedulerName"] for p in config["profiles"]] == ["topolet-scheduler"]
     (ext,) = config["extenders"]
-    assert set(ext) <= EXTENDER_KEYS
     assert (
         ext["filterVerb"] == "filter" and ext["prioritizeVerb"] == "prioritize" and ext["bindVerb"] == "bind"
     )
     assert ext["nodeCacheCapable"] is True and ext["enableHTTPS"] is False and ext["weight"] > 0
-    assert isinstance(ext["httpTimeout"], str) and ext["httpTimeout"].endswith("s")
-    assert {m["name"] for m in ext["managedResources"]} == {"nvidia.com/gpu", "topolet.io/exclusive-cpus"}
-    assert all(m["ignoredByScheduler"] is False for m in ext["managedResources"])
-    assert config["leaderElection"]["resourceName"] != "kube-scheduler"
+    assert ext["ignorable"] is False
+    # Every pod of this instance goes to the extender (CPU-only Guaranteed pods included).
+    assert "managedResources" not in ext
+
+
+def test_scheduler_has_its_own_lease() -> None:
+    election = scheduler_config()["leaderElection"]
+    assert election["resourceName"] == "topolet-scheduler" != "kube-scheduler"
+    assert election["resourceNamespace"] == "topolet-system"
 
 
 def test_url_prefix_matches_the_extender_service_and_path() -> None:
     url = scheduler_config()["extenders"][0]["urlPrefix"]
-    assert url.startswith("http://topolet-extender.kube-system.svc:8888/")
+    service = next(d for d in docs("scheduler/extender.yaml") if d["kind"] == "Service")
+    (port,) = service["spec"]["ports"]
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert url.startswith(f"http://{host}:{port['port']}/")
     assert f"--path-prefix={url.rsplit(':8888', 1)[1]}" in extender_args()
+    assert f"--listen=0.0.0.0:{port['port']}" in extender_args()
 
 
-def test_scheduler_uses_the_official_image() -> None:
+def test_extender_args_parse_with_the_cli() -> None:
+    from topolet.cli import build_parser
+
+    args = build_parser().parse_args(extender_args())
+    assert args.path_prefix == "/topolet" and args.nrt_dir is None
+
+
+def test_scheduler_uses_the_official_image_and_mounts_its_config() -> None:
     (deployment,) = docs("scheduler/scheduler.yaml")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"].startswith("registry.k8s.io/kube-scheduler:")
-
-
-@pytest.mark.parametrize(
-    ("group", "resource", "verbs"),
-    [
-        pytest.param(
-            "topology.node.k8s.io", "noderesourcetopologies", {"get", "list", "watch"}, id="nrt-read"
-        ),
-        pytest.param("", "pods", {"get", "list", "watch"}, id="pods-read"),
-        pytest.param("", "pods/binding", {"create"}, id="binding-create"),
-    ],
-)
-def test_extender_rbac_is_least_privilege(group: str, resource: str, verbs: set[str]) -> None:
-    role = next(d for d in docs("scheduler/rbac.yaml") if d["kind"] == "ClusterRole")
-    rules = [r for r in role["rules"] if resource in r["resources"]]
-    assert len(rules) == 1 and rules[0]["apiGroups"] == [group] and set(rules[0]["verbs"]) == verbs
-    assert sum(len(r["resources"]) for r in role["rules"]) == 3
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["image"].startswith("registry.k8s.io/kube-scheduler:v")
+    (config_flag,) = [a for a in container["command"] if a.startswith("--config=")]
+    (mount,) = container["volumeMounts"]
+    (volume,) = spec["volumes"]
+    assert volume["configMap"]["name"] == "topolet-scheduler-config" and mount["name"] == volume["name"]
+    assert config_flag == f"--config={mount['mountPath']}/scheduler-config.yaml"
 
 
 def test_crd_is_cluster_scoped_v1alpha2() -> None:
