@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topolet.cmd_run",
     "topolet.cmd_cpumanager",
     "topolet.cmd_extender",
+    "topolet.cmd_simulate",
 )
 
 EXIT_OK = 0
