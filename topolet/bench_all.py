@@ -63,7 +63,22 @@ def _headline(name: str, result: Any) -> str:
         return ", ".join(f"{r['request']} CPUs p99 {r['p99_us']:.0f} us" for r in result)
     if name == "deviceplugin":
         return ", ".join(f"{r['rpc']} p99 {r['p99_us']:.0f} us" for r in result)
+    if name == "isolation":
+        parts = [f"{c['kernel']} {c['slowdown_pinned']:.2f}x solo" for c in result["targets"]]
+        return f"{result['placement']} placement, pinned victim beside aggressor: " + ", ".join(parts)
     return f"see topolet bench {name} --json"
+
+
+def _isolation(quick: bool) -> Any:
+    import tempfile
+
+    from bench import isolation
+
+    with tempfile.TemporaryDirectory(prefix="topolet-bench-isolation-") as out:
+        report = isolation.run(quick=quick, scale=0.5 if quick else 1.0, out=out, progress=False)
+        doc = report.to_json()
+    doc.pop("files", None)
+    return doc
 
 
 #: ``name -> collector(quick)``, in the order they run.
@@ -71,6 +86,7 @@ COLLECTORS: dict[str, Collector] = {
     "discover": _discover,
     "alloc": _alloc,
     "deviceplugin": _deviceplugin,
+    "isolation": _isolation,
 }
 
 

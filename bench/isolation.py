@@ -1,0 +1,340 @@
+"""``topolet bench isolation``: victims beside a CPU aggressor, static CPU manager policy on vs off.
+
+Scenarios (after the CPU manager's PARSEC study):
+
+* ``solo``: the victim alone, policy off and on: the baseline;
+* ``aggressor``: a Guaranteed victim beside a CPU stressor on every CPU; with the static
+  policy the victim holds an exclusive CPU and the stressor stays in the shared pool;
+* ``colocated``: two victims at once, one Guaranteed and one Burstable, beside the stressor.
+
+Every run of every scenario runs each kernel (:mod:`bench.kernels`) in child processes that
+are placed by :mod:`bench.placement` before they execute and timed from inside, after a
+start barrier, so interpreter start-up and input generation are not counted. Results are
+summarised per kernel and series (median, IQR, normalised to the kernel's best run,
+slowdown against ``solo/static-off``), written as JSON with box plots as PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.aggressor import Aggressor, die_with_parent, resolve_kind
+from bench.kernels import KERNELS
+from bench.placement import Placer, Request, Seat, resolve_mode
+from topology.model import Topology
+
+__all__ = ["BASELINE", "SCENARIOS", "IsolationError", "Report", "Sample", "Scenario", "SeriesStats",
+           "run", "summarize", "targets"]
+
+BASELINE = "solo/static-off"
+DEFAULT_OUT = Path("topolet-report/isolation")
+WARMUP_S = 0.3
+"""The aggressor runs this long before the victims start, so they meet it at full load."""
+QUICK_RUNS = 3
+_ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+class IsolationError(RuntimeError):
+    """A victim failed (its self-check, or its process)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    group: str
+    static: bool
+    aggressor: bool
+    victims: tuple[Request, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}/static-{'on' if self.static else 'off'}"
+
+    def series(self, victim: str) -> str:
+        """The series a victim's timings belong to (one box in the plot)."""
+        role = "" if len(self.victims) == 1 else f"-{victim}"
+        return f"{self.group}{role}/static-{'on' if self.static else 'off'}"
+
+
+_VICTIM = (Request("victim", "guaranteed", 1),)
+_PAIR = (Request("guaranteed", "guaranteed", 1), Request("burstable", "burstable", 0))
+SCENARIOS: tuple[Scenario, ...] = tuple(
+    Scenario(group, static, aggressor, victims)
+    for group, aggressor, victims in (("solo", False, _VICTIM), ("aggressor", True, _VICTIM),
+                                      ("colocated", True, _PAIR))
+    for static in (False, True)
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    kernel: str
+    series: str
+    run: int
+    seconds: float
+    cpu_seconds: float
+    others_s: float = 0.0
+    """CPU time others (aggressor, other victims, anything else on the machine) used on
+    this victim's CPUs while it ran: the contention it met."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """What runs right now (passed to the ``on_start`` hook once the victims are released)."""
+
+    scenario: Scenario
+    victims: dict[str, int]
+    aggressor_pgid: int | None
+    seats: dict[str, Seat]
+
+
+# ------------------------------------------------------------------ statistics (pure)
+
+
+@dataclass(frozen=True)
+class SeriesStats:
+    kernel: str
+    series: str
+    runs: int
+    median_s: float
+    iqr_s: float
+    best_s: float
+    """The kernel's best run over every series: what ``*_norm`` is relative to."""
+    median_norm: float
+    iqr_norm: float
+    slowdown: float | None
+    """Median over the ``solo/static-off`` median (None without that series)."""
+    others_median_s: float = 0.0
+    """Median CPU time others used on the victim's CPUs during a run (see :class:`Sample`)."""
+
+
+def _iqr(values: Sequence[float]) -> float:
+    q1, q3 = np.percentile(np.asarray(values, dtype=float), [25, 75])
+    return float(q3 - q1)
+
+
+def summarize(samples: Sequence[Sample], baseline: str = BASELINE) -> list[SeriesStats]:
+    """Median, IQR and normalised figures per (kernel, series), in first-seen order."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    others: dict[tuple[str, str], list[float]] = {}
+    for s in samples:
+        groups.setdefault((s.kernel, s.series), []).append(s.seconds)
+        others.setdefault((s.kernel, s.series), []).append(s.others_s)
+    best: dict[str, float] = {}
+    for (k, _), v in groups.items():
+        best[k] = min(best.get(k, float("inf")), *v)
+    out = []
+    for (kernel, series), times in groups.items():
+        med = float(np.median(times))
+        base = groups.get((kernel, baseline))
+        out.append(SeriesStats(
+            kernel=kernel, series=series, runs=len(times), median_s=med, iqr_s=_iqr(times),
+            best_s=best[kernel], median_norm=med / best[kernel], iqr_norm=_iqr(times) / best[kernel],
+            slowdown=med / float(np.median(base)) if base else None,
+            others_median_s=float(np.median(others[(kernel, series)])),
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    kernel: str
+    slowdown_pinned: float
+    """aggressor/static-on median over the solo/static-off median (target <= 1.05)."""
+    iqr_ratio: float | None
+    """aggressor/static-on IQR over aggressor/static-off IQR (target <= 1/3)."""
+    median_ok: bool
+    iqr_ok: bool
+
+
+def targets(stats: Sequence[SeriesStats]) -> list[TargetCheck]:
+    """The design's isolation targets per kernel, where both series were measured."""
+    by = {(s.kernel, s.series): s for s in stats}
+    out = []
+    for kernel in dict.fromkeys(s.kernel for s in stats):
+        on, off = by.get((kernel, "aggressor/static-on")), by.get((kernel, "aggressor/static-off"))
+        if on is None or off is None or on.slowdown is None:
+            continue
+        ratio = on.iqr_s / off.iqr_s if off.iqr_s > 0 else None
+        out.append(TargetCheck(kernel, on.slowdown, ratio, on.slowdown <= 1.05,
+                               ratio is not None and ratio <= 1 / 3))
+    return out
+
+
+# ------------------------------------------------------------------ running
+
+
+def cpu_busy_seconds(stat: Path = Path("/proc/stat")) -> dict[int, float]:
+    """Busy (non-idle, non-iowait) seconds of every CPU since boot, from ``/proc/stat``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(f) for f in fields[:8]]
+            out[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / tick
+    return out
+
+
+def _spawn(kernel: str, scale: float, seat: Seat) -> subprocess.Popen[str]:
+    def setup() -> None:
+        die_with_parent()
+        seat.join()
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.kernels", kernel, "--scale", repr(scale), "--wait"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **_ONE_THREAD},
+        preexec_fn=setup,
+    )
+
+
+def _parse(name: str, proc: subprocess.Popen[str], line: str) -> dict[str, Any]:
+    """A victim's result line; its error (or its silent death) as :class:`IsolationError`."""
+    try:
+        data: dict[str, Any] = json.loads(line)
+    except ValueError:
+        proc.wait()
+        raise IsolationError(f"victim {name} (pid {proc.pid}) exited with status {proc.returncode} "
+                             f"and no result") from None
+    if "error" in data:
+        raise IsolationError(f"victim {name}: {data['error']}")
+    return data
+
+
+def _result(name: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout is not None
+    data = _parse(name, proc, proc.stdout.readline())
+    if proc.wait() != 0:
+        raise IsolationError(f"victim {name} (pid {proc.pid}) exited with status {proc.returncode}")
+    return data
+
+
+def _release(procs: dict[str, subprocess.Popen[str]]) -> None:
+    for name, p in procs.items():
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            _parse(name, p, line)
+            raise IsolationError(f"victim {name} (pid {p.pid}) said {line.strip()!r} instead of 'ready'")
+    for p in procs.values():
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+
+
+def execute(scenario: Scenario, kernel: str, *, scale: float, placer: Placer, aggressor_kind: str,
+            on_start: Callable[[Running], None] | None = None) -> dict[str, dict[str, Any]]:
+    """One run of *scenario* with *kernel*: every victim's result, by victim name."""
+    requests = list(scenario.victims)
+    if scenario.aggressor:
+        requests.append(Request("aggressor", "besteffort", 0))
+    with placer.layout(requests, static=scenario.static) as seats:
+        agg: AbstractContextManager[Aggressor | None] = nullcontext()
+        if scenario.aggressor:
+            agg = Aggressor(resolve_kind(aggressor_kind), workers=len(placer.cpus),
+                            join=seats["aggressor"].join)
+        with agg as a:
+            procs: dict[str, subprocess.Popen[str]] = {}
+            try:
+                for v in scenario.victims:
+                    procs[v.name] = _spawn(kernel, scale, seats[v.name])
+                if a is not None:
+                    a.wait_workers()
+                    time.sleep(max(0.0, a.started_at + WARMUP_S - time.monotonic()))
+                _release(procs)
+                before = cpu_busy_seconds()
+                if on_start is not None:
+                    on_start(Running(scenario, {n: p.pid for n, p in procs.items()},
+                                     a.pgid if a else None, seats))
+                results = {n: _result(n, p) for n, p in procs.items()}
+                after = cpu_busy_seconds()
+                for n, res in results.items():
+                    busy = sum(after[c] - before[c] for c in seats[n].cpus)
+                    res["others_s"] = max(0.0, busy - res["cpu_with_check_s"])
+                return results
+            finally:
+                for p in procs.values():
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+
+
+@dataclass
+class Report:
+    placement: str
+    aggressor: str
+    cpus: str
+    runs: int
+    scale: float
+    kernels: list[str]
+    samples: list[Sample] = field(default_factory=list)
+    stats: list[SeriesStats] = field(default_factory=list)
+    checks: list[TargetCheck] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "placement": self.placement, "aggressor": self.aggressor, "cpus": self.cpus,
+            "runs": self.runs, "scale": self.scale, "kernels": self.kernels, "baseline": BASELINE,
+            "summary": [asdict(s) for s in self.stats], "targets": [asdict(c) for c in self.checks],
+            "samples": [asdict(s) for s in self.samples], "files": self.files,
+        }
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
+                    refresh_per_second=2)
+
+
+def run(*, runs: int | None = None, quick: bool = False, kernels: Sequence[str] | None = None,
+        out: Path | str = DEFAULT_OUT, aggressor: str = "auto", placement: str = "auto",
+        scale: float = 1.0, progress: bool = True, topology: Topology | None = None,
+        scenarios: Sequence[Scenario] = SCENARIOS,
+        on_start: Callable[[Running], None] | None = None) -> Report:
+    """Run the benchmark, write ``isolation.json`` and ``isolation.png`` under *out*."""
+    from bench.isolation_plot import plot
+    from topology.sysfs import discover
+
+    runs = runs or (QUICK_RUNS if quick else 10)
+    names = list(kernels or KERNELS)
+    unknown = [k for k in names if k not in KERNELS]
+    if unknown:
+        raise IsolationError(f"kernels: unknown {', '.join(unknown)}; expected some of {', '.join(KERNELS)}")
+    if runs < 1 or not scale > 0:
+        raise IsolationError(f"runs must be >= 1 and scale > 0, got runs={runs} scale={scale}")
+    topo = topology or discover("/")
+    mode, kind = resolve_mode(placement), resolve_kind(aggressor)
+    report = Report(mode, kind, str(topo.online_cpus), runs, scale, names)
+    with Placer(topo, mode) as placer, _progress(progress) as bar:
+        task = bar.add_task(f"isolation ({mode}, {kind})", total=runs * len(names) * len(scenarios))
+        for i in range(runs):
+            for kernel in names:
+                for sc in scenarios:
+                    bar.update(task, description=f"run {i + 1}/{runs} {kernel} {sc.name}")
+                    for victim, res in execute(sc, kernel, scale=scale, placer=placer,
+                                               aggressor_kind=kind, on_start=on_start).items():
+                        report.samples.append(Sample(kernel, sc.series(victim), i, res["seconds"],
+                                                     res["cpu_seconds"], res["others_s"]))
+                    bar.advance(task)
+    report.stats = summarize(report.samples)
+    report.checks = targets(report.stats)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.files = {"json": str(out / "isolation.json"), "png": str(out / "isolation.png")}
+    plot(report, Path(report.files["png"]))
+    Path(report.files["json"]).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report

@@ -1,0 +1,144 @@
+"""The isolation benchmark: statistics on given timings, the aggressor's clean stop, and a
+tiny end-to-end run with affinity placement and the built-in aggressor."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.aggressor import Aggressor, AggressorError, group_members, resolve_kind
+from bench.isolation import (
+    SCENARIOS,
+    IsolationError,
+    Running,
+    Sample,
+    cpu_busy_seconds,
+    execute,
+    run,
+    summarize,
+    targets,
+)
+from bench.placement import PlacementError, Placer, resolve_mode
+from topology.sysfs import discover
+
+
+def samples(kernel: str, series: str, times: list[float]) -> list[Sample]:
+    return [Sample(kernel, series, i, t, t) for i, t in enumerate(times)]
+
+
+# solo: 1,2,3,4,5 -> median 3, Q1 2, Q3 4 (linear); best of the kernel is 1.0.
+# pinned beside the aggressor: 3.0,3.1,3.2,3.3,3.4 -> median 3.2, IQR 0.2, slowdown 3.2/3.
+# unpinned beside the aggressor: 2,4,6,8,10 -> median 6, IQR 4, slowdown 2.
+STATS = (samples("k", "solo/static-off", [5, 1, 4, 2, 3])
+         + samples("k", "aggressor/static-on", [3.0, 3.1, 3.2, 3.3, 3.4])
+         + samples("k", "aggressor/static-off", [10, 2, 8, 4, 6]))
+
+
+@pytest.mark.parametrize(("series", "median", "iqr", "median_norm", "slowdown"), [
+    ("solo/static-off", 3.0, 2.0, 3.0, 1.0),
+    ("aggressor/static-on", 3.2, 0.2, 3.2, 3.2 / 3.0),
+    ("aggressor/static-off", 6.0, 4.0, 6.0, 2.0),
+], ids=["solo/baseline-is-1x", "pinned/narrow-box", "unpinned/wide-box"])
+def test_summary_of_given_timings(series: str, median: float, iqr: float, median_norm: float,
+                                  slowdown: float) -> None:
+    stats = {s.series: s for s in summarize(STATS)}
+    s = stats[series]
+    assert (s.runs, s.best_s) == (5, 1.0)
+    assert s.median_s == pytest.approx(median)
+    assert s.iqr_s == pytest.approx(iqr)
+    assert s.median_norm == pytest.approx(median_norm)
+    assert s.iqr_norm == pytest.approx(iqr)
+    assert s.slowdown == pytest.approx(slowdown)
+
+
+def test_normalisation_is_per_kernel_and_without_baseline_no_slowdown() -> None:
+    stats = summarize(samples("a", "aggressor/static-on", [2.0, 4.0]) + samples("b", "x", [10.0, 30.0]))
+    by = {s.kernel: s for s in stats}
+    assert (by["a"].best_s, by["a"].median_norm) == (2.0, pytest.approx(1.5))
+    assert (by["b"].best_s, by["b"].median_norm) == (10.0, pytest.approx(2.0))
+    assert by["a"].slowdown is None and targets(stats) == []
+
+
+@pytest.mark.parametrize(("pinned", "median_ok", "iqr_ok"), [
+    ([1.0, 1.01, 1.02, 1.03, 1.04], True, True),
+    ([1.3, 1.31, 1.32, 1.33, 1.34], False, True),
+    ([0.5, 0.6, 1.0, 1.4, 3.0], True, False),
+], ids=["within-5pc/narrow/meets-both", "30pc-slower/misses-median", "wide-box/misses-iqr"])
+def test_targets(pinned: list[float], median_ok: bool, iqr_ok: bool) -> None:
+    # solo median 1.0; unpinned IQR 1.0 (Q1 1.5, Q3 2.5)
+    data = (samples("k", "solo/static-off", [0.9, 1.0, 1.1]) + samples("k", "aggressor/static-on", pinned)
+            + samples("k", "aggressor/static-off", [1.0, 1.5, 2.0, 2.5, 3.0]))
+    (check,) = targets(summarize(data))
+    assert (check.median_ok, check.iqr_ok) == (median_ok, iqr_ok)
+
+
+def test_cpu_busy_seconds_counts_everything_but_idle_and_iowait(tmp_path: Path) -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    #          user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\n"
+                    "cpu0 10 1 5 1000 7 2 3 4 0 0\n"
+                    "cpu1 0 0 0 50 50 0 0 0 0 0\n"
+                    "intr 123 4 5\n")
+    assert cpu_busy_seconds(stat) == {0: 25 / tick, 1: 0.0}
+
+
+def test_scenarios_cover_the_three_groups_on_and_off() -> None:
+    names = {s.name for s in SCENARIOS}
+    assert names == {f"{g}/static-{o}" for g in ("solo", "aggressor", "colocated") for o in ("on", "off")}
+    pair = next(s for s in SCENARIOS if s.group == "colocated" and s.static)
+    assert [pair.series(v.name) for v in pair.victims] == ["colocated-guaranteed/static-on",
+                                                           "colocated-burstable/static-on"]
+
+
+@pytest.mark.parametrize("kind", ["builtin", "stress-ng"])
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt], ids=["exception", "ctrl-c"])
+def test_aggressor_leaves_no_process_behind(kind: str, exc: type[BaseException]) -> None:
+    if kind == "stress-ng":
+        pytest.importorskip("shutil").which("stress-ng") or pytest.skip("stress-ng not installed")
+    agg = Aggressor(resolve_kind(kind), workers=2)
+    with pytest.raises(exc), agg:
+        pids = agg.wait_workers()
+        pgid = agg.pgid
+        assert len(pids) >= 2
+        raise exc()
+    assert pgid is not None and group_members(pgid) == []
+
+
+def test_unknown_aggressor_and_placement_are_named() -> None:
+    with pytest.raises(AggressorError, match=r"unknown kind 'spin'.*auto, stress-ng, builtin"):
+        resolve_kind("spin")
+    with pytest.raises(PlacementError, match=r"unknown mode 'numa'.*auto, cgroup, affinity"):
+        resolve_mode("numa")
+
+
+def test_failing_victim_is_an_error_not_a_number() -> None:
+    solo = next(s for s in SCENARIOS if s.name == "solo/static-off")
+    with (Placer(discover("/"), "affinity") as placer,
+          pytest.raises(IsolationError, match=r"victim victim:.*scale")):
+        execute(solo, "canneal-like", scale=-1.0, placer=placer, aggressor_kind="builtin")
+
+
+def test_tiny_end_to_end_run_writes_json_and_png(tmp_path: Path) -> None:
+    seen: list[Running] = []
+    t0 = time.monotonic()
+    report = run(runs=2, kernels=["blackscholes-like"], scale=0.02, placement="affinity",
+                 aggressor="builtin", out=tmp_path, progress=False, on_start=seen.append)
+    assert time.monotonic() - t0 < 20
+    data = json.loads((tmp_path / "isolation.json").read_text())
+    assert (data["placement"], data["aggressor"], data["runs"]) == ("affinity", "builtin", 2)
+    series = {s["series"] for s in data["summary"]}
+    assert {"solo/static-off", "aggressor/static-on", "colocated-burstable/static-off"} <= series
+    assert len(data["samples"]) == 2 * 8 and all(s["seconds"] > 0 for s in data["samples"])
+    assert [c["kernel"] for c in data["targets"]] == ["blackscholes-like"]
+    assert (tmp_path / "isolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pgids = [r.aggressor_pgid for r in seen if r.aggressor_pgid is not None]
+    assert len(pgids) == 2 * 4 and all(group_members(g) == [] for g in pgids)
+    pinned = [r for r in seen if r.scenario.name == "aggressor/static-on"]
+    assert pinned and all(r.seats["victim"].exclusive for r in pinned)
+    assert all(not r.seats["victim"].cpus & r.seats["aggressor"].cpus for r in pinned)
+    assert report.files["png"] == str(tmp_path / "isolation.png")
