@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Protocol
 
+from scheduler.columns import ClusterColumns
 from scheduler.views import NodeView
 from topology.nrt import NodeResourceTopology, Zone
 
@@ -123,6 +124,8 @@ class NRTCache:
         self._views: dict[str, NodeView] = {}
         self._generation = 0
         self._next_expiry = float("inf")
+        #: The views as numpy columns, for the vectorised fit and score.
+        self.columns = ClusterColumns()
 
     # ------------------------------------------------------------- reads
     def view(self, node: str) -> NodeView | None:
@@ -144,6 +147,12 @@ class NRTCache:
             self.expire()
         with self._lock:
             return MappingProxyType(dict(self._views))
+
+    def fresh_columns(self) -> ClusterColumns:
+        """The columns, after dropping reservations that have timed out."""
+        if self._clock() >= self._next_expiry:
+            self.expire()
+        return self.columns
 
     def nodes(self) -> list[str]:
         with self._lock:
@@ -184,6 +193,7 @@ class NRTCache:
             self._nrts.pop(node, None)
             self._reservations.pop(node, None)
             self._views.pop(node, None)
+            self.columns.remove(node)
 
     def reserve(self, node: str, pod_key: str, placement: Placement) -> None:
         """Hold *placement* (numa id -> resource -> amount) on *node* for *pod_key*."""
@@ -226,9 +236,11 @@ class NRTCache:
         nrt = self._nrts.get(node)
         if nrt is None:
             self._views.pop(node, None)
+            self.columns.remove(node)
             return None
         self._generation += 1
         effective = _apply(nrt, self._reservations.get(node, {}).values())
         view = NodeView.build(effective, self._generation)
         self._views[node] = view
+        self.columns.update(view)
         return view

@@ -2,8 +2,8 @@
 
 Routes (``PREFIX`` is the optional ``--path-prefix``, matching ``urlPrefix``):
 
-* ``POST PREFIX/filter``, ``POST PREFIX/prioritize``, ``POST PREFIX/bind``: the extender
-  verbs, JSON in and out (:mod:`scheduler.wire`);
+* ``POST PREFIX/filter``, ``POST PREFIX/prioritize``, ``POST PREFIX/bind``,
+  ``POST PREFIX/preempt``: the extender verbs, JSON in and out (:mod:`scheduler.wire`);
 * ``GET /healthz`` and ``GET /metrics`` (also under ``PREFIX``): liveness and Prometheus
   metrics from the server's own registry (per-verb latency histograms, decisions).
 
@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from scheduler.errors import SchedulerError
 from scheduler.service import ExtenderCore
-from scheduler.wire import parse_binding_args, parse_extender_args
+from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
 
 __all__ = ["DEFAULT_MAX_BODY", "ExtenderMetrics", "ExtenderServer", "normalise_prefix"]
 
@@ -101,7 +101,10 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
         metrics.decisions.labels("bind", "refused" if result["Error"] else "bound").inc()
         return result
 
-    return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind}
+    def do_preempt(body: Any) -> Any:
+        return core.preempt(parse_preemption_args(body))
+
+    return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind, "preempt": do_preempt}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -158,8 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("extender %s failed", verb)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
             return
-        self._json(HTTPStatus.OK, reply)
+        body = json.dumps(reply, separators=(",", ":")).encode()
         self.server.metrics.latency.labels(verb).observe(time.perf_counter() - started)
+        self._send(HTTPStatus.OK, body, "application/json")
 
     # ----------------------------------------------------------------- body
     def _length(self) -> int:

@@ -1,6 +1,6 @@
 """The extender's verbs as pure functions of the request and the NRT cache.
 
-:class:`ExtenderCore` answers ``filter``, ``prioritize`` and ``bind`` with no I/O of its
+:class:`ExtenderCore` answers ``filter``, ``prioritize``, ``bind`` and ``preempt`` with no I/O of its
 own: NRT data comes from a :class:`~scheduler.cache.TopologyCache`, and binding goes
 through an injected :class:`Binder` (the Kubernetes adapter in production). The HTTP
 server is a thin layer over it.
@@ -9,11 +9,16 @@ The per-request path is built to stay fast over thousands of node names:
 
 * pods that need no alignment (BestEffort, or non-Guaranteed without devices) pass
   every node with no per-node work;
-* a pod is parsed and compiled once per request; verdicts and scores are cached by
-  ``(pod signature, node)`` and reused while the node's view ``generation`` is the same
-  (any NRT update or reservation changes it);
-* ``single-numa-node`` nodes are decided by :func:`~scheduler.views.fast_single_numa_fit`;
-  only ``restricted`` nodes under the ``kubelet`` rules run the full hint merge.
+* a pod is parsed and compiled once per request, then every candidate the NRT
+  cache's numpy columns can hold is decided at once (:mod:`scheduler.batch`,
+  :mod:`scheduler.fastpath`): ``single-numa-node`` and single-zone ``restricted``
+  fits, and the LeastNUMANodes score;
+* the rest (more than 8 zones, zones out of id order, multi-zone ``restricted`` fits,
+  the other scoring strategies) go node by node, with verdicts and scores cached by
+  ``(pod signature, node)`` while the node's view ``generation`` is the same.
+
+``preempt`` keeps the candidate nodes where the pod fits once the proposed victims'
+reservations are given back (:mod:`scheduler.preempt`).
 
 Bind re-checks the pod against the node's current view (which includes the
 reservations of pods bound since the pod was filtered), so two pods filtered on the
@@ -29,9 +34,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from scheduler.admission import admit
+from scheduler.batch import filter_batch, least_numa_batch
 from scheduler.cache import TopologyCache
+from scheduler.columns import ClusterColumns
 from scheduler.errors import SchedulerError
 from scheduler.pod import PodRequest, parse_pod
+from scheduler.preempt import released_view
 from scheduler.score import DEFAULT_STRATEGY, Scorer, to_extender_score
 from scheduler.strategies import MAX_NODE_SCORE
 from scheduler.views import (
@@ -47,10 +55,13 @@ from scheduler.wire import (
     BindRequest,
     ExtenderBindingResult,
     ExtenderFilterResult,
+    ExtenderPreemptionResult,
     FilterRequest,
     HostPriority,
+    NodeVictims,
+    PreemptRequest,
     filter_result,
-    host_priority,
+    preemption_result,
 )
 
 __all__ = ["BindError", "Binder", "ExtenderCore", "FilterOutcome"]
@@ -153,11 +164,51 @@ class ExtenderCore:
         with self._lock:
             return tables.setdefault(signature, {})
 
+    def _columns(self) -> ClusterColumns | None:
+        fresh = getattr(self.cache, "fresh_columns", None)
+        return None if fresh is None else fresh()
+
+    def _cached_verdict(
+        self, compiled: CompiledPod, name: str, table: dict[str, tuple[int, FastVerdict]]
+    ) -> FastVerdict:
+        view = self.cache.view(name)
+        if view is None:
+            return _PASS
+        hit = table.get(name)
+        if hit is not None and hit[0] == view.generation:
+            return hit[1]
+        v = self.verdict(compiled, view)
+        table[name] = (view.generation, v)
+        return v
+
+    def _cached_score(
+        self, pod: PodRequest, name: str, table: dict[str, tuple[int, int]], no_nrt: int
+    ) -> int:
+        view = self.cache.view(name)
+        if view is None:
+            return no_nrt
+        hit = table.get(name)
+        if hit is not None and hit[0] == view.generation:
+            return hit[1]
+        score = to_extender_score(self.scorer.score(pod, view.nrt))
+        table[name] = (view.generation, score)
+        return score
+
     # -------------------------------------------------------------- verbs
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
         compiled = self._compile(pod, self.fit_mode)
         if not compiled.needs_work:
             return FilterOutcome(list(names), {}, {})
+        columns = self._columns()
+        if columns is not None:
+            table = self._table(self._verdicts, compiled.signature)
+
+            def per_node(pos: int) -> tuple[bool, str, bool]:
+                v = self._cached_verdict(compiled, names[pos], table)
+                return v.fits, v.message, v.unresolvable
+
+            out = filter_batch(compiled, names, columns, per_node)
+            return FilterOutcome(out.passed, out.failed, out.unresolvable)
         passed: list[str] = []
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
@@ -191,26 +242,21 @@ class ExtenderCore:
     def prioritize(self, request: FilterRequest) -> list[HostPriority]:
         """The ``prioritize`` verb: one integer 0..10 per candidate, in request order."""
         pod = self.parse(request.pod)
+        scores = self.scores(pod, request.names)
+        return [{"Host": n, "Score": s} for n, s in zip(request.names, scores, strict=True)]
+
+    def scores(self, pod: PodRequest, names: tuple[str, ...]) -> list[int]:
+        """Extender scores (0..10) of *pod* on *names*, in order."""
         if not pod.guaranteed:
-            top = to_extender_score(MAX_NODE_SCORE)
-            return [{"Host": name, "Score": top} for name in request.names]
+            return [to_extender_score(MAX_NODE_SCORE)] * len(names)
         no_nrt = to_extender_score(self.scorer.score(pod, None))
-        views = self.cache.views()
         table = self._table(self._scores, self._compile(pod, self.fit_mode).signature)
-        out: list[HostPriority] = []
-        for name in request.names:
-            view = views.get(name)
-            if view is None:
-                out.append({"Host": name, "Score": no_nrt})
-                continue
-            hit = table.get(name)
-            if hit is not None and hit[0] == view.generation:
-                score = hit[1]
-            else:
-                score = to_extender_score(self.scorer.score(pod, view.nrt))
-                table[name] = (view.generation, score)
-            out.append(host_priority(name, score))
-        return out
+        columns = self._columns()
+        if columns is None or self.scorer.strategy != "least-numa-nodes":
+            return [self._cached_score(pod, name, table, no_nrt) for name in names]
+        return least_numa_batch(
+            pod, names, columns, no_nrt, lambda pos: self._cached_score(pod, names[pos], table, no_nrt)
+        )
 
     def bind(self, request: BindRequest) -> ExtenderBindingResult:
         """The ``bind`` verb: re-check on current data, reserve, then create the Binding."""
@@ -238,6 +284,24 @@ class ExtenderCore:
                     self.cache.release_pod(key)
                 return {"Error": f"binding {where}: {err}"}
         return {"Error": ""}
+
+    def preempt(self, request: PreemptRequest) -> ExtenderPreemptionResult:
+        """The ``preempt`` verb: keep the nodes where the pod fits once their victims'
+        NUMA holdings are given back; nodes with no victims are dropped."""
+        compiled = self._compile(self.parse(request.pod), self.fit_mode)
+        held = getattr(self.cache, "reservations", None)
+        kept: dict[str, NodeVictims] = {}
+        for node, victims in request.victims.items():
+            if not victims.uids:
+                continue
+            view = self.cache.view(node)
+            if view is not None and compiled.needs_work:
+                uids = set(victims.uids)
+                freed = [r.amounts for r in (held(node) if held else []) if r.pod_key in uids]
+                if not self.verdict(compiled, released_view(view, freed)).fits:
+                    continue
+            kept[node] = victims
+        return preemption_result(kept)
 
     def forget_pod(self, namespace: str, name: str, uid: str) -> None:
         """A pod was deleted: drop its reservations and its remembered request."""

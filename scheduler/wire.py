@@ -2,9 +2,10 @@
 
 kube-scheduler marshals its extender types with Go's ``encoding/json`` and no JSON
 tags, so request keys are the capitalised Go field names: ``Pod``, ``Nodes``,
-``NodeNames`` (filter, prioritize) and ``PodName``, ``PodNamespace``, ``PodUID``,
-``Node`` (bind). Replies are decoded case-insensitively by Go, but value types must
-match: ``Score`` is an integer, the prioritize reply a bare array.
+``NodeNames`` (filter, prioritize), ``PodName``, ``PodNamespace``, ``PodUID``, ``Node``
+(bind) and ``Pod``, ``NodeNameToVictims``, ``NodeNameToMetaVictims`` (preempt). Replies
+are decoded case-insensitively by Go, but value types must match: ``Score`` is an
+integer, the prioritize reply a bare array, the preempt reply always the UID form.
 
 Parsing is strict: a key spelt in another case (``pod``, as pre-2019 tutorials show)
 is an error naming the expected key, never a silent miss; wrong value types are errors
@@ -28,13 +29,19 @@ __all__ = [
     "ExtenderBindingArgs",
     "ExtenderBindingResult",
     "ExtenderFilterResult",
+    "ExtenderPreemptionResult",
     "FilterRequest",
     "HostPriority",
+    "MetaVictims",
+    "NodeVictims",
+    "PreemptRequest",
     "WireError",
     "filter_result",
     "host_priority",
     "parse_binding_args",
     "parse_extender_args",
+    "parse_preemption_args",
+    "preemption_result",
 ]
 
 #: kube-scheduler ``MinExtenderPriority`` / ``MaxExtenderPriority``.
@@ -165,6 +172,8 @@ def parse_extender_args(body: object) -> FilterRequest:
 def _names(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise WireError("ExtenderArgs.NodeNames", "a list of node names", raw)
+    if set(map(type, raw)) <= {str} and "" not in raw:
+        return tuple(raw)
     for i, name in enumerate(raw):
         if not isinstance(name, str) or not name:
             raise WireError(f"ExtenderArgs.NodeNames[{i}]", "a non-empty string", name)
@@ -229,3 +238,89 @@ def filter_result(
 def host_priority(host: str, score: int) -> HostPriority:
     """One prioritize entry, the score clamped to 0..10 as an int."""
     return {"Host": host, "Score": min(max(int(score), MIN_EXTENDER_PRIORITY), MAX_EXTENDER_PRIORITY)}
+
+
+# ------------------------------------------------------------------ preempt
+class MetaVictims(TypedDict):
+    """``extenderv1.MetaVictims``: the victims of one node by UID."""
+
+    Pods: list[dict[str, str]]
+    NumPDBViolations: int
+
+
+class ExtenderPreemptionResult(TypedDict):
+    """Preempt reply: always the meta (UID) form, whatever ``nodeCacheCapable`` is."""
+
+    NodeNameToMetaVictims: dict[str, MetaVictims]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeVictims:
+    """The pods kube-scheduler proposes to evict on one node (UIDs, in its order)."""
+
+    uids: tuple[str, ...]
+    pdb_violations: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptRequest:
+    """A parsed ``ExtenderPreemptionArgs``: the pod and the candidate victims per node."""
+
+    pod: Mapping[str, Any]
+    victims: Mapping[str, NodeVictims]
+
+
+def _victims(node: str, raw: object, key: str, *, full: bool) -> NodeVictims:
+    where = f"ExtenderPreemptionArgs.{key}[{node!r}]"
+    entry = _object(raw, where)
+    pods = entry.get("Pods") or []
+    if not isinstance(pods, list):
+        raise WireError(f"{where}.Pods", "a list of pods", pods)
+    uids: list[str] = []
+    for i, item in enumerate(pods):
+        pod = _object(item, f"{where}.Pods[{i}]")
+        uid = (
+            _object(pod.get("metadata"), f"{where}.Pods[{i}].metadata").get("uid") if full else pod.get("UID")
+        )
+        if not isinstance(uid, str) or not uid:
+            field = "metadata.uid" if full else "UID"
+            raise WireError(f"{where}.Pods[{i}].{field}", "a non-empty pod UID", uid)
+        uids.append(uid)
+    pdb = entry.get("NumPDBViolations", 0)
+    if isinstance(pdb, bool) or not isinstance(pdb, int):
+        raise WireError(f"{where}.NumPDBViolations", "an integer", pdb)
+    return NodeVictims(tuple(uids), pdb)
+
+
+def parse_preemption_args(body: object) -> PreemptRequest:
+    """Parse a preempt body: ``NodeNameToMetaVictims`` (nodeCacheCapable) or else
+    ``NodeNameToVictims`` (full pods)."""
+    args = _object(body, "ExtenderPreemptionArgs")
+    pod = _require(args, "Pod", "ExtenderPreemptionArgs")
+    pod = _object(pod, "ExtenderPreemptionArgs.Pod")
+    meta = args.get("NodeNameToMetaVictims")
+    full = args.get("NodeNameToVictims")
+    if meta is None and full is None:
+        _require(args, "NodeNameToMetaVictims", "ExtenderPreemptionArgs")
+        _require(args, "NodeNameToVictims", "ExtenderPreemptionArgs")
+        raise WireError(
+            "ExtenderPreemptionArgs.NodeNameToMetaVictims",
+            "a map of node name to victims",
+            note=" (both are null)",
+        )
+    key, table = ("NodeNameToMetaVictims", meta) if meta is not None else ("NodeNameToVictims", full)
+    victims = {
+        str(node): _victims(str(node), raw, key, full=meta is None)
+        for node, raw in _object(table, f"ExtenderPreemptionArgs.{key}").items()
+    }
+    return PreemptRequest(pod, victims)
+
+
+def preemption_result(kept: Mapping[str, NodeVictims]) -> ExtenderPreemptionResult:
+    """The reply: the kept nodes with their victims as UIDs."""
+    return {
+        "NodeNameToMetaVictims": {
+            node: {"Pods": [{"UID": uid} for uid in v.uids], "NumPDBViolations": v.pdb_violations}
+            for node, v in kept.items()
+        }
+    }

@@ -63,10 +63,23 @@ def _headline(name: str, result: Any) -> str:
         return ", ".join(f"{r['request']} CPUs p99 {r['p99_us']:.0f} us" for r in result)
     if name == "deviceplugin":
         return ", ".join(f"{r['rpc']} p99 {r['p99_us']:.0f} us" for r in result)
+    if name == "extender":
+        t = result["targets"]
+        return (f"{t['names']} names p99 {t['p99_ms']['in_process']} ms in process"
+                + (f", {t['p99_ms']['http']} ms HTTP" if "http" in t["p99_ms"] else "")
+                + (f", {t['pods_per_s']} pods/s" if "pods_per_s" in t else ""))
     if name == "isolation":
         parts = [f"{c['kernel']} {c['slowdown_pinned']:.2f}x solo" for c in result["targets"]]
         return f"{result['placement']} placement, pinned victim beside aggressor: " + ", ".join(parts)
     return f"see topolet bench {name} --json"
+
+
+def _extender(quick: bool) -> Any:
+    from bench import extender
+
+    if quick:
+        return extender.run(nodes=1000, pods=50, name_counts=(100, 1000), sustained_s=2.0)
+    return extender.run()
 
 
 def _isolation(quick: bool) -> Any:
@@ -86,6 +99,7 @@ COLLECTORS: dict[str, Collector] = {
     "discover": _discover,
     "alloc": _alloc,
     "deviceplugin": _deviceplugin,
+    "extender": _extender,
     "isolation": _isolation,
 }
 

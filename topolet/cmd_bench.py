@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from topolet.bench_all import register_all
+from topolet.bench_extender import register_extender
 from topolet.bench_isolation import register_isolation
 from topolet.cli import CommandError, common_options
 
@@ -176,6 +177,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("discover", _register_discover),
     ("alloc", _register_alloc),
     ("deviceplugin", _register_deviceplugin),
+    ("extender", register_extender),
     ("isolation", register_isolation),
 )
 

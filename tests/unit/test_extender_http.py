@@ -409,7 +409,7 @@ def test_ten_megabyte_body_is_refused_without_reading_it(extender: tuple[Extende
 
 def test_unknown_verb_is_404_and_metrics_are_served(extender: tuple[ExtenderServer, NRTCache]) -> None:
     server, _ = extender
-    status, reply = post(server.address, f"{PREFIX}/preempt", {"Pod": GOOD_POD})
+    status, reply = post(server.address, f"{PREFIX}/evict", {"Pod": GOOD_POD})
     assert status == 404 and "/topolet/filter" in reply["Error"]
     post(server.address, f"{PREFIX}/filter", args(GOOD_POD, ["w1"]))
     status, text = get(server.address, f"{PREFIX}/metrics")

@@ -1,0 +1,115 @@
+"""``topolet bench extender``: filter + prioritize latency and sustained pods/s of the extender.
+
+The measuring code is :mod:`bench.extender`; this module parses the arguments and prints
+the figures beside the design targets (p99 <= 5 ms at 5000 node names, >= 1000 pods/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from topolet.cli import CommandError, common_options
+
+__all__ = ["register_extender"]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def register_extender(subparsers: Any) -> None:
+    """Add ``extender`` to the ``topolet bench`` subcommands."""
+    p = subparsers.add_parser(
+        "extender",
+        parents=[common_options()],
+        help="extender filter + prioritize p50/p99 and pods/s (target p99 <= 5 ms at 5000 names)",
+        description="Schedule pods against an in-memory cluster of NRT objects through the "
+        "extender (in process and over loopback HTTP): filter + prioritize latency per "
+        "candidate-list size, and sustained pods/s from concurrent client processes.",
+    )
+    p.add_argument("--nodes", type=_positive, default=5000, help="nodes in the cluster (default 5000)")
+    p.add_argument(
+        "--names",
+        default="500,5000",
+        help="candidate node names per request, comma-separated (default 500,5000)",
+    )
+    p.add_argument("--calls", type=_positive, default=300, help="pods timed per configuration (default 300)")
+    p.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure over loopback HTTP and the sustained pods/s (default on)",
+    )
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of the sustained run (default 5)")
+    p.add_argument("--clients", type=_positive, default=2, help="client processes of the sustained run")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_run)
+
+
+def _names(text: str, nodes: int) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise CommandError(
+            f"--names: expected comma-separated integers such as 500,5000, got {text!r}"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise CommandError(f"--names: expected positive integers, got {text!r}")
+    return tuple(min(c, nodes) for c in counts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench import extender
+
+    if args.seconds <= 0:
+        raise CommandError(f"--seconds: expected a positive number, got {args.seconds}")
+    out = extender.run(
+        args.nodes,
+        args.calls,
+        _names(args.names, args.nodes),
+        http=args.http,
+        sustained_s=args.seconds,
+        clients=args.clients,
+    )
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    _print(out)
+    return 0
+
+
+def _print(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    targets = out["targets"]
+    table = Table(title=f"extender filter + prioritize, {out['nodes']} nodes (target p99 <= 5 ms)")
+    for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right")
+    for kind in ("in_process", "http"):
+        for count, r in out.get(kind, {}).items():
+            table.add_row(
+                kind,
+                str(count),
+                str(r["samples"]),
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+                f"{r['max_ms']:.2f}",
+            )
+    console = Console()
+    console.print(table)
+    sustained = out.get("sustained")
+    if sustained:
+        met = "met" if targets["pods_per_s_met"] else "not met"
+        console.print(
+            f"sustained: {sustained['pods_per_s']} pods/s ({sustained['pods']} pods, {sustained['clients']} "
+            f"client processes, {sustained['node_names']} names; target >= 1000 pods/s: {met})"
+        )
