@@ -148,15 +148,30 @@ def test_verbose_is_accepted_before_and_after_the_command(
 
 
 def test_demo_writes_the_report(tmp_path: Path) -> None:
-    done = topolet("demo", "--output-dir", tmp_path / "report", cwd=tmp_path)
+    done = topolet("demo", "--tiny", "--output-dir", tmp_path / "report", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = tmp_path / "report"
     doc = json.loads((report / "topology.json").read_text())
     assert doc["schema"] == "topolet.topology/v1"
-    assert (report / "topology.png").read_bytes()[:8] == PNG_MAGIC
+    for png in ("topology.png", "isolation/isolation.png", "simulate/simulate-timeline.png",
+                "simulate/simulate-outcomes.png"):
+        assert (report / png).read_bytes()[:8] == PNG_MAGIC, png
     text = (report / "report.md").read_text()
-    assert "## Exclusive CPU requests" in text
+    for heading in ("## Exclusive CPU requests", "## Isolation", "## Simulation"):
+        assert heading in text
     assert f"{doc['summary']['cpus']} online CPUs" in text
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["machine"]["cpus"] == doc["summary"]["cpus"]
+    kernels = {k["kernel"] for k in summary["isolation"]["kernels"]}
+    assert kernels == {"blackscholes-like", "canneal-like", "streamcluster-like"}
+    assert all(k["solo_median_s"] > 0 and k["on_median_s"] > 0 for k in summary["isolation"]["kernels"])
+    sim = summary["simulation"]
+    for scheduler in ("topolet", "topology-blind"):
+        assert sim[scheduler]["admitted"] <= sim["lp_bound_pods"]
+    assert sim["topolet"]["topology_affinity_errors"] == 0
+    # The isolation figures in report.md are the ones of the raw results file.
+    raw = json.loads((report / "isolation" / "isolation.json").read_text())
+    assert raw["placement"] == summary["isolation"]["placement"]
 
 
 # --------------------------------------------------------------------- bench
@@ -193,7 +208,8 @@ def test_demo_on_a_snapshot_gives_every_request_its_cpus(
     name: str, hwloc_snapshot: Snapshot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report"
-    assert main(["demo", "--root", str(hwloc_snapshot(name)), "--output-dir", str(out)]) == 0
+    argv = ["demo", "--root", str(hwloc_snapshot(name)), "--output-dir", str(out), "--no-simulation"]
+    assert main(argv) == 0
     capsys.readouterr()
     rows = [line.split("|") for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     table = [(int(r[1]), CPUSet.parse(r[2].strip(" `"))) for r in rows[1:]]
