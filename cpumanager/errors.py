@@ -15,7 +15,9 @@ from topology.cpuset import CPUSet
 __all__ = [
     "AllocationError",
     "CPUManagerError",
+    "HugePagesRequestError",
     "InsufficientCPUsError",
+    "InsufficientHugePagesError",
     "PolicyConfigError",
     "SMTAlignmentError",
     "StateValidationError",
@@ -94,3 +96,27 @@ class PolicyConfigError(CPUManagerError):
 
     def __init__(self, detail: str, hint: str = "fix the CPU manager policy configuration") -> None:
         super().__init__(detail, hint)
+
+
+class HugePagesRequestError(CPUManagerError):
+    """A hugepages request is malformed (unknown page size, not a whole number of pages)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            detail, "request hugepages as 'hugepages-<size>: <bytes>', a whole number of pages, "
+            "e.g. 'hugepages-2Mi: 512Mi'"
+        )
+
+
+class InsufficientHugePagesError(AllocationError):
+    """The hugepages a container asks for do not fit in the free pages of the NUMA nodes
+    it may use. ``detail`` lists every node with its free and total amount."""
+
+    def __init__(self, detail: str, nodes: Iterable[int]) -> None:
+        self.nodes = sorted(nodes)
+        super().__init__(
+            detail,
+            "request fewer hugepages, wait until other containers release theirs, or reserve more "
+            "pages on those nodes "
+            "(/sys/devices/system/node/node<N>/hugepages/hugepages-<size>kB/nr_hugepages)",
+        )

@@ -9,20 +9,27 @@ kernel's cpusets in line with it:
 * every other container runs on the shared pool, and is re-pinned whenever the pool
   shrinks or grows;
 * :meth:`CPUManager.reconcile` repairs drift and frees the CPUs of containers that are
-  gone (the stale-state sweep).
+  gone (the stale-state sweep);
+* hugepage requests are counted against each NUMA node's pools
+  (:mod:`cpumanager.hugepages`); a Guaranteed container's hugepages sit on the NUMA nodes
+  of its CPUs, and its ``cpuset.mems`` is those nodes. The hugepage accounts are not
+  checkpointed: they are derived again from the running containers at the first
+  reconcile after a restart (exclusive containers first, so each gets back the nodes of
+  its checkpointed CPUs).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.checkpoint_format import CPUManagerCheckpoint, LegacyCheckpoint
 from cpumanager.errors import CPUManagerError, InsufficientCPUsError, StateValidationError
+from cpumanager.hugepages import HugePageAccounts, aligned_affinity, format_bytes, nodes_for
 from cpumanager.isolated import POOL_POD_UID, release_isolated, seed_isolated_pool, take_isolated
 from cpumanager.metrics import CPUManagerMetrics
 from cpumanager.policy_static import StaticPolicy
@@ -54,10 +61,17 @@ class ContainerInfo:
     isolated: bool = False
     """Serve ``exclusive_cpus`` from the isolated pool (pod annotation
     ``topolet.io/isolated-cpus: "true"``)."""
+    hugepages: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Hugepages requested, in bytes per resource (``{"hugepages-2Mi": 1073741824}``)."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.pod_uid, self.container_name)
+
+    @property
+    def guaranteed(self) -> bool:
+        """Guaranteed QoS: it holds exclusive CPUs or sits in the Guaranteed cgroup."""
+        return self.exclusive_cpus > 0 or (self.cgroup is not None and self.cgroup.qos == "guaranteed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,7 @@ class CPUManager:
         self.writer = writer
         self.metrics = metrics or CPUManagerMetrics()
         self.state = MemoryState()
+        self.hugepages = HugePageAccounts.from_topology(topology)
         self._lock = threading.RLock()
         self._containers: dict[tuple[str, str], _Tracked] = {}
         self._on_change = on_change
@@ -176,8 +191,19 @@ class CPUManager:
     # ------------------------------------------------------------- allocation
     def allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
                  numa_affinity: Iterable[int] | None = None) -> CPUSet:
-        """Record an exclusive assignment (used by the CPU device plugin's Allocate and by
-        :meth:`add_container`). Idempotent for the same container."""
+        """Record an exclusive assignment (used by the CPU device plugin's Allocate). Idempotent
+        for the same container. When the shared pool shrank, the shared containers are
+        re-pinned and the listeners told."""
+        with self._lock:
+            before = self.shared_pool()
+            cpus = self._allocate(pod_uid, container_name, num_cpus, numa_affinity=numa_affinity)
+            if self.shared_pool() != before:
+                self._repin_shared()
+                self._changed()
+            return cpus
+
+    def _allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
+                  numa_affinity: Iterable[int] | None = None) -> CPUSet:
         with self._lock:
             self.metrics.pinning_requests.inc()
             try:
@@ -256,11 +282,20 @@ class CPUManager:
         re-pin the shared containers when the pool shrank."""
         with self._lock:
             before = self.shared_pool()
+            held = self.state.get_cpuset(*info.key)
             if info.exclusive_cpus > 0 and info.isolated:
                 self._allocate_isolated(info)
             elif info.exclusive_cpus > 0:
-                self.allocate(info.pod_uid, info.container_name, info.exclusive_cpus,
-                              numa_affinity=info.numa_affinity)
+                self._allocate(info.pod_uid, info.container_name, info.exclusive_cpus,
+                               numa_affinity=self._affinity(info, held))
+            try:
+                self._admit_hugepages(info)
+            except CPUManagerError:
+                self.metrics.pinning_errors.inc()
+                if held is None and self._release_cpus(info.pod_uid, info.container_name):
+                    self._save()
+                    self._update_gauges()
+                raise
             self._containers[info.key] = _Tracked(info)
             result = self._pin(self._containers[info.key])
             if self.shared_pool() != before:
@@ -272,11 +307,11 @@ class CPUManager:
         """Forget a container; its exclusive CPUs go back to the shared pool."""
         with self._lock:
             self._containers.pop((pod_uid, container_name), None)
-            held = self.state.get_cpuset(pod_uid, container_name) or CPUSet()
-            if held & self.topology.isolated_cpus:
-                freed = release_isolated(self.state, pod_uid, container_name, self.topology.isolated_cpus)
-            else:
-                freed = self.policy.release(self.state, pod_uid, container_name)
+            pages = self.hugepages.release((pod_uid, container_name))
+            freed = self._release_cpus(pod_uid, container_name)
+            if pages and not freed:
+                self._update_gauges()
+                self._changed()
             if freed:
                 self._save()
                 self._update_gauges()
@@ -291,13 +326,21 @@ class CPUManager:
         New containers are admitted, known ones re-pinned when their cgroup drifted,
         and assignments of containers that are gone are released (stale-state sweep).
         """
-        counts = {"admitted": 0, "repinned": 0, "released": 0}
+        counts = {"admitted": 0, "repinned": 0, "released": 0, "failed": 0}
         with self._lock:
             seen = set()
-            for info in active:
+            # Exclusive containers first: after a restart they take back the hugepages on
+            # the NUMA nodes of their checkpointed CPUs before anyone else is placed.
+            for info in sorted(active, key=lambda i: i.exclusive_cpus == 0):
                 seen.add(info.key)
                 if info.key not in self._containers:
-                    self.add_container(info)
+                    try:
+                        self.add_container(info)
+                    except CPUManagerError as e:
+                        log.warning("cannot admit pod %s container %s: %s",
+                                    info.pod_uid, info.container_name, e)
+                        counts["failed"] += 1
+                        continue
                     counts["admitted"] += 1
                     continue
                 tracked = self._containers[info.key]
@@ -307,6 +350,10 @@ class CPUManager:
                     counts["repinned"] += 1
             for key in [k for k in self._containers if k not in seen]:
                 self._containers.pop(key)
+            for key in [k for k in self.hugepages.held if k not in seen]:
+                self.hugepages.release(key)
+                counts["released"] += 1
+                self._update_gauges()
             for pod, names in self.state.assignments().items():
                 if pod == POOL_POD_UID:
                     continue
@@ -317,6 +364,37 @@ class CPUManager:
         return counts
 
     # -------------------------------------------------------------- internals
+    def _affinity(self, info: ContainerInfo, held: CPUSet | None) -> frozenset[int] | None:
+        """Where the container's exclusive CPUs should come from: its devices' NUMA nodes,
+        merged with where its hugepages fit when it asks for some."""
+        if not info.hugepages or held is not None:
+            return info.numa_affinity
+        try:
+            self.hugepages.best_nodes(info.hugepages)  # fits somewhere at all?
+        except CPUManagerError:
+            self.metrics.pinning_errors.inc()
+            raise
+        return aligned_affinity(self.topology, self.hugepages, info.hugepages,
+                                available_cpus=self.assignable_cpus(), num_cpus=info.exclusive_cpus,
+                                device_nodes=info.numa_affinity)
+
+    def _admit_hugepages(self, info: ContainerInfo) -> None:
+        if not info.hugepages or info.key in self.hugepages.held:
+            return
+        nodes, why = nodes_for(self.topology, self.hugepages, info.hugepages,
+                               exclusive=self.state.get_cpuset(*info.key), guaranteed=info.guaranteed)
+        placement = self.hugepages.place(info.key, info.hugepages, nodes, why=why)
+        self._update_gauges()
+        log.info("hugepages %s -> pod %s container %s", {
+            n: {r: format_bytes(b) for r, b in res.items()} for n, res in placement.items()
+        }, info.pod_uid, info.container_name)
+
+    def _release_cpus(self, pod_uid: str, container_name: str) -> CPUSet:
+        held = self.state.get_cpuset(pod_uid, container_name) or CPUSet()
+        if held & self.topology.isolated_cpus:
+            return release_isolated(self.state, pod_uid, container_name, self.topology.isolated_cpus)
+        return self.policy.release(self.state, pod_uid, container_name)
+
     def _allocate_isolated(self, info: ContainerInfo) -> CPUSet:
         self.metrics.pinning_requests.inc()
         try:
@@ -334,7 +412,8 @@ class CPUManager:
         excl = self.state.get_cpuset(info.pod_uid, info.container_name)
         if excl:
             return excl, self.topology.numa_nodes_of(excl), True
-        return self.shared_pool(), None, False
+        pages_on = self.hugepages.nodes_of(info.key)
+        return self.shared_pool(), CPUSet(pages_on) if pages_on and info.guaranteed else None, False
 
     def _pin(self, tracked: _Tracked) -> PinResult:
         cpus, mems, exclusive = self._target(tracked.info)
@@ -375,8 +454,8 @@ class CPUManager:
         )
 
     def _update_gauges(self) -> None:
-        self.metrics.shared_pool_size.set(len(self.shared_pool()))
-        self.metrics.exclusive_cpus.set(len(self.exclusive_cpus()))
+        self.metrics.set_pools(shared=len(self.shared_pool()), exclusive=len(self.exclusive_cpus()))
+        self.metrics.set_hugepages(self.hugepages.allocated())
 
     def _changed(self) -> None:
         if self._on_change is not None:

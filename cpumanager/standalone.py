@@ -2,7 +2,9 @@
 
 Each standalone container is a cgroup made by the same writer kubelet layouts use
 (``kubepods[/<qos>]/pod<UID>/<id>`` under the configured cgroup root) plus a small JSON
-record in ``<state-dir>/standalone/<pod-uid>.json`` saying what it asked for. A record
+record in ``<state-dir>/standalone/<pod-uid>.json`` saying what it asked for (exclusive
+CPUs, from the isolated pool or not, hugepages): the manager's hugepage accounts are
+derived from these records at every reconcile. A record
 whose cgroup is gone or holds no process is a container that exited.
 """
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter, validate_pod_uid
@@ -29,6 +32,8 @@ class StandaloneRecord:
     exclusive_cpus: int
     qos: str
     command: tuple[str, ...] = ()
+    isolated: bool = False
+    hugepages: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def cgroup(self) -> ContainerCgroup:
         return ContainerCgroup(pod_uid=self.pod_uid, container_id=self.pod_uid.replace("-", ""),
@@ -42,6 +47,8 @@ class StandaloneRecord:
             exclusive_cpus=self.exclusive_cpus,
             pod_name=self.name,
             namespace="standalone",
+            isolated=self.isolated,
+            hugepages=dict(self.hugepages),
         )
 
 
@@ -60,7 +67,8 @@ class StandaloneSource:
         tmp = self._file(record.pod_uid).with_suffix(".tmp")
         tmp.write_text(json.dumps({
             "podUID": record.pod_uid, "name": record.name, "exclusiveCPUs": record.exclusive_cpus,
-            "qos": record.qos, "command": list(record.command),
+            "qos": record.qos, "command": list(record.command), "isolated": record.isolated,
+            "hugepages": dict(record.hugepages),
         }))
         os.replace(tmp, self._file(record.pod_uid))
 
@@ -75,8 +83,10 @@ class StandaloneSource:
                 out.append(StandaloneRecord(
                     pod_uid=d["podUID"], name=d["name"], exclusive_cpus=int(d["exclusiveCPUs"]),
                     qos=d["qos"], command=tuple(d.get("command", ())),
+                    isolated=bool(d.get("isolated", False)),
+                    hugepages={str(k): int(v) for k, v in (d.get("hugepages") or {}).items()},
                 ))
-            except (OSError, ValueError, KeyError) as e:
+            except (OSError, ValueError, KeyError, AttributeError) as e:
                 log.warning("ignoring unreadable standalone record %s: %s", f, e)
         return out
 

@@ -9,6 +9,12 @@ It serves the same paths and JSON shapes as kube-apiserver:
   line, ``{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}``, starting after the
   given ``resourceVersion`` and ending after ``timeoutSeconds``; a ``resourceVersion``
   older than the compaction mark gets ``{"type": "ERROR", "object": <Status 410>}``;
+* ``fieldSelector`` on either list and watch (``a=b``, ``a==b``, ``a!=b``, comma-joined;
+  pods: ``metadata.name``, ``metadata.namespace``, ``spec.nodeName``, ``spec.schedulerName``,
+  ``status.phase``; NRTs: ``metadata.name``; any other field is ``400 BadRequest``
+  ``field label not supported``). A filtered watch reports an object that starts
+  matching as ``ADDED`` and one that stops matching as ``DELETED``, as the real watch
+  cache does;
 * ``POST /api/v1/namespaces/{ns}/pods/{name}/binding``: ``201`` with a ``Status`` of
   ``Success`` (as the real binding REST storage answers), ``409`` when the pod already
   has a node, ``404`` when there is no such pod, ``400`` for a malformed Binding.
@@ -40,12 +46,62 @@ _POD_ONE = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)")
 _BINDING = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding")
 
 
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "pod": ("metadata.name", "metadata.namespace", "spec.nodeName", "spec.schedulerName", "status.phase"),
+    "nrt": ("metadata.name",),
+}
+
+
 @dataclass(frozen=True)
 class _Event:
     rv: int
     kind: str  # "nrt" or "pod"
     type: str
     obj: dict[str, Any]
+    prev: dict[str, Any] | None = None  # the object before a MODIFIED
+
+
+class _BadSelector(ValueError):
+    pass
+
+
+def _parse_selector(kind: str, text: str | None) -> list[tuple[str, bool, str]]:
+    """``spec.nodeName=a,status.phase!=Failed`` → [(field, equal?, value), ...]."""
+    out: list[tuple[str, bool, str]] = []
+    for term in (text or "").split(","):
+        if not term:
+            continue
+        m = re.fullmatch(r"([A-Za-z.]+)(==|=|!=)(.*)", term)
+        if m is None:
+            raise _BadSelector(f"invalid selector: '{text}'; can't understand '{term}'")
+        if m.group(1) not in _FIELDS[kind]:
+            raise _BadSelector(f'field label not supported: {m.group(1)}')
+        out.append((m.group(1), m.group(2) != "!=", m.group(3)))
+    return out
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    cur: Any = obj
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return "" if cur is None else str(cur)
+
+
+def _matches(obj: dict[str, Any] | None, selector: list[tuple[str, bool, str]]) -> bool:
+    return obj is not None and all((_field(obj, f) == v) == eq for f, eq, v in selector)
+
+
+def _filtered(event: _Event, selector: list[tuple[str, bool, str]]) -> str | None:
+    """The event type a watch with *selector* reports, or None when it sees nothing."""
+    if not selector:
+        return event.type
+    now = _matches(event.obj, selector)
+    if event.type != "MODIFIED":
+        return event.type if now else None
+    before = _matches(event.prev, selector)
+    if now:
+        return "MODIFIED" if before else "ADDED"
+    return "DELETED" if before else None
 
 
 def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -74,12 +130,13 @@ class _State:
         self.bindings: list[dict[str, Any]] = []
         self.closing = False
 
-    def record(self, kind: str, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def record(self, kind: str, type_: str, obj: dict[str, Any],
+               prev: dict[str, Any] | None = None) -> dict[str, Any]:
         with self.cond:
             self.rv += 1
             obj = copy.deepcopy(obj)
             obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
-            self.events.append(_Event(self.rv, kind, type_, obj))
+            self.events.append(_Event(self.rv, kind, type_, obj, prev))
             self.cond.notify_all()
             return obj
 
@@ -130,7 +187,7 @@ class ApiServerStandIn:
         key = (meta["namespace"], meta["name"])
         type_ = "MODIFIED" if key in self.state.pods else "ADDED"
         full = {"apiVersion": "v1", "kind": "Pod", **obj}
-        self.state.pods[key] = self.state.record("pod", type_, full)
+        self.state.pods[key] = self.state.record("pod", type_, full, self.state.pods.get(key))
         return self.state.pods[key]
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -177,10 +234,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/")
         if path in (NRT_PATH, PODS_PATH):
             kind = "nrt" if path == NRT_PATH else "pod"
+            try:
+                selector = _parse_selector(kind, query.get("fieldSelector"))
+            except _BadSelector as e:
+                self._json(400, _status(400, "BadRequest", str(e)))
+                return
             if query.get("watch") in ("1", "true", "True"):
-                self._watch(kind, query)
+                self._watch(kind, query, selector)
             else:
-                self._list(kind)
+                self._list(kind, selector)
             return
         m = _NRT_ONE.fullmatch(path)
         if m and m.group(1) in self.state.nrts:
@@ -194,18 +256,19 @@ class _Handler(BaseHTTPRequestHandler):
             404, _status(404, "NotFound", f"the server could not find the requested resource ({path})")
         )
 
-    def _list(self, kind: str) -> None:
+    def _list(self, kind: str, selector: list[tuple[str, bool, str]]) -> None:
         with self.state.cond:
             rv = str(self.state.rv)
             if kind == "nrt":
-                items = list(self.state.nrts.values())
+                items = [n for n in self.state.nrts.values() if _matches(n, selector)]
                 head = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopologyList"}
             else:
-                items = list(self.state.pods.values())
+                items = [p for p in self.state.pods.values() if _matches(p, selector)]
                 head = {"apiVersion": "v1", "kind": "PodList"}
         self._json(200, {**head, "metadata": {"resourceVersion": rv}, "items": items})
 
-    def _events(self, kind: str, since: int, timeout: float) -> Iterator[_Event]:
+    def _events(self, kind: str, since: int, timeout: float,
+                selector: list[tuple[str, bool, str]]) -> Iterator[tuple[str, _Event]]:
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()
@@ -222,11 +285,13 @@ class _Handler(BaseHTTPRequestHandler):
                         continue
                 for event in fresh:
                     if event.kind == kind and event.rv > since:
-                        yield event
+                        type_ = _filtered(event, selector)
+                        if type_ is not None:
+                            yield type_, event
         finally:
             timer.cancel()
 
-    def _watch(self, kind: str, query: dict[str, str]) -> None:
+    def _watch(self, kind: str, query: dict[str, str], selector: list[tuple[str, bool, str]]) -> None:
         since = int(query.get("resourceVersion") or self.state.rv)
         timeout = float(query.get("timeoutSeconds") or 1800)
         self.send_response(200)
@@ -238,8 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
                 gone = _status(410, "Expired", f"too old resource version: {since} ({self.state.compacted})")
                 self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
             else:
-                for event in self._events(kind, since, timeout):
-                    self._chunk(json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n")
+                for type_, event in self._events(kind, since, timeout, selector):
+                    self._chunk(json.dumps({"type": type_, "object": event.obj}).encode() + b"\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -284,6 +349,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             updated = copy.deepcopy(pod)
             updated.setdefault("spec", {})["nodeName"] = node
-            self.state.pods[(namespace, name)] = self.state.record("pod", "MODIFIED", updated)
+            self.state.pods[(namespace, name)] = self.state.record("pod", "MODIFIED", updated, pod)
             self.state.bindings.append(body)
         self._json(201, _status(201, "", ""))

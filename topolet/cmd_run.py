@@ -3,8 +3,12 @@
 The command gets a cgroup laid out as kubelet would make it and is admitted by the same
 CPU manager a node runs: with ``--guaranteed`` and a whole ``--cpus`` count it gets
 exclusive CPUs (and every other container leaves them); otherwise it runs on the shared
-pool. The child joins its cgroup before it executes, so it never runs unpinned. On exit
-its CPUs return to the shared pool.
+pool. With ``--isolated`` the exclusive CPUs come from the kernel's isolated CPUs
+(``isolcpus=``). ``--hugepages-2Mi``/``--hugepages-1Gi`` request hugepages: they are
+counted against the NUMA nodes the container's memory is pinned to (its CPUs' nodes when
+it has exclusive CPUs), and the run is refused with the numbers when they do not fit.
+The child joins its cgroup before it executes, so it never runs unpinned. On exit its
+CPUs and hugepages return to their pools.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import uuid
 from decimal import Decimal, InvalidOperation
 
 from cpumanager.cgroupfs import CpusetWriter
+from cpumanager.errors import CPUManagerError
+from cpumanager.hugepages import parse_hugepages_requests
 from cpumanager.manager import CPUManager
 from cpumanager.standalone import StandaloneRecord, StandaloneSource
 from topolet.cli import CommandError, common_options
@@ -39,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="CPU request: whole CPUs ('2') or a fraction ('500m', '1.5')")
     p.add_argument("--guaranteed", action="store_true",
                    help="Guaranteed QoS: with a whole --cpus count, take exclusive CPUs")
+    p.add_argument("--isolated", action="store_true",
+                   help="take the exclusive CPUs from the isolated pool (isolcpus=); "
+                        "needs --guaranteed and a whole --cpus count")
+    p.add_argument("--hugepages-2Mi", dest="hugepages_2mi", default=None, metavar="SIZE",
+                   help="hugepages of 2 MiB to account for the container, e.g. '512Mi'")
+    p.add_argument("--hugepages-1Gi", dest="hugepages_1gi", default=None, metavar="SIZE",
+                   help="hugepages of 1 GiB to account for the container, e.g. '2Gi'")
     p.add_argument("--name", default="run", help="container name shown in status (default 'run')")
     p.add_argument("--cgroup-root", default=None, metavar="DIR",
                    help="cpuset cgroup sub-tree for standalone containers "
@@ -61,6 +74,27 @@ def _whole_cpus(quantity: str, guaranteed: bool) -> int:
     return int(value) if guaranteed and value == value.to_integral_value() else 0
 
 
+def _hugepages(args: argparse.Namespace) -> dict[str, int]:
+    raw = {name: text for name, text in (("hugepages-2Mi", args.hugepages_2mi),
+                                         ("hugepages-1Gi", args.hugepages_1gi)) if text is not None}
+    try:
+        return parse_hugepages_requests(raw)
+    except CPUManagerError as e:
+        raise CommandError(f"--{e}") from e
+
+
+def _check_isolated(args: argparse.Namespace, exclusive: int, topo: Topology) -> None:
+    if not args.isolated:
+        return
+    if exclusive == 0:
+        raise CommandError("--isolated: needs --guaranteed and a whole --cpus count (e.g. --cpus 2)")
+    if not topo.isolated_cpus:
+        raise CommandError(
+            "no isolated CPUs: this machine's kernel command line has no isolcpus=... "
+            "(add isolcpus=<cpu-list> to the kernel command line and reboot, or drop --isolated)"
+        )
+
+
 def _writer(args: argparse.Namespace) -> CpusetWriter:
     base = detect_cgroup_writer(None, args.cgroup_version, "cgroupfs")
     root = args.cgroup_root or base.root / "topolet"
@@ -80,20 +114,28 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from e
     exclusive = _whole_cpus(args.cpus, args.guaranteed)
+    hugepages = _hugepages(args)
     topo = settings.topology()
+    _check_isolated(args, exclusive, topo)
     writer = _writer(args)
     source = StandaloneSource(settings.state_dir, writer)
     uid = str(uuid.uuid4())
     rec = StandaloneRecord(pod_uid=uid, name=args.name, exclusive_cpus=exclusive,
-                           qos="guaranteed" if args.guaranteed else "burstable", command=tuple(cmd))
+                           qos="guaranteed" if args.guaranteed else "burstable", command=tuple(cmd),
+                           isolated=args.isolated, hugepages=hugepages)
     path = writer.path_for(rec.cgroup())
     with _transaction(settings, topo, writer) as mgr:
         mgr.reconcile(source.running())
         writer.ensure(rec.cgroup(), mgr.shared_pool(), topo.numa_nodes_of(topo.online_cpus))
         source.add(rec)
-        pin = mgr.add_container(rec.info())
-    log.info("container %s (pod %s): %s cpus %s", args.name, uid,
-             "exclusive" if pin.exclusive else "shared", pin.cpus)
+        try:
+            pin = mgr.add_container(rec.info())
+        except CPUManagerError as e:
+            source.remove(rec.pod_uid)
+            _remove_cgroup(writer, rec)
+            raise CommandError(f"container {args.name} not admitted: {e}") from e
+    log.info("container %s (pod %s): %s cpus %s mems %s", args.name, uid,
+             "exclusive" if pin.exclusive else "shared", pin.cpus, pin.mems or "all")
     procs = str(path / "cgroup.procs")
 
     def join_cgroup() -> None:
@@ -145,12 +187,17 @@ def _cleanup(settings: NodeSettings, topo: Topology, writer: CpusetWriter, sourc
         source.remove(rec.pod_uid)
         freed = mgr.remove_container(rec.pod_uid, rec.name)
         mgr.reconcile(source.running())
-        writer.remove(rec.cgroup())
-        for parent in writer.path_for(rec.cgroup()).parents:
-            if parent == writer.root:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+        _remove_cgroup(writer, rec)
     log.info("container %s exited; cpus %s back to the shared pool", rec.name, freed)
+
+
+def _remove_cgroup(writer: CpusetWriter, rec: StandaloneRecord) -> None:
+    """Remove the container's cgroup and its pod (and QoS) parents when they are empty."""
+    writer.remove(rec.cgroup())
+    for parent in writer.path_for(rec.cgroup()).parents:
+        if parent == writer.root:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break

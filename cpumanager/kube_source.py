@@ -1,0 +1,303 @@
+"""The Kubernetes API pod source: the pods bound to this node, as the CPU manager sees them.
+
+:class:`KubePodSource` lists and watches pods with ``fieldSelector=spec.nodeName=<node>``
+through the official ``kubernetes`` client: it lists once, then watches from the list's
+``resourceVersion``, follows the last ``resourceVersion`` seen across watch restarts,
+re-lists on ``410 Gone`` (history compacted) and backs off exponentially on other errors.
+Each pod event is turned into :class:`~cpumanager.manager.ContainerInfo`\\ s
+(:func:`pod_containers`) and compared with the pod's previous view: a container whose id
+appeared in ``status.containerStatuses`` with state ``running`` is added to the manager
+at once (pinned within one event round trip); a container that terminated, or a pod that
+was deleted or finished, is removed. :meth:`KubePodSource.running` is the current view
+for the periodic reconcile.
+
+How a pod maps to what the manager needs (kubelet's rules):
+
+* QoS: Guaranteed when every container (init and app) has cpu and memory limits and its
+  requests equal them (a missing request defaults to the limit, as the API server
+  defaults it); BestEffort when no container requests or limits cpu or memory; else
+  Burstable. The QoS class is the cgroup parent (``kubepods``, ``kubepods/burstable``,
+  ``kubepods/besteffort``).
+* exclusive CPUs: a Guaranteed container with an integer cpu request gets that many.
+* container id: ``containerd://<id>`` → ``<id>``; the runtime prefix names the systemd
+  scope (``containerd`` → ``cri-containerd-<id>.scope``, ``cri-o`` → ``crio-<id>.scope``).
+* isolated CPUs: annotation ``topolet.io/isolated-cpus: "true"``.
+* hugepages: the container's ``hugepages-<size>`` requests (or limits), in bytes.
+
+A pod or container with an id that is not safe in a path, or a malformed quantity, is
+logged and left out: it never reaches a cgroup path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from cpumanager.cgroupfs import ContainerCgroup, QoS
+from cpumanager.errors import CPUManagerError
+from cpumanager.hugepages import HUGEPAGES_PREFIX, parse_hugepages_requests
+from cpumanager.isolated import ISOLATED_ANNOTATION
+from cpumanager.manager import ContainerInfo, CPUManager
+from topology.errors import TopologyError
+from topology.quantity import parse_amount
+
+__all__ = ["KubePodSource", "pod_containers", "pod_qos"]
+
+log = logging.getLogger(__name__)
+
+#: container-id prefix in pod status -> systemd scope prefix kubelet's runtimes use
+RUNTIME_SCOPES = {"containerd": "cri-containerd", "cri-o": "crio", "docker": "docker"}
+_QOS_RESOURCES = ("cpu", "memory")
+
+
+def _resources(container: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """(requests, limits) in canonical units; a missing request defaults to the limit."""
+    res = container.get("resources") or {}
+    name = container.get("name", "?")
+    limits = {k: parse_amount(k, v, field=f"container {name} limits.{k}")
+              for k, v in (res.get("limits") or {}).items()}
+    requests = {k: parse_amount(k, v, field=f"container {name} requests.{k}")
+                for k, v in (res.get("requests") or {}).items()}
+    return {**limits, **requests}, limits
+
+
+def pod_qos(pod: Mapping[str, Any]) -> QoS:
+    """The pod's QoS class as kubelet computes it (``GetPodQOS``), in cgroup spelling."""
+    spec = pod.get("spec") or {}
+    requests: dict[str, int] = {}
+    limits: dict[str, int] = {}
+    guaranteed = True
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        req, lim = _resources(c)
+        for k in _QOS_RESOURCES:
+            if req.get(k):
+                requests[k] = requests.get(k, 0) + req[k]
+            if lim.get(k):
+                limits[k] = limits.get(k, 0) + lim[k]
+        limited = all(lim.get(k) for k in _QOS_RESOURCES)
+        if not limited or any(req.get(k) != lim.get(k) for k in _QOS_RESOURCES):
+            guaranteed = False
+    if not requests and not limits:
+        return "besteffort"
+    return "guaranteed" if guaranteed else "burstable"
+
+
+def _split_id(raw: str) -> tuple[str, str]:
+    """``containerd://abc`` → (``cri-containerd``, ``abc``)."""
+    runtime, _, cid = raw.rpartition("://")
+    return RUNTIME_SCOPES.get(runtime, runtime or "cri-containerd"), cid
+
+
+def _running_ids(pod: Mapping[str, Any]) -> dict[str, str]:
+    """Container name → raw container id, for containers whose state is ``running``."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return {}
+    out = {}
+    for st in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        if (st.get("state") or {}).get("running") is not None and st.get("containerID"):
+            out[st["name"]] = st["containerID"]
+    return out
+
+
+def pod_containers(pod: Mapping[str, Any]) -> list[ContainerInfo]:
+    """The pod's running containers as the manager sees them (see the module notes)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    uid, name, ns = meta.get("uid", ""), meta.get("name", ""), meta.get("namespace", "")
+    ids = _running_ids(pod)
+    if not ids:
+        return []
+    qos = pod_qos(pod)
+    isolated = (meta.get("annotations") or {}).get(ISOLATED_ANNOTATION) == "true"
+    out = []
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if c.get("name") not in ids:
+            continue
+        req, _ = _resources(c)
+        cpu = req.get("cpu", 0)
+        exclusive = cpu // 1000 if qos == "guaranteed" and cpu and cpu % 1000 == 0 else 0
+        runtime, cid = _split_id(ids[c["name"]])
+        pages = {k: str(v) for k, v in req.items() if k.startswith(HUGEPAGES_PREFIX)}
+        out.append(ContainerInfo(
+            pod_uid=uid, container_name=c["name"],
+            cgroup=ContainerCgroup(pod_uid=uid, container_id=cid, qos=qos, runtime=runtime),
+            exclusive_cpus=exclusive, pod_name=name, namespace=ns, isolated=isolated and exclusive > 0,
+            hugepages=parse_hugepages_requests(pages),
+        ))
+    return out
+
+
+class KubePodSource:
+    """Pods on *node_name*, listed and watched, fed to *manager* as they change.
+
+    >>> src = KubePodSource(api_client, "node-a", manager).start()   # doctest: +SKIP
+    >>> src.running()                                                # doctest: +SKIP
+    >>> src.stop()                                                   # doctest: +SKIP
+    """
+
+    def __init__(self, api_client: client.ApiClient, node_name: str, manager: CPUManager, *,
+                 watch_timeout_s: int = 300, backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
+        if not node_name:
+            raise ValueError("node_name: expected this node's name (spec.nodeName of its pods)")
+        self.core = client.CoreV1Api(api_client)
+        self.node_name = node_name
+        self.manager = manager
+        self.watch_timeout_s = watch_timeout_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self._lock = threading.Lock()
+        self._pods: dict[str, list[ContainerInfo]] = {}
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def field_selector(self) -> str:
+        return f"spec.nodeName={self.node_name}"
+
+    # ----------------------------------------------------------------- view
+    def running(self) -> list[ContainerInfo]:
+        """Every running container of this node's pods, as last seen."""
+        with self._lock:
+            return [info for infos in self._pods.values() for info in infos]
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> KubePodSource:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"pods-{self.node_name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop watching and join the thread."""
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:
+            try:
+                # shutdown() (urllib3 >= 2.3) interrupts a blocked read; close() alone does not
+                getattr(resp, "shutdown", resp.close)()
+            except Exception as err:  # already closed or broken: stopping anyway
+                log.debug("closing the pod watch: %s", err)
+        if self._thread is not None:
+            self._thread.join(timeout_s if timeout_s is not None else self.watch_timeout_s + 1)
+            self._thread = None
+
+    def _run(self) -> None:
+        delay = self.backoff_s
+        while not self._stop.is_set():
+            try:
+                if not self.resource_version:
+                    self.relist()
+                self.watch_once()
+                delay = self.backoff_s
+            except ApiException as err:
+                self.resource_version = ""  # relist, at once after 410 Gone
+                if err.status == 410:
+                    log.info("pod watch: resourceVersion too old (410 Gone); relisting")
+                    continue
+                log.error("pod watch on %s: API server answered %s %s; retrying in %.1fs",
+                          self.node_name, err.status, err.reason, delay)
+                delay = self._backoff(delay)
+            except Exception as err:  # connection errors: keep the view, retry
+                if self._stop.is_set():
+                    break
+                log.error("pod watch on %s: %s; retrying in %.1fs", self.node_name, err, delay)
+                delay = self._backoff(delay)
+
+    def _backoff(self, delay: float) -> float:
+        self._stop.wait(delay)
+        return min(delay * 2, self.max_backoff_s)
+
+    # ---------------------------------------------------------- list, watch
+    def relist(self) -> str:
+        """List this node's pods, apply every one, forget pods that are gone; returns the
+        list's resourceVersion (where the next watch starts)."""
+        resp: Any = self.core.list_pod_for_all_namespaces(field_selector=self.field_selector,
+                                                          _preload_content=False)
+        reply = json.loads(resp.data)
+        items = reply.get("items") or []
+        present = {(p.get("metadata") or {}).get("uid", "") for p in items}
+        for uid in [u for u in self._pods if u not in present]:
+            self._apply_pod(uid, [])
+        for pod in items:
+            self.apply({"type": "ADDED", "object": pod})
+        self.resource_version = str((reply.get("metadata") or {}).get("resourceVersion", ""))
+        self.synced.set()
+        return self.resource_version
+
+    def watch_once(self) -> None:
+        """Follow one watch stream from :attr:`resource_version` until it ends. Events are
+        read as raw JSON (no model deserialisation, so one odd object cannot stop the
+        watch); an ``ERROR`` event raises :class:`ApiException` with its status code."""
+        resp: Any = self.core.list_pod_for_all_namespaces(
+            field_selector=self.field_selector, resource_version=self.resource_version,
+            timeout_seconds=self.watch_timeout_s, allow_watch_bookmarks=True, watch=True,
+            _preload_content=False,
+        )
+        self._resp = resp
+        try:
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+                if self._stop.is_set():
+                    break
+                if line.strip():
+                    self._event(json.loads(line))
+        finally:
+            self._resp = None
+            resp.close()
+            resp.release_conn()
+
+    def _event(self, event: Mapping[str, Any]) -> None:
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":
+            raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
+        if event.get("type") != "BOOKMARK":
+            self.apply(event)
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.resource_version = str(rv)
+
+    def apply(self, event: Mapping[str, Any]) -> None:
+        """One pod event (``ADDED``/``MODIFIED``/``DELETED``): add new running containers
+        to the manager, remove those that stopped."""
+        pod = event.get("object") or {}
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid", "")
+        if event.get("type") == "DELETED" or (pod.get("spec") or {}).get("nodeName") != self.node_name:
+            self._apply_pod(uid, [])
+            return
+        try:
+            infos = pod_containers(pod)
+        except (CPUManagerError, TopologyError, ValueError) as err:
+            log.error("ignoring pod %s/%s: %s", meta.get("namespace"), meta.get("name"), err)
+            return
+        self._apply_pod(uid, infos)
+
+    def _apply_pod(self, uid: str, infos: list[ContainerInfo]) -> None:
+        with self._lock:
+            before = {i.container_name: i for i in self._pods.get(uid, [])}
+            if infos:
+                self._pods[uid] = infos
+            else:
+                self._pods.pop(uid, None)
+        now = {i.container_name: i for i in infos}
+        for name in [n for n in before if n not in now]:
+            self.manager.remove_container(uid, name)
+        for name, info in now.items():
+            if before.get(name) == info:
+                continue
+            try:
+                pin = self.manager.add_container(info)
+            except CPUManagerError as err:
+                log.error("pod %s/%s container %s not admitted: %s", info.namespace, info.pod_name, name, err)
+                continue
+            log.info("pod %s/%s container %s: %s cpus %s", info.namespace, info.pod_name, name,
+                     "exclusive" if pin.exclusive else "shared", pin.cpus)
