@@ -58,6 +58,7 @@ class AllocResult:
 OPTIONS: dict[str, dict[str, str]] = {
     "default": {},
     "full-pcpus-only": {"full-pcpus-only": "true"},
+    "fragmentation-aware": {"fragmentation-aware": "true"},
     "distribute-cpus-across-numa": {"distribute-cpus-across-numa": "true"},
 }
 

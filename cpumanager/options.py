@@ -3,6 +3,8 @@
 Values are strings, read as Go's ``strconv.ParseBool`` reads them. Unknown names,
 options of a maturity level that is not enabled, bad values and incompatible pairs are
 rejected with a :class:`PolicyConfigError` that names the option and the accepted forms.
+Besides kubelet's options there is topolet's own ``fragmentation-aware`` (maturity
+``topolet``: no kubelet feature gate applies to it; see :mod:`cpumanager.fragmentation`).
 Pure, no I/O.
 """
 
@@ -20,6 +22,7 @@ __all__ = [
     "ALIGN_BY_SOCKET",
     "DISTRIBUTE_CPUS_ACROSS_CORES",
     "DISTRIBUTE_CPUS_ACROSS_NUMA",
+    "FRAGMENTATION_AWARE",
     "FULL_PCPUS_ONLY",
     "OPTION_MATURITY",
     "PREFER_ALIGN_BY_UNCORE_CACHE",
@@ -33,12 +36,13 @@ ALIGN_BY_SOCKET = "align-by-socket"
 DISTRIBUTE_CPUS_ACROSS_CORES = "distribute-cpus-across-cores"
 STRICT_CPU_RESERVATION = "strict-cpu-reservation"
 PREFER_ALIGN_BY_UNCORE_CACHE = "prefer-align-cpus-by-uncorecache"
+FRAGMENTATION_AWARE = "fragmentation-aware"
 
-Maturity = Literal["alpha", "beta", "ga"]
+Maturity = Literal["alpha", "beta", "ga", "topolet"]
 
 #: Maturity of each option as of kubelet v1.32-v1.34 (policy_options.go): alpha options
 #: need the CPUManagerPolicyAlphaOptions gate, beta ones CPUManagerPolicyBetaOptions
-#: (on by default).
+#: (on by default). ``topolet`` options are this project's own and need no gate.
 OPTION_MATURITY: Mapping[str, Maturity] = MappingProxyType(
     {
         FULL_PCPUS_ONLY: "ga",
@@ -47,6 +51,7 @@ OPTION_MATURITY: Mapping[str, Maturity] = MappingProxyType(
         DISTRIBUTE_CPUS_ACROSS_CORES: "alpha",
         STRICT_CPU_RESERVATION: "beta",
         PREFER_ALIGN_BY_UNCORE_CACHE: "beta",
+        FRAGMENTATION_AWARE: "topolet",
     }
 )
 
@@ -90,6 +95,8 @@ class StaticPolicyOptions:
     """``strict-cpu-reservation``: keep reserved CPUs out of the shared pool too."""
     prefer_align_by_uncore_cache: bool = False
     """``prefer-align-cpus-by-uncorecache``: best-effort packing into uncore caches."""
+    fragmentation_aware: bool = False
+    """``fragmentation-aware`` (topolet): best-fit NUMA node / socket, keeping free ones whole."""
 
     @staticmethod
     def parse(
@@ -119,6 +126,7 @@ class StaticPolicyOptions:
             distribute_cpus_across_cores=values.get(DISTRIBUTE_CPUS_ACROSS_CORES, False),
             strict_cpu_reservation=values.get(STRICT_CPU_RESERVATION, False),
             prefer_align_by_uncore_cache=values.get(PREFER_ALIGN_BY_UNCORE_CACHE, False),
+            fragmentation_aware=values.get(FRAGMENTATION_AWARE, False),
         )
 
     def validate_for(self, topo: CPUTopology, topology_manager_policy: str = "none") -> None:

@@ -18,6 +18,7 @@ from cpumanager.allocation import Strategy, as_cpu_topology, take_by_topology
 from cpumanager.cpu_topology import CPUTopology
 from cpumanager.distributed import take_by_topology_numa_distributed
 from cpumanager.errors import PolicyConfigError, SMTAlignmentError, StateValidationError
+from cpumanager.fragmentation import take_best_fit
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.state import State
 from topology.cpuset import CPUSet
@@ -97,7 +98,7 @@ class StaticPolicy:
         self.options = options or StaticPolicyOptions()
         self.options.validate_for(self.topology, topology_manager_policy)
         self.cpu_group_size = self.topology.cpus_per_core()
-        reserved = reserved_cpus or self.take(self.topology.cpus, num_reserved_cpus)
+        reserved = reserved_cpus or self.take_kubelet(self.topology.cpus, num_reserved_cpus)
         if len(reserved) != num_reserved_cpus:
             raise PolicyConfigError(
                 f"[cpumanager] unable to reserve the required amount of CPUs "
@@ -174,7 +175,20 @@ class StaticPolicy:
 
     # ----------------------------------------------------------- allocation
     def take(self, available: CPUSet, n: int) -> CPUSet:
-        """Pick *n* CPUs of *available* with the taker and strategy the options select."""
+        """Pick *n* CPUs of *available*: kubelet's choice (:meth:`take_kubelet`), inside
+        the best-fit NUMA node or socket with ``fragmentation-aware``."""
+        if not self.options.fragmentation_aware:
+            return self.take_kubelet(available, n)
+        return take_best_fit(
+            self.topology,
+            available,
+            n,
+            self.take_kubelet,
+            whole_cores_only=self.options.full_physical_cpus_only,
+        )
+
+    def take_kubelet(self, available: CPUSet, n: int) -> CPUSet:
+        """Pick *n* CPUs of *available* with kubelet's taker and the strategy the options select."""
         opts = self.options
         strategy: Strategy = "spread" if opts.distribute_cpus_across_cores else "packed"
         if opts.distribute_cpus_across_numa:

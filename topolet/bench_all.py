@@ -68,6 +68,9 @@ def _headline(name: str, result: Any) -> str:
         return (f"{t['names']} names p99 {t['p99_ms']['in_process']} ms in process"
                 + (f", {t['p99_ms']['http']} ms HTTP" if "http" in t["p99_ms"] else "")
                 + (f", {t['pods_per_s']} pods/s" if "pods_per_s" in t else ""))
+    if name == "fragmentation":
+        return "whole socket free: " + ", ".join(
+            f"{c['choice']} {c['whole_socket_fraction']:.1%}" for c in result["summary"])
     if name == "isolation":
         parts = [f"{c['kernel']} {c['slowdown_pinned']:.2f}x solo" for c in result["targets"]]
         return f"{result['placement']} placement, pinned victim beside aggressor: " + ", ".join(parts)
@@ -80,6 +83,12 @@ def _extender(quick: bool) -> Any:
     if quick:
         return extender.run(nodes=1000, pods=50, name_counts=(100, 1000), sustained_s=2.0)
     return extender.run()
+
+
+def _fragmentation(quick: bool) -> Any:
+    from bench import fragmentation
+
+    return fragmentation.as_dicts(fragmentation.run(seeds=2 if quick else 5, steps=500 if quick else 2000))
 
 
 def _isolation(quick: bool) -> Any:
@@ -100,6 +109,7 @@ COLLECTORS: dict[str, Collector] = {
     "alloc": _alloc,
     "deviceplugin": _deviceplugin,
     "extender": _extender,
+    "fragmentation": _fragmentation,
     "isolation": _isolation,
 }
 

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topolet.cmd_cpumanager",
     "topolet.cmd_extender",
     "topolet.cmd_simulate",
+    "topolet.cmd_describe",
 )
 
 EXIT_OK = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from topolet.bench_all import register_all
 from topolet.bench_extender import register_extender
+from topolet.bench_fragmentation import register_fragmentation
 from topolet.bench_isolation import register_isolation
 from topolet.cli import CommandError, common_options
 
@@ -178,6 +179,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("alloc", _register_alloc),
     ("deviceplugin", _register_deviceplugin),
     ("extender", register_extender),
+    ("fragmentation", register_fragmentation),
     ("isolation", register_isolation),
 )
 

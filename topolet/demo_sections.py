@@ -79,7 +79,8 @@ def isolation_section(out: Path, settings: DemoSettings) -> Section:
     markdown = "\n".join([
         "## Isolation",
         "",
-        f"Each victim kernel ran {report.runs} time{'s' if report.runs != 1 else ''} alone, then beside a CPU aggressor on every CPU, "
+        f"Each victim kernel ran {report.runs} time{'s' if report.runs != 1 else ''} alone, then beside "
+        "a CPU aggressor on every CPU, "
         f"with the static policy off (everyone shares every CPU) and on (the victim is a Guaranteed "
         f"container with an exclusive CPU, the aggressor stays in the shared pool). Placement: "
         f"**{report.placement}** ({_PLACEMENT.get(report.placement, report.placement)}); "

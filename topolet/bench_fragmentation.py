@@ -1,0 +1,69 @@
+"""``topolet bench fragmentation``: argument parsing and printing for
+:mod:`bench.fragmentation` (whole-socket availability under churn, kubelet's choice vs
+the fragmentation-aware choice)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from topolet.cli import CommandError, common_options
+
+__all__ = ["register_fragmentation"]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _load(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def register_fragmentation(subparsers: Any) -> None:
+    """Add the ``fragmentation`` benchmark parser to *subparsers*."""
+    p = subparsers.add_parser(
+        "fragmentation",
+        parents=[common_options()],
+        help="whole-socket requests still satisfiable under churn: kubelet vs fragmentation-aware",
+        description="Replay seeded random churn traces (allocate/release of 1-8 CPUs) on the 48-CPU "
+        "dual-socket node with kubelet's choice and with the fragmentation-aware choice, and report "
+        "how often a whole-socket (24 CPU) request could still be satisfied.",
+    )
+    p.add_argument("--seeds", type=_positive, default=5, help="traces to replay (default 5)")
+    p.add_argument("--steps", type=_positive, default=2000, help="events per trace (default 2000)")
+    p.add_argument("--load", type=_load, default=0.5,
+                   help="demand the trace wanders around, as a share of the CPUs (default 0.5)")
+    p.add_argument("--reserved", type=int, default=0, metavar="N",
+                   help="CPUs reserved for the system, chosen as kubelet chooses them (default 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_run_fragmentation)
+
+
+def _run_fragmentation(args: argparse.Namespace) -> int:
+    from bench import fragmentation
+
+    if not 0 <= args.reserved < 24:
+        raise CommandError(f"--reserved: expected 0 to 23 CPUs, got {args.reserved}")
+    report = fragmentation.run(seeds=args.seeds, steps=args.steps, load=args.load,
+                               num_reserved_cpus=args.reserved)
+    if args.json:
+        print(json.dumps(fragmentation.as_dicts(report), indent=2))
+        return 0
+    from rich.console import Console
+
+    Console().print(fragmentation.render_table(report))
+    return 0
