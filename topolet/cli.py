@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topolet.cmd_extender",
     "topolet.cmd_simulate",
     "topolet.cmd_describe",
+    "topolet.cmd_node",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,495 @@
+"""The node agent (``topolet node``): every node-side component wired together.
+
+:class:`NodeAgent` discovers the topology, restores the CPU manager from its checkpoint,
+starts the pod source, the GPU and exclusive-CPU device plugins, the NodeResourceTopology
+publisher, the udev GPU watch and one HTTP endpoint, and runs the reconcile sweep
+(:class:`~cpumanager.reconcile_loop.ReconcileLoop` ticks over :class:`RekeyingView`):
+
+1. list the running containers from the pod source;
+2. re-key CPU device-plugin allocations (placeholder owners ``devplugin-<hash>``) to the
+   containers podresources says hold them, *before* the sweep, which would otherwise
+   release them as stale; a placeholder no container claims is kept for
+   :data:`PLACEHOLDER_GRACE_S` (kubelet allocates before the container exists);
+3. :meth:`CPUManager.reconcile`: admit, re-pin drifted cgroups, release the rest.
+
+The sweep runs every ``cpuManagerReconcilePeriod`` and at once when the checkpoint or the
+standalone records change (the Kubernetes pod source also admits and releases on each
+pod event). The checkpoint lock is held only while state changes
+(:class:`SharedStateCPUManager`), so ``topolet run`` can admit containers beside a running
+agent; a second agent on the same state directory is refused by ``topolet-node.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from prometheus_client import CollectorRegistry
+
+from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.manager import ContainerInfo, CPUManager, PinResult
+from cpumanager.metrics import CPUManagerMetrics
+from cpumanager.reconcile_loop import ReconcileLoop
+from cpumanager.standalone import StandaloneSource
+from cpumanager.state import MemoryState
+from deviceplugin.cpus import PLACEHOLDER_PREFIX, ExclusiveCPUResource
+from deviceplugin.gpu import GPUResource, UdevGPUHealth, gpu_resources
+from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError
+from deviceplugin.resources import ContainerAllocation, Device
+from deviceplugin.server import DevicePluginServer
+from topolet.node_config import NodeConfig, detect_cgroup_writer
+from topolet.node_http import AgentMetrics, NodeHTTPServer
+from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
+from topology.cpuset import CPUSet
+from topology.model import Topology
+from topology.nrt import NodeResourceTopology
+from topology.sysfs import discover
+
+__all__ = ["PLACEHOLDER_GRACE_S", "AgentError", "NodeAgent", "RekeyingView", "SharedStateCPUManager",
+           "SwappableGPUs"]
+
+log = logging.getLogger("topolet.node")
+
+#: How long a CPU device-plugin allocation may wait for its container to appear.
+PLACEHOLDER_GRACE_S = 300.0
+#: How long a standalone record whose cgroup holds no process yet counts as starting.
+STARTING_GRACE_S = 10.0
+#: How often the sweep loop looks for changed checkpoint or standalone records.
+_TICK_S = 0.1
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message says why and what to do."""
+
+
+class SharedStateCPUManager(CPUManager):
+    """A :class:`CPUManager` that holds the checkpoint lock only while it changes state.
+
+    Every changing call is a transaction: take the lock (waiting for ``topolet run``),
+    reload the checkpoint when another process changed it, change, save, release.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._depth = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0 and self.store is not None:
+                self.store.open(wait=True)
+                self._reload()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self.store is not None:
+                    self.store.close()
+
+    def _reload(self) -> None:
+        assert self.store is not None
+        cp = self.store.load()
+        if not isinstance(cp, CPUManagerCheckpoint):
+            return
+        if cp.default_cpu_set == self.state.get_default_cpuset() and cp.entries == self.state.assignments():
+            return
+        self.state = MemoryState(cp.default_cpu_set, cp.entries)
+        self._update_gauges()
+        log.info("checkpoint changed by another process; state reloaded (shared %s)", self.shared_pool())
+        self._changed()
+
+    def start(self) -> None:
+        if self.store is not None:
+            self.store.open(wait=True)
+        try:
+            super().start()
+        finally:
+            if self.store is not None:
+                self.store.close()
+
+    def close(self) -> None:
+        with self.transaction():
+            super().close()
+
+    def allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
+                 numa_affinity: Any = None) -> CPUSet:
+        with self.transaction():
+            return super().allocate(pod_uid, container_name, num_cpus, numa_affinity=numa_affinity)
+
+    def assign_exact(self, pod_uid: str, container_name: str, cpus: CPUSet) -> CPUSet:
+        with self.transaction():
+            return super().assign_exact(pod_uid, container_name, cpus)
+
+    def reassign(self, pod_uid: str, container_name: str, new_pod_uid: str,
+                 new_container_name: str) -> CPUSet:
+        with self.transaction():
+            return super().reassign(pod_uid, container_name, new_pod_uid, new_container_name)
+
+    def add_container(self, info: ContainerInfo) -> PinResult:
+        with self.transaction():
+            return super().add_container(info)
+
+    def remove_container(self, pod_uid: str, container_name: str) -> CPUSet:
+        with self.transaction():
+            return super().remove_container(pod_uid, container_name)
+
+    def reconcile(self, active: Any) -> dict[str, int]:
+        with self.transaction():
+            return super().reconcile(active)
+
+
+class SwappableGPUs:
+    """One GPU resource whose device list is replaced when udev re-discovery finds others."""
+
+    def __init__(self, resource: GPUResource) -> None:
+        self.current = resource
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def resource_name(self) -> str:
+        return self.current.resource_name
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def swap(self, resource: GPUResource) -> None:
+        self.current = resource
+        for callback in self._callbacks:
+            callback()
+
+    def devices(self) -> list[Device]:
+        return self.current.devices()
+
+    def preferred_allocation(self, available: Sequence[str], must_include: Sequence[str],
+                             size: int) -> list[str]:
+        return self.current.preferred_allocation(available, must_include, size)
+
+    def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
+        return self.current.allocate(device_ids)
+
+    def pre_start(self, device_ids: Sequence[str]) -> None:
+        self.current.pre_start(device_ids)
+
+
+class StartingAwareStandalone(StandaloneSource):
+    """Standalone containers that run, plus those whose command has not joined its cgroup
+    yet (``topolet run`` records and pins first, then starts the command): a fresh record
+    with a cgroup is not stale."""
+
+    def running(self) -> list[ContainerInfo]:
+        alive = super().running()
+        seen = {i.pod_uid for i in alive}
+        now = time.time()
+        for rec in self.records():
+            if rec.pod_uid in seen or not self.writer.path_for(rec.cgroup()).is_dir():
+                continue
+            if now - _mtime(self.dir / f"{rec.pod_uid}.json") / 1e9 < STARTING_GRACE_S:
+                alive.append(rec.info())
+        return alive
+
+
+class RekeyingView:
+    """The agent's pod sources as the reconcile sweep sees them: listing them re-keys
+    device-plugin CPUs first and adds the placeholders still within their grace period."""
+
+    def __init__(self, agent: NodeAgent) -> None:
+        self.agent = agent
+        self._lock = threading.Lock()
+
+    def running(self) -> list[ContainerInfo]:
+        with self._lock:
+            active = [info for source in self.agent.sources for info in source.running()]
+            self.agent.rekey(active)
+            return [*active, *self.agent.pending_placeholders()]
+
+
+class NodeAgent:
+    """See the module docstring. ``start()``, then ``stop()`` (on SIGTERM)."""
+
+    def __init__(self, config: NodeConfig, *, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.node_name = config.effective_node_name()
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = AgentMetrics(self.registry)
+        self.topology: Topology | None = None
+        self.manager: SharedStateCPUManager | None = None
+        self.sources: list[Any] = []
+        self.reconciler: ReconcileLoop | None = None
+        self.cpu_resource: ExclusiveCPUResource | None = None
+        self.gpus: dict[str, SwappableGPUs] = {}
+        self.servers: list[DevicePluginServer] = []
+        self.publisher: NRTPublisher | None = None
+        self.http: NodeHTTPServer | None = None
+        self._restored = False
+        self._stopping = threading.Event()
+        self._rediscover = threading.Event()
+        self._placeholders: dict[tuple[str, str], float] = {}
+        self.placeholder_grace_s = PLACEHOLDER_GRACE_S
+        self._gpus_in_use: set[str] = set()
+        self._lockfile: IO[bytes] | None = None
+        self._loop: threading.Thread | None = None
+        self._monitor: Any = None
+        self._sweep_lock = threading.Lock()
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.http = NodeHTTPServer(self.config.metrics_bind_address, self.registry, self.readiness).start()
+        self._lock_state_dir()
+        self.topology = self._discover()
+        self.manager = self._start_manager(self.topology)
+        self.sources = [self._pod_source()]
+        self.reconciler = ReconcileLoop(self.manager, [RekeyingView(self)], self.config.reconcile_period_s)
+        self._start_plugins(self.topology)
+        self.sweep()
+        self._restored = True
+        for server in self.servers:
+            server.start()
+        self._start_publisher()
+        self._start_udev()
+        self._loop = threading.Thread(target=self._run, name="topolet-node-reconcile", daemon=True)
+        self._loop.start()
+        log.info("node agent started on %s (pod source %s, %d device plugins)", self.node_name,
+                 self.config.pod_source, len(self.servers), extra={"node": self.node_name})
+
+    def stop(self) -> None:
+        """Stop accepting, finish in-flight work, checkpoint, remove our sockets."""
+        self._stopping.set()
+        self._restored = False
+        for server in self.servers:
+            server.stop()
+        if self._loop is not None:
+            self._loop.join()
+        if self._monitor is not None:
+            self._monitor.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
+        for source in self.sources:
+            if hasattr(source, "stop"):
+                source.stop()
+        if self.manager is not None:
+            self.manager.close()
+            log.info("CPU manager state checkpointed to %s", self.config.checkpoint_path)
+        if self.http is not None:
+            self.http.stop()
+        if self._lockfile is not None:
+            self._lockfile.close()
+        log.info("node agent stopped")
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._restored:
+            ok, reason = False, "CPU manager state not restored yet"
+        else:
+            missing = [s.resource.resource_name for s in self.servers if not s.registered]
+            ok, reason = not missing, f"device plugins not registered with kubelet: {', '.join(missing)}"
+        self.metrics.ready.set(1 if ok else 0)
+        return ok, "" if ok else reason
+
+    # ------------------------------------------------------------ components
+    def _lock_state_dir(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.config.state_dir / "topolet-node.lock"
+        f = open(path, "ab")  # noqa: SIM115 - held while the agent runs
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise AgentError(f"another topolet node agent holds {path}; stop it, or give this one "
+                             "another stateDir") from None
+        self._lockfile = f
+
+    def _discover(self) -> Topology:
+        self.metrics.discoveries.inc()
+        return discover(self.config.sysfs_root)
+
+    def _start_manager(self, topo: Topology) -> SharedStateCPUManager:
+        c = self.config
+        writer = detect_cgroup_writer(c.cgroup_root, c.cgroup_version, c.cgroup_driver)
+        if c.pod_source == "standalone":
+            writer.ensure_root()
+        store = c.settings().store()
+        manager = SharedStateCPUManager(topo, c.settings().policy(topo), store=store, writer=writer,
+                                        metrics=CPUManagerMetrics(self.registry))
+        manager.start()
+        return manager
+
+    def _pod_source(self) -> Any:
+        assert self.manager is not None and self.manager.writer is not None
+        if self.config.pod_source == "standalone":
+            return StartingAwareStandalone(self.config.state_dir, self.manager.writer)
+        from cpumanager.kube_source import KubePodSource
+
+        return KubePodSource(kube_api_client(self.config.kubeconfig), self.node_name, self.manager).start()
+
+    def _start_plugins(self, topo: Topology) -> None:
+        c = self.config
+        assert self.manager is not None
+        if c.exclusive_cpu_resource_name:
+            self.cpu_resource = ExclusiveCPUResource(self.manager,
+                                                     resource_name=c.exclusive_cpu_resource_name)
+            self.servers.append(DevicePluginServer(self.cpu_resource, plugin_dir=c.device_plugin_dir))
+        for resource in gpu_resources(topo, root=c.sysfs_root, resource_names=c.gpu_resource_names):
+            self._add_gpu_plugin(resource)
+
+    def _add_gpu_plugin(self, resource: GPUResource) -> DevicePluginServer:
+        slot = SwappableGPUs(resource)
+        self.gpus[resource.resource_name] = slot
+        health = UdevGPUHealth(resource.gpus) if self.config.watch_udev else None
+        server = DevicePluginServer(slot, health, plugin_dir=self.config.device_plugin_dir)
+        self.servers.append(server)
+        log.info("GPU plugin %s: %d GPUs %s", resource.resource_name, len(resource.gpus),
+                 ", ".join(resource.gpus), extra={"resource": resource.resource_name})
+        return server
+
+    def _start_publisher(self) -> None:
+        c = self.config
+        if c.pod_source != "kubernetes" and not c.publish_nrt:
+            return
+        from kubernetes.client import CustomObjectsApi
+
+        self.publisher = NRTPublisher(
+            CustomObjectsApi(kube_api_client(c.kubeconfig)), self.build_nrt, resync_s=c.nrt_resync_period_s,
+            on_write=lambda verb: self.metrics.nrt_publishes.labels(verb).inc(),
+            on_error=self.metrics.nrt_errors.inc)
+        assert self.manager is not None
+        self.manager.subscribe(self.publisher.trigger)
+        self.publisher.start()
+
+    def _start_udev(self) -> None:
+        if not self.config.watch_udev:
+            return
+        try:
+            from topology.udev import GPUMonitor
+
+            self._monitor = GPUMonitor(lambda action, _dev: self._rediscover.set()
+                                       if action in ("add", "remove") else None)
+            self._monitor.start()
+        except Exception as e:
+            self._monitor = None
+            log.warning("udev GPU events unavailable (%s); GPUs are not re-discovered", e)
+
+    # ------------------------------------------------------------------ NRT
+    def build_nrt(self) -> NodeResourceTopology:
+        """This node's NRT object with what is free now."""
+        assert self.manager is not None and self.topology is not None
+        counts: dict[str, dict[int, tuple[int, int]]] = {}
+        for name, slot in self.gpus.items():
+            per: dict[int, tuple[int, int]] = {}
+            for d in slot.devices():
+                for numa in d.numa_nodes[:1]:
+                    total, free = per.get(numa, (0, 0))
+                    per[numa] = (total + 1, free + int(d.healthy and d.id not in self._gpus_in_use))
+            counts[name] = per
+        c = self.config
+        return node_nrt(self.topology, node_name=self.node_name, policy=c.topology_manager_policy,
+                        scope=c.topology_manager_scope, reserved=self.manager.policy.reserved_cpus,
+                        assignable=self.manager.assignable_cpus(),
+                        exclusive_cpu_resource=c.exclusive_cpu_resource_name, gpus=counts,
+                        hugepages=free_hugepages(c.sysfs_root, self.topology))
+
+    # ---------------------------------------------------------------- sweep
+    def sweep(self) -> dict[str, int] | None:
+        """One reconcile tick: re-key device-plugin allocations, then reconcile (see the
+        module docstring). None when the tick failed (logged and counted)."""
+        assert self.reconciler is not None
+        with self._sweep_lock, self.metrics.reconcile_seconds.time():
+            counts = self.reconciler.tick()
+        if self.publisher is not None:
+            self.publisher.trigger()
+        return counts
+
+    def rekey(self, active: Sequence[ContainerInfo]) -> None:
+        """Re-key CPU device-plugin placeholders to the containers podresources names."""
+        sock = self.config.pod_resources_socket
+        if not sock.is_socket():
+            return
+        try:
+            with PodResourcesClient(sock, timeout=2.0) as client:
+                pods = client.list()
+        except PodResourcesError as e:
+            log.warning("%s; device-plugin CPUs are not re-keyed this sweep", e)
+            return
+        self._gpus_in_use = _device_ids(pods, set(self.gpus))
+        if self.cpu_resource is None:
+            return
+        uids = {(i.namespace, i.pod_name): i.pod_uid for i in active}
+        moved = self.cpu_resource.reassign(pods, lambda ns, name: uids.get((ns, name)))
+        if moved:
+            self.metrics.rekeyed.inc(moved)
+            log.info("re-keyed %d device-plugin CPU allocations to their containers", moved)
+
+    def pending_placeholders(self) -> list[ContainerInfo]:
+        """Placeholder owners younger than the grace period, as containers to keep."""
+        assert self.manager is not None
+        now = time.monotonic()
+        keys = [(pod, name) for pod, names in self.manager.state.assignments().items()
+                if pod.startswith(PLACEHOLDER_PREFIX) for name in names]
+        self._placeholders = {k: self._placeholders.get(k, now) for k in keys}
+        return [ContainerInfo(pod, name, None) for (pod, name), seen in self._placeholders.items()
+                if now - seen < self.placeholder_grace_s]
+
+    def _run(self) -> None:
+        period = self.config.reconcile_period_s
+        due, marks = time.monotonic() + period, self._marks()
+        while not self._stopping.wait(_TICK_S):
+            if self._rediscover.is_set():
+                self._rediscover.clear()
+                self._safely(self.rediscover_gpus)
+            now_marks = self._marks()
+            if now_marks != marks or time.monotonic() >= due:
+                marks, due = now_marks, time.monotonic() + period
+                self._safely(self.sweep)
+            self._update_device_gauges()
+
+    def _safely(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            self.metrics.step_errors.labels(getattr(step, "__name__", "step")).inc()
+            log.exception("node agent step %s failed", getattr(step, "__name__", step))
+
+    def _marks(self) -> tuple[int, int]:
+        return (_mtime(self.config.checkpoint_path), _mtime(self.config.state_dir / "standalone"))
+
+    def _update_device_gauges(self) -> None:
+        for server in self.servers:
+            name = server.resource.resource_name
+            self.metrics.registered.labels(name).set(1 if server.registered else 0)
+            devices = server.device_list()
+            healthy = sum(d.healthy for d in devices)
+            self.metrics.devices.labels(name, "Healthy").set(healthy)
+            self.metrics.devices.labels(name, "Unhealthy").set(len(devices) - healthy)
+
+    def rediscover_gpus(self) -> None:
+        """udev said a GPU came or went: discover again and update the GPU plugins."""
+        c = self.config
+        topo = self._discover()
+        found = {r.resource_name: r for r in gpu_resources(topo, root=c.sysfs_root,
+                                                           resource_names=c.gpu_resource_names)}
+        for name, slot in self.gpus.items():
+            new = found.pop(name, None) or GPUResource([], name, root=c.sysfs_root)
+            if set(new.gpus) != set(slot.current.gpus):
+                log.info("GPUs of %s now %s", name, ", ".join(new.gpus) or "none", extra={"resource": name})
+                slot.swap(new)
+        for resource in found.values():
+            self._add_gpu_plugin(resource).start()
+        if self.publisher is not None:
+            self.publisher.trigger()
+
+
+def _device_ids(pods: Sequence[PodResources], resources: set[str]) -> set[str]:
+    return {i for p in pods for c in p.containers for d in c.devices if d.resource_name in resources
+            for i in d.device_ids}
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
