@@ -41,7 +41,7 @@ from cpumanager.state import MemoryState
 from deviceplugin.cpus import PLACEHOLDER_PREFIX, ExclusiveCPUResource
 from deviceplugin.gpu import GPUResource, UdevGPUHealth, gpu_resources
 from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError
-from deviceplugin.resources import ContainerAllocation, Device
+from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
@@ -337,10 +337,50 @@ class NodeAgent:
         for resource in gpu_resources(topo, root=c.sysfs_root, resource_names=c.gpu_resource_names):
             self._add_gpu_plugin(resource)
 
+    def _nvml(self) -> Any | None:
+        """The NVML module per the ``nvml`` key, or None (loaded once)."""
+        if self.config.nvml == "false":
+            return None
+        if not hasattr(self, "_nvml_module"):
+            from deviceplugin.nvml import NVMLUnavailableError, load_nvml
+
+            try:
+                self._nvml_module: Any | None = load_nvml()
+            except NVMLUnavailableError as err:
+                if self.config.nvml == "true":
+                    raise
+                log.info("NVIDIA GPUs without NVML (udev health only, no link scores): %s", err)
+                self._nvml_module = None
+        return self._nvml_module
+
+    def _with_nvml(self, resource: GPUResource) -> tuple[GPUResource, list[HealthSource]]:
+        """NVIDIA GPUs get NVML link scores and XID health when NVML is there."""
+        if not resource.gpus or any(g.vendor != "nvidia" for g in resource.gpus.values()):
+            return resource, []
+        nvml = self._nvml()
+        if nvml is None:
+            return resource, []
+        from deviceplugin.nvml import NVMLXidHealth, discover_links
+
+        ids = list(resource.gpus)
+        linked = GPUResource(list(resource.gpus.values()), resource.resource_name, root=resource.root,
+                             links=discover_links(nvml, ids))
+        log.info("NVML: link scores and XID health for %d GPUs of %s", len(ids), resource.resource_name)
+        return linked, [NVMLXidHealth(ids, nvml)]
+
     def _add_gpu_plugin(self, resource: GPUResource) -> DevicePluginServer:
+        resource, sources = self._with_nvml(resource)
         slot = SwappableGPUs(resource)
         self.gpus[resource.resource_name] = slot
-        health = UdevGPUHealth(resource.gpus) if self.config.watch_udev else None
+        if self.config.watch_udev:
+            sources.insert(0, UdevGPUHealth(resource.gpus))
+        health: HealthSource | None = None
+        if len(sources) == 1:
+            health = sources[0]
+        elif sources:
+            from deviceplugin.health import MergedHealth
+
+            health = MergedHealth(sources)
         server = DevicePluginServer(slot, health, plugin_dir=self.config.device_plugin_dir)
         self.servers.append(server)
         log.info("GPU plugin %s: %d GPUs %s", resource.resource_name, len(resource.gpus),

@@ -247,6 +247,10 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("watchUdev", "watch_udev", _bool,
               "Follow udev GPU add/remove events: health of GPUs and re-discovery.", metavar="BOOL",
               yaml_flag=True),
+    ConfigKey("nvml", "nvml", _choice("auto", "true", "false"),
+              "NVIDIA GPUs: NVML (the 'nvidia' extra) for XID health events and NVLink/PCIe link "
+              "scores. auto: when it loads; true: refuse to start without it; false: never.",
+              metavar="MODE"),
     ConfigKey("publishNRT", "publish_nrt", _bool,
               "Publish the NodeResourceTopology object also with podSource standalone "
               "(always published with kubernetes).", metavar="BOOL", yaml_flag=True),
@@ -283,6 +287,7 @@ class NodeConfig:
     gpu_resource_names: Mapping[str, str] = field(default_factory=lambda: dict(VENDOR_RESOURCES))
     exclusive_cpu_resource_name: str = "topolet.io/exclusive-cpus"
     watch_udev: bool = True
+    nvml: str = "auto"
     publish_nrt: bool = False
     nrt_resync_period_s: float = 60.0
     metrics_bind_address: str = "0.0.0.0:9464"

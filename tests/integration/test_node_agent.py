@@ -446,3 +446,36 @@ def nrt_cpu(api: NRTApiServerStandIn, name: str) -> str | None:
     if obj is None:
         return None
     return next(str(r["available"]) for r in obj["zones"][0]["resources"] if r["name"] == "cpu")
+
+
+def test_nvml_link_scores_and_xid_health_reach_kubelet(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four NVIDIA GPUs on one NUMA node, NVLinked in pairs (0-2, 1-3) per the NVML stand-in:
+    GetPreferredAllocation of 2 picks a linked pair, and a critical XID turns one Unhealthy."""
+    import deviceplugin.nvml
+    from tests.nvml_standin import NVMLStandIn
+
+    addresses = ["0000:3b:00.0", "0000:5e:00.0", "0000:86:00.0", "0000:af:00.0"]
+    nvml = NVMLStandIn(addresses)
+    for i, a in enumerate(addresses):
+        for b in addresses[i + 1:]:
+            nvml.link(a, b, "NODE", 0)
+    nvml.link(addresses[0], addresses[2], None, 2)
+    nvml.link(addresses[1], addresses[3], None, 2)
+    nvml.nvmlInit()
+    monkeypatch.setattr(deviceplugin.nvml, "load_nvml", lambda: nvml)
+    spec = FakeSpec(sockets=(0,), cores_per_socket=2, threads_per_core=1,
+                    pci=tuple(gpu(a) for a in addresses))
+    runner = run_agent(tmp_path, spec)
+    a, kubelet, _ = next(runner)
+    try:
+        kubelet.wait_snapshot(GPU, lambda s: len(s) == 4)
+        # Without link scores every pair scores the same (NODE) and the first candidate wins.
+        assert sorted(kubelet.preferred_allocation(GPU, addresses, [addresses[1]], 2)) == \
+            [addresses[1], addresses[3]]
+        assert sorted(kubelet.preferred_allocation(GPU, addresses, [], 2)) == [addresses[0], addresses[2]]
+        nvml.inject_xid(addresses[2], 79)
+        snapshot = kubelet.wait_snapshot(GPU, lambda s: s.get(addresses[2], ("",))[0] == "Unhealthy")
+        assert {k for k, (health, _) in snapshot.items() if health == "Unhealthy"} == {addresses[2]}
+    finally:
+        runner.close()

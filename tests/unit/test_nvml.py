@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def test_pci_address_rejects_garbage() -> None:
 GPUS = [_address(i) for i in range(3)]
 
 
-def _events(health: NVMLXidHealth, within: float = 1.0) -> list[HealthEvent]:
+def _events(health: Any, within: float = 1.0) -> list[HealthEvent]:
     out, deadline = [], time.monotonic() + within
     while time.monotonic() < deadline:
         event = health.get(0.05)
@@ -160,3 +161,29 @@ def test_extra_ignored_xids() -> None:
     assert ignored_xids_from("94, 95") == DEFAULT_IGNORED_XIDS | {94, 95}
     with pytest.raises(ConfigError, match="ignored XIDs"):
         ignored_xids_from("94,x")
+
+
+def test_merged_health_forwards_udev_and_nvml_events() -> None:
+    from deviceplugin.gpu import UdevGPUHealth
+    from deviceplugin.health import MergedHealth
+
+    class _NoMonitor:
+        def start(self) -> None: ...
+
+        def stop(self) -> None: ...
+
+    nvml = NVMLStandIn(GPUS)
+    nvml.nvmlInit()
+    udev = UdevGPUHealth(GPUS, monitor_factory=lambda callback: _NoMonitor())
+    merged = MergedHealth([udev, NVMLXidHealth(GPUS, nvml, wait_ms=50)], poll_s=0.05)
+    merged.start()
+    try:
+        nvml.inject_xid(GPUS[0], 79)
+        udev.on_udev_event("remove", GPUS[2])
+        got = {(e.device_id, e.healthy) for e in _events(merged, 0.4)}
+        assert got == {(GPUS[0], False), (GPUS[2], False)}
+        udev.on_udev_event("add", GPUS[2])
+        assert [(e.device_id, e.healthy) for e in _events(merged, 0.3)] == [(GPUS[2], True)]
+    finally:
+        merged.stop()
+    assert nvml.freed
