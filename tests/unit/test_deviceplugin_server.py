@@ -105,9 +105,13 @@ def test_extra_streams_never_starve_allocate(own_kubelet: KubeletStandin, tmp_pa
     # max_streams=1, unary_workers=2: open three more streams, then Allocate must answer
     channel = grpc.insecure_channel(f"unix://{tmp_path / default_socket_name(GPU)}")
     stub = api_pb2_grpc.DevicePluginStub(channel)
-    streams = [stub.ListAndWatch(api_pb2.Empty()) for _ in range(3)]
+    # One at a time, each after its first list: the server sees them in this order. A
+    # deadline turns a stream the server failed to end into a failure instead of a hang.
+    streams, firsts = [], []
+    for _ in range(3):
+        streams.append(stub.ListAndWatch(api_pb2.Empty(), timeout=20))
+        firsts.append(next(streams[-1]))
     try:
-        firsts = [next(s) for s in streams]
         assert all(len(f.devices) == 6 for f in firsts)
         assert kubelet.allocate(GPU, [D], timeout=5).envs["NVIDIA_VISIBLE_DEVICES"] == D
         for s in streams[:-1]:  # older streams were ended, oldest first
