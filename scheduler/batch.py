@@ -79,8 +79,9 @@ def _record(
     failed: dict[str, str],
     unresolvable: dict[str, str],
 ) -> None:
-    """Write the messages of the rejected rows (in the order of *names*, one per row)."""
-    bad = np.flatnonzero(out.verdict <= 0)
+    """Write the messages of the rejected rows (in the order of *names*, one per row);
+    rows left UNDECIDED get theirs from the per-node path."""
+    bad = np.flatnonzero((out.verdict <= 0) & (out.verdict != UNDECIDED))
     if not len(bad):
         return
     verdicts, fchecks, fitems = out.verdict[bad].tolist(), out.check[bad].tolist(), out.item[bad].tolist()

@@ -121,6 +121,7 @@ class NRTCache:
         self._lock = threading.RLock()
         self._nrts: dict[str, NodeResourceTopology] = {}
         self._reservations: dict[str, dict[str, Reservation]] = {}  # node -> pod key -> reservation
+        self._held: dict[str, set[str]] = {}  # pod key -> nodes holding a reservation for it
         self._views: dict[str, NodeView] = {}
         self._generation = 0
         self._next_expiry = float("inf")
@@ -166,7 +167,7 @@ class NRTCache:
     def holds(self, pod_key: str) -> bool:
         """Whether any node holds a reservation for *pod_key*."""
         with self._lock:
-            return any(pod_key in table for table in self._reservations.values())
+            return pod_key in self._held
 
     # ------------------------------------------------------------ writes
     def upsert(self, nrt: NodeResourceTopology) -> None:
@@ -176,7 +177,7 @@ class NRTCache:
             now = _available(nrt)
             table = self._reservations.get(nrt.name, {})
             for key in [k for k, r in table.items() if _accounted(r, now)]:
-                del table[key]
+                self._drop(nrt.name, key)
             self._rebuild(nrt.name)
 
     def replace_all(self, nrts: Iterable[NodeResourceTopology]) -> None:
@@ -191,6 +192,8 @@ class NRTCache:
     def delete(self, node: str) -> None:
         with self._lock:
             self._nrts.pop(node, None)
+            for key in list(self._reservations.get(node, {})):
+                self._drop(node, key)
             self._reservations.pop(node, None)
             self._views.pop(node, None)
             self.columns.remove(node)
@@ -205,14 +208,15 @@ class NRTCache:
             frozen = {n: dict(row) for n, row in placement.items()}
             res = Reservation(pod_key, node, frozen, _available(nrt), now)
             self._reservations.setdefault(node, {})[pod_key] = res
+            self._held.setdefault(pod_key, set()).add(node)
             self._next_expiry = min(self._next_expiry, now + self._timeout)
             self._rebuild(node)
 
     def release_pod(self, pod_key: str) -> None:
         """Drop every reservation of *pod_key* (the pod was deleted or its bind failed)."""
         with self._lock:
-            for node, table in self._reservations.items():
-                if table.pop(pod_key, None) is not None:
+            for node in self._held.pop(pod_key, set()):
+                if self._reservations.get(node, {}).pop(pod_key, None) is not None:
                     self._rebuild(node)
 
     def expire(self) -> None:
@@ -224,7 +228,7 @@ class NRTCache:
             for node, table in self._reservations.items():
                 stale = [k for k, r in table.items() if r.created <= horizon]
                 for key in stale:
-                    del table[key]
+                    self._drop(node, key)
                 if stale:
                     self._rebuild(node)
                 for r in table.values():
@@ -232,6 +236,15 @@ class NRTCache:
             self._next_expiry = nearest
 
     # ---------------------------------------------------------- internal
+    def _drop(self, node: str, pod_key: str) -> None:
+        """Forget *pod_key*'s reservation on *node* (the caller rebuilds the view)."""
+        self._reservations.get(node, {}).pop(pod_key, None)
+        nodes = self._held.get(pod_key)
+        if nodes is not None:
+            nodes.discard(node)
+            if not nodes:
+                del self._held[pod_key]
+
     def _rebuild(self, node: str) -> NodeView | None:
         nrt = self._nrts.get(node)
         if nrt is None:

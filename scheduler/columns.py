@@ -7,7 +7,10 @@ Manager policy and scope as small codes, each slot's distance to itself, and, pe
 subset of slots, the summed pairwise distance that LeastNUMANodes compares.
 
 Rows are rewritten whenever the NRT cache builds a node's view (NRT update,
-reservation, expiry), so the columns always equal the views. A row is *eligible* for
+reservation, expiry), so the columns always equal the views. Each row carries the
+``generation`` of the view it was written from (``-1`` once the node is removed): a
+result computed from a row stays valid while that number is the same, which is what
+:mod:`scheduler.results` keys its per-row caches on. A row is *eligible* for
 the vectorised path only when its zones are in increasing NUMA id order and there are
 at most :data:`MAX_SLOTS` of them; other nodes take the per-node path. Readers take a
 :class:`Gathered` copy of the rows they need under the lock, so a concurrent update
@@ -17,6 +20,7 @@ never shows them a half-written row.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ __all__ = [
     "POLICY_CODES",
     "SUBSET_SIZES",
     "SUBSETS",
+    "WIRE_WIDTH",
     "ClusterColumns",
     "Gathered",
 ]
@@ -41,6 +46,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Zones per node the columns hold; nodes with more take the per-node path.
 MAX_SLOTS = 8
+#: JSON fragments kept per row: the name, and one prioritize entry per score 0..10.
+WIRE_WIDTH = 12
 #: Topology Manager policy -> code (anything else: not eligible).
 POLICY_CODES: Mapping[str, int] = {"none": 0, "best-effort": 1, "restricted": 2, "single-numa-node": 3}
 
@@ -118,6 +125,11 @@ class ClusterColumns:
         self._rows: dict[str, int] = {}
         self._free: list[int] = []
         self._resources: dict[str, int] = {}
+        #: Changes whenever a row is given to another node or freed: fragments and rows
+        #: looked up under one value still name the same nodes.
+        self.layout = 0
+        #: Per row: the node name as JSON, then ``{"Host":NAME,"Score":S}`` for S = 0..10.
+        self.wire: npt.NDArray[np.object_] = np.empty((0, WIRE_WIDTH), dtype=object)
         self._allocate(capacity, 4)
 
     def _allocate(self, capacity: int, width: int) -> None:
@@ -128,6 +140,7 @@ class ClusterColumns:
         self.scope_pod: BoolArray = np.zeros(capacity, dtype=np.bool_)
         self.self_dist: IntArray = np.zeros((capacity, MAX_SLOTS), dtype=np.int64)
         self.numa: IntArray = np.full((capacity, MAX_SLOTS), -1, dtype=np.int64)
+        self.gen: IntArray = np.full(capacity, -1, dtype=np.int64)
         self.subset_dist: IntArray = np.zeros((capacity, len(SUBSETS)), dtype=np.int64)
         self.least_dist: IntArray = np.zeros((capacity, MAX_SLOTS), dtype=np.int64)
 
@@ -136,6 +149,7 @@ class ClusterColumns:
             self.avail,
             self.alloc,
             self.numa,
+            self.gen,
             self.nzones,
             self.policy,
             self.scope_pod,
@@ -150,6 +164,7 @@ class ClusterColumns:
         for new, src in zip(
             (
                 self.numa,
+                self.gen,
                 self.nzones,
                 self.policy,
                 self.scope_pod,
@@ -180,7 +195,9 @@ class ClusterColumns:
             row = self._rows.pop(node, None)
             if row is not None:
                 self.policy[row] = -1
+                self.gen[row] = -1
                 self._free.append(row)
+                self.layout += 1
 
     @staticmethod
     def _eligible(view: NodeView) -> bool:
@@ -201,7 +218,21 @@ class ClusterColumns:
                 self._free.extend(range(size * 2 - 1, size - 1, -1))
             row = self._free.pop()
             self._rows[node] = row
+            self._encode(row, node)
         return row
+
+    def _encode(self, row: int, node: str) -> None:
+        """The row's JSON fragments: the quoted name, and the prioritize entry per score."""
+        if row >= len(self.wire):
+            wire = np.empty((len(self.nzones), WIRE_WIDTH), dtype=object)
+            wire[: len(self.wire)] = self.wire
+            self.wire = wire
+        name = json.dumps(node).encode()
+        head = b'{"Host":' + name + b',"Score":'
+        self.wire[row, 0] = name
+        for score in range(WIRE_WIDTH - 1):
+            self.wire[row, score + 1] = head + b"%d}" % score
+        self.layout += 1
 
     def _column_for(self, name: str) -> int:
         col = self._resources.get(name)
@@ -215,6 +246,7 @@ class ClusterColumns:
     def _write(self, row: int, view: NodeView, dist: tuple[IntArray, IntArray, IntArray] | None) -> None:
         self.avail[:, row] = -1
         self.alloc[:, row] = 0
+        self.gen[row] = view.generation
         if dist is None:
             self.policy[row] = -1
             return
@@ -236,6 +268,28 @@ class ClusterColumns:
         """Row per name; -1 for a node with no NRT object."""
         found = map(self._rows.get, names, itertools.repeat(-1, len(names)))
         return np.fromiter(found, dtype=np.int64, count=len(names))
+
+    def fragments(self, rows: IntArray, column: IntArray | int, layout: int) -> list[bytes] | None:
+        """``wire[rows, column]`` (all rows valid), or None when rows changed hands since
+        *layout* was read (the caller then encodes from the names)."""
+        with self._lock:
+            if layout != self.layout:
+                return None
+            out: list[bytes] = self.wire[rows, column].tolist()
+            return out
+
+    def live(self) -> tuple[IntArray, list[str]]:
+        """Every node's row and name."""
+        with self._lock:
+            names = list(self._rows)
+            rows = np.fromiter(self._rows.values(), dtype=np.int64, count=len(names))
+        return rows, names
+
+    def generations(self, rows: IntArray) -> IntArray:
+        """The view generation each of *rows* was last written from."""
+        with self._lock:
+            out: IntArray = self.gen[rows]
+            return out
 
     def meta(self, rows: IntArray) -> tuple[IntArray, BoolArray]:
         """(policy code, pod scope) of *rows*."""

@@ -1,4 +1,4 @@
-"""The kube-scheduler HTTP extender: a threading HTTP/1.1 server over :class:`ExtenderCore`.
+"""The kube-scheduler HTTP extender: a lean HTTP/1.1 server over :class:`ExtenderCore`.
 
 Routes (``PREFIX`` is the optional ``--path-prefix``, matching ``urlPrefix``):
 
@@ -11,11 +11,14 @@ Bad input never takes the server down: malformed JSON, a wrong key case, a missi
 or a body over the size limit get ``400`` with ``{"Error": "..."}``. An oversized body
 is refused from its ``Content-Length`` alone, without reading it, and the connection is
 closed. Filter and prioritize read only the in-memory cache; nothing here calls the
-Kubernetes API except bind, through the core's binder.
+Kubernetes API except bind, through the core's binder. Their replies are JSON bytes
+joined from cached fragments (:meth:`ExtenderCore.filter_json`); the transport is
+:mod:`scheduler.http11` (keep-alive, one write per reply).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -23,12 +26,12 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from scheduler.errors import SchedulerError
+from scheduler.http11 import HTTP11Server, Reply, Request, listening_socket
 from scheduler.service import ExtenderCore
 from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
 
@@ -84,17 +87,14 @@ def normalise_prefix(prefix: str) -> str:
 
 def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Any], Any]]:
     def do_filter(body: Any) -> Any:
-        result = core.filter(parse_extender_args(body))
-        passed = result.get("NodeNames") or (result.get("Nodes") or {}).get("items") or []
-        metrics.decisions.labels("filter", "passed").inc(len(passed))
-        metrics.decisions.labels("filter", "failed").inc(len(result.get("FailedNodes", {})))
-        metrics.decisions.labels("filter", "unresolvable").inc(
-            len(result.get("FailedAndUnresolvableNodes", {}))
-        )
-        return result
+        result = core.filter_json(parse_extender_args(body))
+        metrics.decisions.labels("filter", "passed").inc(result.passed)
+        metrics.decisions.labels("filter", "failed").inc(result.failed)
+        metrics.decisions.labels("filter", "unresolvable").inc(result.unresolvable)
+        return result.body
 
     def do_prioritize(body: Any) -> Any:
-        return core.prioritize(parse_extender_args(body))
+        return core.prioritize_json(parse_extender_args(body))
 
     def do_bind(body: Any) -> Any:
         result = core.bind(parse_binding_args(body))
@@ -107,73 +107,67 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
     return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind, "preempt": do_preempt}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Routes:
+    """Routes one :class:`~scheduler.http11.Request` to a verb, ``/healthz`` or ``/metrics``."""
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in separate writes; without this, Nagle's algorithm and the
-        # client's delayed ACK stall every reply by tens of milliseconds.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics) -> None:
+        self.prefix = normalise_prefix(prefix)
+        self.max_body = max_body
+        self.metrics = metrics
+        self.verbs = _verb_handlers(core, metrics)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    # -------------------------------------------------------------- routing
-    def _route(self) -> str | None:
-        path = self.path.split("?", 1)[0]
-        prefix = self.server.prefix
-        if prefix and path.startswith(prefix + "/"):
-            path = path[len(prefix) :]
+    def _route(self, target: str) -> str | None:
+        path = target.split("?", 1)[0]
+        if self.prefix and path.startswith(self.prefix + "/"):
+            path = path[len(self.prefix) :]
         return path.lstrip("/") or None
 
-    def do_GET(self) -> None:
-        route = self._route()
-        if route == "healthz":
-            self._send(HTTPStatus.OK, b"ok", "text/plain; charset=utf-8")
-        elif route == "metrics":
-            self._send(HTTPStatus.OK, generate_latest(self.server.metrics.registry), CONTENT_TYPE_LATEST)
-        else:
-            self._json(
-                HTTPStatus.NOT_FOUND, {"Error": f"no such path {self.path!r}; GET /healthz or /metrics"}
-            )
-
-    def do_POST(self) -> None:
-        route = self._route()
-        handler = self.server.verbs.get(route or "")
+    def __call__(self, request: Request) -> Reply:
+        route = self._route(request.target)
+        if request.method == "GET":
+            return self._get(route, request.target)
+        if request.method != "POST":
+            message = f"method {request.method}: use GET or POST"
+            return _json(HTTPStatus.METHOD_NOT_ALLOWED, {"Error": message})
+        handler = self.verbs.get(route or "")
         if handler is None:
-            self._discard_body()
-            verbs = ", ".join(f"{self.server.prefix}/{v}" for v in self.server.verbs)
-            self._json(HTTPStatus.NOT_FOUND, {"Error": f"no such verb {self.path!r}; POST one of {verbs}"})
-            return
-        verb = route or ""
+            with contextlib.suppress(_BadRequest):  # an unread body closes the connection
+                request.read_body(self._length(request))
+            verbs = ", ".join(f"{self.prefix}/{v}" for v in self.verbs)
+            message = f"no such verb {request.target!r}; POST one of {verbs}"
+            return _json(HTTPStatus.NOT_FOUND, {"Error": message})
+        return self._post(route or "", handler, request)
+
+    def _get(self, route: str | None, target: str) -> Reply:
+        if route == "healthz":
+            return Reply(HTTPStatus.OK, b"ok", "text/plain; charset=utf-8")
+        if route == "metrics":
+            return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
+
+    def _post(self, verb: str, handler: Callable[[Any], Any], request: Request) -> Reply:
         started = time.perf_counter()
         try:
-            reply = handler(self._read_json())
+            reply = handler(self._read_json(request))
         except _BadRequest as err:
-            self._refuse(verb, str(err), err.status, close=err.close)
-            return
+            return self._refuse(verb, str(err), err.status, close=err.close)
         except (SchedulerError, ValueError) as err:
-            self._refuse(verb, str(err), HTTPStatus.BAD_REQUEST)
-            return
+            return self._refuse(verb, str(err), HTTPStatus.BAD_REQUEST)
         except Exception as err:  # a bug must not kill the server; report it as a 500
             log.exception("extender %s failed", verb)
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
-            return
-        body = json.dumps(reply, separators=(",", ":")).encode()
-        self.server.metrics.latency.labels(verb).observe(time.perf_counter() - started)
-        self._send(HTTPStatus.OK, body, "application/json")
+            return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
+        body = reply if isinstance(reply, bytes) else json.dumps(reply, separators=(",", ":")).encode()
+        self.metrics.latency.labels(verb).observe(time.perf_counter() - started)
+        return Reply(HTTPStatus.OK, body)
 
-    # ----------------------------------------------------------------- body
-    def _length(self) -> int:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+    def _length(self, request: Request) -> int:
+        if request.headers.get("transfer-encoding", "").lower() == "chunked":
             raise _BadRequest(
                 "chunked bodies are not accepted; send Content-Length",
                 status=HTTPStatus.LENGTH_REQUIRED,
                 close=True,
             )
-        raw = self.headers.get("Content-Length")
+        raw = request.headers.get("content-length")
         if raw is None or not raw.isdigit():
             raise _BadRequest(
                 f"Content-Length: expected a byte count, got {raw!r}",
@@ -181,70 +175,33 @@ class _Handler(BaseHTTPRequestHandler):
                 close=True,
             )
         length = int(raw)
-        if length > self.server.max_body:
+        if length > self.max_body:
             raise _BadRequest(
-                f"request body of {length} bytes is over the limit of {self.server.max_body} bytes",
+                f"request body of {length} bytes is over the limit of {self.max_body} bytes",
                 close=True,
             )
         return length
 
-    def _read_json(self) -> Any:
-        body = self.rfile.read(self._length())
+    def _read_json(self, request: Request) -> Any:
+        body = request.read_body(self._length(request))
         try:
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise _BadRequest(f"request body is not valid JSON: {err}") from err
 
-    def _discard_body(self) -> None:
-        try:
-            length = self._length()
-        except _BadRequest:
-            self.close_connection = True
-            return
-        self.rfile.read(length)
-
-    # ---------------------------------------------------------------- reply
-    def _refuse(self, verb: str, message: str, status: HTTPStatus, *, close: bool = False) -> None:
-        self.server.metrics.bad_requests.labels(verb).inc()
+    def _refuse(self, verb: str, message: str, status: HTTPStatus, *, close: bool = False) -> Reply:
+        self.metrics.bad_requests.labels(verb).inc()
         log.info("extender %s: %s", verb, message)
-        if close:
-            self.close_connection = True
-        self._json(status, {"Error": message})
-
-    def _json(self, status: HTTPStatus, payload: Any) -> None:
-        self._send(status, json.dumps(payload, separators=(",", ":")).encode(), "application/json")
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        return _json(status, {"Error": message}, close=close)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        core: ExtenderCore,
-        prefix: str,
-        max_body: int,
-        metrics: ExtenderMetrics,
-    ) -> None:
-        self.prefix = normalise_prefix(prefix)
-        self.max_body = max_body
-        self.metrics = metrics
-        self.verbs = _verb_handlers(core, metrics)
-        super().__init__(address, _Handler)
+def _json(status: HTTPStatus, payload: Any, *, close: bool = False) -> Reply:
+    return Reply(status, json.dumps(payload, separators=(",", ":")).encode(), close=close)
 
 
 class ExtenderServer:
-    """The extender on ``host:port`` (port 0 picks a free one; see :attr:`address`).
+    """The extender on ``host:port`` (port 0 picks a free one; see :attr:`address`), or on
+    an already listening *sock* (worker processes sharing a port).
 
     >>> server = ExtenderServer(core, ("127.0.0.1", 0), path_prefix="/numa")  # doctest: +SKIP
     >>> server.start(); server.url                                          # doctest: +SKIP
@@ -254,31 +211,35 @@ class ExtenderServer:
     def __init__(
         self,
         core: ExtenderCore,
-        address: tuple[str, int],
+        address: tuple[str, int] | None = None,
         *,
         path_prefix: str = "",
         max_body: int = DEFAULT_MAX_BODY,
+        sock: socket.socket | None = None,
+        server_name: str = "topolet-extender",
     ) -> None:
+        if sock is None:
+            if address is None:
+                raise ValueError("ExtenderServer: give an address (HOST, PORT) or a listening socket")
+            sock = listening_socket(address)
         self.core = core
         self.metrics = ExtenderMetrics()
-        self._server = _Server(address, core, path_prefix, max_body, self.metrics)
+        self._routes = _Routes(core, path_prefix, max_body, self.metrics)
+        self._server = HTTP11Server(sock, self._routes, server_name=server_name)
         self._thread: threading.Thread | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.server_address
 
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}{self._server.prefix}"
+        return f"http://{host}:{port}{self._routes.prefix}"
 
     def start(self) -> None:
         """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="extender-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="extender-http", daemon=True)
         self._thread.start()
 
     def serve_forever(self) -> None:

@@ -14,8 +14,12 @@ The per-request path is built to stay fast over thousands of node names:
   :mod:`scheduler.fastpath`): ``single-numa-node`` and single-zone ``restricted``
   fits, and the LeastNUMANodes score;
 * the rest (more than 8 zones, zones out of id order, multi-zone ``restricted`` fits,
-  the other scoring strategies) go node by node, with verdicts and scores cached by
-  ``(pod signature, node)`` while the node's view ``generation`` is the same.
+  the other scoring strategies) go node by node;
+* every verdict and score is kept per (pod shape, cluster row) for the row's current
+  generation (:mod:`scheduler.results`, :mod:`scheduler.decide`): a request recomputes
+  only the rows whose node changed since the shape was last seen;
+* :meth:`ExtenderCore.filter_json` and :meth:`ExtenderCore.prioritize_json` give the
+  replies as JSON bytes joined from pre-encoded per-node fragments.
 
 ``preempt`` keeps the candidate nodes where the pod fits once the proposed victims'
 reservations are given back (:mod:`scheduler.preempt`).
@@ -28,18 +32,22 @@ refused and kube-scheduler retries the pod.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from scheduler.admission import admit
-from scheduler.batch import filter_batch, least_numa_batch
+from scheduler.batch import least_numa_batch
 from scheduler.cache import TopologyCache
-from scheduler.columns import ClusterColumns
+from scheduler.columns import ClusterColumns, IntArray
+from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
 from scheduler.errors import SchedulerError
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.preempt import released_view
+from scheduler.results import ResultCache
 from scheduler.score import DEFAULT_STRATEGY, Scorer, to_extender_score
 from scheduler.strategies import MAX_NODE_SCORE
 from scheduler.views import (
@@ -60,17 +68,19 @@ from scheduler.wire import (
     HostPriority,
     NodeVictims,
     PreemptRequest,
+    PriorityEncoder,
     filter_result,
     preemption_result,
 )
 
-__all__ = ["BindError", "Binder", "ExtenderCore", "FilterOutcome"]
+__all__ = ["BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
 
 _PASS = FastVerdict(True)
-#: Distinct pod shapes whose per-node results are kept before all are dropped.
+#: Distinct pod shapes remembered before the id table is dropped (ids are never reused).
 _MAX_SIGNATURES = 1024
 _POD_MEMORY = 8192
-_T = TypeVar("_T")
+#: Pods whose last filter survivors are kept for their prioritize call.
+_SURVIVORS = 64
 
 
 class BindError(SchedulerError):
@@ -92,6 +102,16 @@ class FilterOutcome:
     unresolvable: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedFilter:
+    """A filter reply as JSON bytes, with how many nodes passed, failed, were unresolvable."""
+
+    body: bytes
+    passed: int
+    failed: int
+    unresolvable: int
+
+
 def _pod_key(namespace: str, name: str, uid: str) -> str:
     return uid or f"{namespace}/{name}"
 
@@ -107,6 +127,7 @@ class ExtenderCore:
         fit_mode: str = "kubelet",
         strategy: str = DEFAULT_STRATEGY,
         binder: Binder | None = None,
+        small_refresh: int = SMALL_REFRESH,
     ) -> None:
         if fit_mode not in FIT_MODES:
             raise SchedulerError(f"fit mode {fit_mode!r} is unknown; valid: {', '.join(FIT_MODES)}")
@@ -114,9 +135,19 @@ class ExtenderCore:
         self.fit_mode = fit_mode
         self.scorer = Scorer(strategy)
         self.binder = binder
-        # signature -> node name -> (view generation, result)
-        self._verdicts: dict[object, dict[str, tuple[int, FastVerdict]]] = {}
-        self._scores: dict[object, dict[str, tuple[int, int]]] = {}
+        #: When set, binds go here instead (a worker process hands them to the
+        #: coordinator that holds the reservations: :mod:`scheduler.workers`).
+        self.bind_route: Callable[[BindRequest], ExtenderBindingResult] | None = None
+        #: When set, called with every filtered pod object (the coordinator learns pods).
+        self.on_filter: Callable[[Mapping[str, Any]], None] | None = None
+        self._results = ResultCache()
+        # pod key -> (survivor names, their rows, layout) of its last filter: prioritize
+        # names exactly those, so their rows need no second lookup.
+        self._survivors: OrderedDict[str, tuple[tuple[str, ...], tuple[IntArray, int]]] = OrderedDict()
+        #: Stale rows up to this many are recomputed node by node, more in one vectorised pass.
+        self.small_refresh = small_refresh
+        self._priorities = PriorityEncoder()
+        self._next_signature = 0
         self._pods: OrderedDict[str, PodRequest] = OrderedDict()
         self._signatures: dict[tuple[object, ...], int] = {}
         self._lock = threading.Lock()
@@ -128,10 +159,11 @@ class ExtenderCore:
         compiled = compile_pod(pod, mode)
         with self._lock:
             if len(self._signatures) >= _MAX_SIGNATURES:
-                self._signatures.clear()
-                self._verdicts.clear()
-                self._scores.clear()
-            sig_id = self._signatures.setdefault((mode, compiled.signature), len(self._signatures))
+                self._signatures.clear()  # ids are never reused: old tables just go cold
+            sig_id = self._signatures.get((mode, compiled.signature))
+            if sig_id is None:
+                sig_id = self._signatures[(mode, compiled.signature)] = self._next_signature
+                self._next_signature += 1
         return replace(compiled, signature=(sig_id,))
 
     def _remember(self, pod: PodRequest) -> None:
@@ -158,86 +190,95 @@ class ExtenderCore:
             return _PASS
         return fast_single_numa_fit(compiled, view)
 
-    def _table(
-        self, tables: dict[object, dict[str, tuple[int, _T]]], signature: object
-    ) -> dict[str, tuple[int, _T]]:
-        with self._lock:
-            return tables.setdefault(signature, {})
-
     def _columns(self) -> ClusterColumns | None:
         fresh = getattr(self.cache, "fresh_columns", None)
         return None if fresh is None else fresh()
 
-    def _cached_verdict(
-        self, compiled: CompiledPod, name: str, table: dict[str, tuple[int, FastVerdict]]
-    ) -> FastVerdict:
-        view = self.cache.view(name)
-        if view is None:
-            return _PASS
-        hit = table.get(name)
-        if hit is not None and hit[0] == view.generation:
-            return hit[1]
-        v = self.verdict(compiled, view)
-        table[name] = (view.generation, v)
-        return v
+    def _per_node_verdict(self, compiled: CompiledPod, name: str) -> tuple[bool, str, bool]:
+        v = self.verdict(compiled, self.cache.view(name))
+        return v.fits, v.message, v.unresolvable
 
-    def _cached_score(
-        self, pod: PodRequest, name: str, table: dict[str, tuple[int, int]], no_nrt: int
-    ) -> int:
+    def _per_node_score(self, pod: PodRequest, name: str, no_nrt: int) -> int:
         view = self.cache.view(name)
-        if view is None:
-            return no_nrt
-        hit = table.get(name)
-        if hit is not None and hit[0] == view.generation:
-            return hit[1]
-        score = to_extender_score(self.scorer.score(pod, view.nrt))
-        table[name] = (view.generation, score)
-        return score
+        return no_nrt if view is None else to_extender_score(self.scorer.score(pod, view.nrt))
 
     # -------------------------------------------------------------- verbs
+    def filter_answer(self, pod: PodRequest, names: Sequence[str]) -> FilterAnswer | None:
+        """The cached, vectorised filter; None when the pod needs no work or the cache
+        has no columns (then :meth:`run_filter` decides node by node)."""
+        compiled = self._compile(pod, self.fit_mode)
+        columns = self._columns()
+        if not compiled.needs_work or columns is None:
+            return None
+        table = self._results.table("filter", compiled.signature)
+        return cached_filter(
+            compiled,
+            names,
+            columns,
+            table,
+            lambda name: self._per_node_verdict(compiled, name),
+            self.small_refresh,
+        )
+
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
+        answer = self.filter_answer(pod, names)
+        if answer is not None:
+            return FilterOutcome(*answer.outcome())
         compiled = self._compile(pod, self.fit_mode)
         if not compiled.needs_work:
             return FilterOutcome(list(names), {}, {})
-        columns = self._columns()
-        if columns is not None:
-            table = self._table(self._verdicts, compiled.signature)
-
-            def per_node(pos: int) -> tuple[bool, str, bool]:
-                v = self._cached_verdict(compiled, names[pos], table)
-                return v.fits, v.message, v.unresolvable
-
-            out = filter_batch(compiled, names, columns, per_node)
-            return FilterOutcome(out.passed, out.failed, out.unresolvable)
         passed: list[str] = []
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
-        views = self.cache.views()
-        table = self._table(self._verdicts, compiled.signature)
         for name in names:
-            view = views.get(name)
-            if view is None:
+            fits, message, unres = self._per_node_verdict(compiled, name)
+            if fits:
                 passed.append(name)
-                continue
-            hit = table.get(name)
-            if hit is not None and hit[0] == view.generation:
-                v = hit[1]
             else:
-                v = self.verdict(compiled, view)
-                table[name] = (view.generation, v)
-            if v.fits:
-                passed.append(name)
-            elif v.unresolvable:
-                unresolvable[name] = v.message
-            else:
-                failed[name] = v.message
+                (unresolvable if unres else failed)[name] = message
         return FilterOutcome(passed, failed, unresolvable)
 
     def filter(self, request: FilterRequest) -> ExtenderFilterResult:
         """The ``filter`` verb: survivors named the way the request named candidates."""
         pod = self.parse(request.pod)
+        if self.on_filter is not None:
+            self.on_filter(request.pod)
         outcome = self.run_filter(pod, request.names)
         return filter_result(request, outcome.passed, outcome.failed, outcome.unresolvable)
+
+    def filter_json(self, request: FilterRequest) -> EncodedFilter:
+        """The ``filter`` verb's reply as JSON bytes; a ``NodeNames`` reply is joined from
+        cached per-node fragments."""
+        pod = self.parse(request.pod)
+        if self.on_filter is not None:
+            self.on_filter(request.pod)
+        if request.node_cache_capable:
+            answer = self.filter_answer(pod, request.names)
+            if answer is not None:
+                self._keep_survivors(pod, answer)
+                failed = len(answer.reasons)
+                unres = len(answer.rejected(True))
+                return EncodedFilter(answer.encode(), len(request.names) - failed, failed - unres, unres)
+        out = self.run_filter(pod, request.names)
+        result = filter_result(request, out.passed, out.failed, out.unresolvable)
+        body = json.dumps(result, separators=(",", ":")).encode()
+        return EncodedFilter(body, len(out.passed), len(out.failed), len(out.unresolvable))
+
+    def _keep_survivors(self, pod: PodRequest, answer: FilterAnswer) -> None:
+        with self._lock:
+            self._survivors[_pod_key(pod.namespace, pod.name, pod.uid)] = (
+                tuple(answer.passed()),
+                answer.passed_rows(),
+            )
+            while len(self._survivors) > _SURVIVORS:
+                self._survivors.popitem(last=False)
+
+    def _survivor_rows(self, pod: PodRequest, names: Sequence[str]) -> tuple[IntArray, int] | None:
+        with self._lock:
+            hit = self._survivors.get(_pod_key(pod.namespace, pod.name, pod.uid))
+        if hit is None or len(hit[0]) != len(names) or hit[0] != tuple(names):
+            return None
+        return hit[1]
 
     def prioritize(self, request: FilterRequest) -> list[HostPriority]:
         """The ``prioritize`` verb: one integer 0..10 per candidate, in request order."""
@@ -245,21 +286,45 @@ class ExtenderCore:
         scores = self.scores(pod, request.names)
         return [{"Host": n, "Score": s} for n, s in zip(request.names, scores, strict=True)]
 
-    def scores(self, pod: PodRequest, names: tuple[str, ...]) -> list[int]:
+    def prioritize_json(self, request: FilterRequest) -> bytes:
+        """The ``prioritize`` verb's reply as JSON bytes, from pre-encoded entries."""
+        pod = self.parse(request.pod)
+        answer = self._score_answer(pod, request.names)
+        if isinstance(answer, ScoreAnswer):
+            return answer.encode(self._priorities.encode)
+        return self._priorities.encode(request.names, answer)
+
+    def scores(self, pod: PodRequest, names: Sequence[str]) -> list[int]:
         """Extender scores (0..10) of *pod* on *names*, in order."""
+        answer = self._score_answer(pod, names)
+        if isinstance(answer, ScoreAnswer):
+            out: list[int] = answer.scores.tolist()
+            return out
+        return answer
+
+    def _score_answer(self, pod: PodRequest, names: Sequence[str]) -> ScoreAnswer | list[int]:
         if not pod.guaranteed:
             return [to_extender_score(MAX_NODE_SCORE)] * len(names)
         no_nrt = to_extender_score(self.scorer.score(pod, None))
-        table = self._table(self._scores, self._compile(pod, self.fit_mode).signature)
         columns = self._columns()
-        if columns is None or self.scorer.strategy != "least-numa-nodes":
-            return [self._cached_score(pod, name, table, no_nrt) for name in names]
-        return least_numa_batch(
-            pod, names, columns, no_nrt, lambda pos: self._cached_score(pod, names[pos], table, no_nrt)
-        )
+        if columns is None:
+            return [self._per_node_score(pod, name, no_nrt) for name in names]
+        table = self._results.table("prioritize", self._compile(pod, self.fit_mode).signature)
+
+        def compute(sub: list[str]) -> list[int]:
+            if self.scorer.strategy != "least-numa-nodes" or len(sub) <= self.small_refresh:
+                return [self._per_node_score(pod, name, no_nrt) for name in sub]
+            return least_numa_batch(
+                pod, sub, columns, no_nrt, lambda i: self._per_node_score(pod, sub[i], no_nrt)
+            )
+
+        known = self._survivor_rows(pod, names)
+        return cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
 
     def bind(self, request: BindRequest) -> ExtenderBindingResult:
         """The ``bind`` verb: re-check on current data, reserve, then create the Binding."""
+        if self.bind_route is not None:
+            return self.bind_route(request)
         key = _pod_key(request.pod_namespace, request.pod_name, request.pod_uid)
         with self._lock:
             pod = self._pods.get(key) or self._pods.get(f"{request.pod_namespace}/{request.pod_name}")

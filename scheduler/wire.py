@@ -15,8 +15,10 @@ them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import getitem
 from typing import Any, TypedDict
 
 from scheduler.errors import SchedulerError
@@ -35,6 +37,7 @@ __all__ = [
     "MetaVictims",
     "NodeVictims",
     "PreemptRequest",
+    "PriorityEncoder",
     "WireError",
     "filter_result",
     "host_priority",
@@ -172,8 +175,12 @@ def parse_extender_args(body: object) -> FilterRequest:
 def _names(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise WireError("ExtenderArgs.NodeNames", "a list of node names", raw)
-    if set(map(type, raw)) <= {str} and "" not in raw:
-        return tuple(raw)
+    try:
+        "".join(raw)  # a TypeError names no position: the loop below does
+        if "" not in raw:
+            return tuple(raw)
+    except TypeError:
+        pass
     for i, name in enumerate(raw):
         if not isinstance(name, str) or not name:
             raise WireError(f"ExtenderArgs.NodeNames[{i}]", "a non-empty string", name)
@@ -238,6 +245,39 @@ def filter_result(
 def host_priority(host: str, score: int) -> HostPriority:
     """One prioritize entry, the score clamped to 0..10 as an int."""
     return {"Host": host, "Score": min(max(int(score), MIN_EXTENDER_PRIORITY), MAX_EXTENDER_PRIORITY)}
+
+
+class PriorityEncoder:
+    """Encodes prioritize replies from pre-encoded entries: per node name, the eleven
+    ``{"Host":"NAME","Score":S}`` objects (S = 0..10), so a reply over thousands of
+    names is one join of cached bytes. Names are forgotten all at once past *max_names*."""
+
+    def __init__(self, max_names: int = 100_000) -> None:
+        self._max = max_names
+        self._entries: dict[str, tuple[bytes, ...]] = {}
+
+    def _entry(self, name: str) -> tuple[bytes, ...]:
+        head = f'{{"Host":{json.dumps(name)},"Score":'.encode()
+        return tuple(head + b"%d}" % s for s in range(MAX_EXTENDER_PRIORITY + 1))
+
+    def encode(self, names: Sequence[str], scores: Sequence[int]) -> bytes:
+        """The bare JSON array of ``{"Host","Score"}`` (scores clamped to 0..10)."""
+        if len(names) != len(scores):
+            raise ValueError(f"{len(names)} names but {len(scores)} scores")
+        entries = self._entries
+        try:
+            rows = list(map(entries.__getitem__, names))
+        except KeyError:
+            if len(entries) + len(names) > self._max:
+                entries.clear()
+            rows = [entries.get(n) or entries.setdefault(n, self._entry(n)) for n in names]
+        if scores and min(scores) < MIN_EXTENDER_PRIORITY:
+            scores = [max(s, MIN_EXTENDER_PRIORITY) for s in scores]
+        try:
+            return b"[" + b",".join(map(getitem, rows, scores)) + b"]"
+        except IndexError:  # a score above the maximum
+            clamped = [min(s, MAX_EXTENDER_PRIORITY) for s in scores]
+            return b"[" + b",".join(map(getitem, rows, clamped)) + b"]"
 
 
 # ------------------------------------------------------------------ preempt

@@ -50,6 +50,12 @@ def register_extender(subparsers: Any) -> None:
     )
     p.add_argument("--seconds", type=float, default=5.0, help="duration of the sustained run (default 5)")
     p.add_argument("--clients", type=_positive, default=2, help="client processes of the sustained run")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="extender worker processes for the sustained run (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run)
 
@@ -78,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         http=args.http,
         sustained_s=args.seconds,
         clients=args.clients,
+        workers=args.workers,
     )
     if args.json:
         print(json.dumps(out, indent=2))
@@ -92,7 +99,7 @@ def _print(out: dict[str, Any]) -> None:
 
     targets = out["targets"]
     table = Table(title=f"extender filter + prioritize, {out['nodes']} nodes (target p99 <= 5 ms)")
-    for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms"):
+    for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms", "cold ms"):
         table.add_column(col, justify="right")
     for kind in ("in_process", "http"):
         for count, r in out.get(kind, {}).items():
@@ -103,6 +110,7 @@ def _print(out: dict[str, Any]) -> None:
                 f"{r['p50_ms']:.2f}",
                 f"{r['p99_ms']:.2f}",
                 f"{r['max_ms']:.2f}",
+                f"{r['cold_ms']:.2f}",
             )
     console = Console()
     console.print(table)
@@ -111,5 +119,6 @@ def _print(out: dict[str, Any]) -> None:
         met = "met" if targets["pods_per_s_met"] else "not met"
         console.print(
             f"sustained: {sustained['pods_per_s']} pods/s ({sustained['pods']} pods, {sustained['clients']} "
-            f"client processes, {sustained['node_names']} names; target >= 1000 pods/s: {met})"
+            f"client processes, {sustained['workers']} extender worker(s), {sustained['node_names']} names; "
+            f"target >= 1000 pods/s: {met})"
         )

@@ -4,17 +4,23 @@ NRT data comes from a directory of YAML files (``--nrt-dir``, reloaded on change
 the Kubernetes API (``--kubeconfig FILE``, or the in-cluster service account when neither
 is given), where the extender also binds pods and watches pod deletions. Point a
 KubeSchedulerConfiguration extender's ``urlPrefix`` at ``http://ADDR/PREFIX``.
+
+With ``--workers N`` (N > 1), N worker processes answer on the same port, each with its
+own NRT source and caches; binds and reservations go through this process, which
+coordinates them (see :mod:`scheduler.workers`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from scheduler.cache import NRTCache
 from scheduler.errors import SchedulerError
-from scheduler.extender import DEFAULT_MAX_BODY, ExtenderServer
+from scheduler.extender import DEFAULT_MAX_BODY, ExtenderServer, normalise_prefix
 from scheduler.score import SCORING_STRATEGIES
 from scheduler.service import ExtenderCore
 from scheduler.views import FIT_MODES
@@ -71,6 +77,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help=f"refuse request bodies above N bytes (default {DEFAULT_MAX_BODY})",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (SO_REUSEPORT); binds and reservations "
+        "stay in one coordinating process (default 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -100,26 +114,73 @@ def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -
     KubernetesSource(api, cache, core.forget_pod).start()
 
 
+def _factory(args: argparse.Namespace) -> Callable[[], ExtenderCore]:
+    """Builds one process's cache, core and NRT source (the API source also binds)."""
+
+    def build() -> ExtenderCore:
+        cache = NRTCache(reservation_timeout_s=args.reservation_timeout_s)
+        try:
+            core = ExtenderCore(cache, fit_mode=args.fit, strategy=args.strategy)
+            if args.nrt_dir is not None:
+                from scheduler.sources import DirectorySource
+
+                DirectorySource(args.nrt_dir, cache).start()
+            else:
+                _kubernetes(args, cache, core)
+        except SchedulerError as err:
+            raise CommandError(str(err)) from err
+        return core
+
+    return build
+
+
 def run(args: argparse.Namespace) -> int:
     if args.reservation_timeout_s <= 0:
         raise CommandError("--reservation-timeout-s: expected a positive number of seconds")
-    cache = NRTCache(reservation_timeout_s=args.reservation_timeout_s)
-    try:
-        core = ExtenderCore(cache, fit_mode=args.fit, strategy=args.strategy)
-        if args.nrt_dir is not None:
-            from scheduler.sources import DirectorySource
-
-            DirectorySource(args.nrt_dir, cache).start()
-        else:
-            _kubernetes(args, cache, core)
-    except SchedulerError as err:
-        raise CommandError(str(err)) from err
+    if args.workers < 1:
+        raise CommandError(f"--workers: expected a positive number of processes, got {args.workers}")
+    if args.nrt_dir is not None and not args.nrt_dir.is_dir():
+        raise CommandError(f"--nrt-dir {args.nrt_dir}: not a directory")
+    address = _address(args.listen)
+    if args.workers > 1:
+        return _run_workers(args, address)
     server = ExtenderServer(
-        core, _address(args.listen), path_prefix=args.path_prefix, max_body=args.max_body_bytes
+        _factory(args)(), address, path_prefix=args.path_prefix, max_body=args.max_body_bytes
     )
     log.warning("topolet extender serving %s (fit %s, strategy %s)", server.url, args.fit, args.strategy)
     try:
         server.serve_forever()
     finally:
         server.stop()
+    return 0
+
+
+def _run_workers(args: argparse.Namespace, address: tuple[str, int]) -> int:
+    from scheduler.workers import WorkerPool
+
+    pool = WorkerPool(
+        args.workers, address, _factory(args), path_prefix=args.path_prefix, max_body=args.max_body_bytes
+    )
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)  # stop the workers on the way out
+    try:
+        pool.start()
+        host, port = pool.address
+        log.warning(
+            "topolet extender serving http://%s:%d%s with %d workers (fit %s, strategy %s)",
+            host,
+            port,
+            normalise_prefix(args.path_prefix),
+            args.workers,
+            args.fit,
+            args.strategy,
+        )
+        pool.serve_forever()
+    except SchedulerError as err:
+        raise CommandError(str(err)) from err
+    finally:
+        pool.stop()
     return 0
