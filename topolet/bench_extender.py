@@ -10,19 +10,10 @@ import argparse
 import json
 from typing import Any
 
+from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
 
 __all__ = ["register_extender"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register_extender(subparsers: Any) -> None:
@@ -35,13 +26,14 @@ def register_extender(subparsers: Any) -> None:
         "extender (in process and over loopback HTTP): filter + prioritize latency per "
         "candidate-list size, and sustained pods/s from concurrent client processes.",
     )
-    p.add_argument("--nodes", type=_positive, default=5000, help="nodes in the cluster (default 5000)")
+    p.add_argument("--nodes", type=positive_int, default=5000, help="nodes in the cluster (default 5000)")
     p.add_argument(
         "--names",
         default="500,5000",
         help="candidate node names per request, comma-separated (default 500,5000)",
     )
-    p.add_argument("--calls", type=_positive, default=300, help="pods timed per configuration (default 300)")
+    p.add_argument("--calls", type=positive_int, default=300,
+                   help="pods timed per configuration (default 300)")
     p.add_argument(
         "--http",
         action=argparse.BooleanOptionalAction,
@@ -49,10 +41,10 @@ def register_extender(subparsers: Any) -> None:
         help="also measure over loopback HTTP and the sustained pods/s (default on)",
     )
     p.add_argument("--seconds", type=float, default=5.0, help="duration of the sustained run (default 5)")
-    p.add_argument("--clients", type=_positive, default=2, help="client processes of the sustained run")
+    p.add_argument("--clients", type=positive_int, default=2, help="client processes of the sustained run")
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=1,
         help="extender worker processes for the sustained run (default 1)",
     )

@@ -8,29 +8,10 @@ import argparse
 import json
 from typing import Any
 
+from topolet.arg_types import fraction, positive_int
 from topolet.cli import CommandError, common_options
 
 __all__ = ["register_fragmentation"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _load(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
 
 
 def register_fragmentation(subparsers: Any) -> None:
@@ -43,9 +24,9 @@ def register_fragmentation(subparsers: Any) -> None:
         "dual-socket node with kubelet's choice and with the fragmentation-aware choice, and report "
         "how often a whole-socket (24 CPU) request could still be satisfied.",
     )
-    p.add_argument("--seeds", type=_positive, default=5, help="traces to replay (default 5)")
-    p.add_argument("--steps", type=_positive, default=2000, help="events per trace (default 2000)")
-    p.add_argument("--load", type=_load, default=0.5,
+    p.add_argument("--seeds", type=positive_int, default=5, help="traces to replay (default 5)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="events per trace (default 2000)")
+    p.add_argument("--load", type=fraction, default=0.5,
                    help="demand the trace wanders around, as a share of the CPUs (default 0.5)")
     p.add_argument("--reserved", type=int, default=0, metavar="N",
                    help="CPUs reserved for the system, chosen as kubelet chooses them (default 0)")

@@ -12,29 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from topolet.arg_types import positive_float, positive_int
 from topolet.cli import CommandError, common_options
 
 __all__ = ["register_isolation"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def register_isolation(subparsers: Any) -> None:
@@ -55,12 +36,12 @@ def register_isolation(subparsers: Any) -> None:
             "root, sched_setaffinity otherwise. Writes isolation.json and isolation.png."
         ),
     )
-    p.add_argument("--runs", type=_positive, default=None, metavar="N",
+    p.add_argument("--runs", type=positive_int, default=None, metavar="N",
                    help="runs per scenario and kernel (default 10, 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="fewer runs (3), for a first look")
     p.add_argument("--kernels", default=",".join(KERNELS), metavar="LIST",
                    help=f"comma-separated kernels (default: {','.join(KERNELS)})")
-    p.add_argument("--scale", type=_scale, default=1.0,
+    p.add_argument("--scale", type=positive_float, default=1.0,
                    help="work per kernel run; 1.0 is about half a second on one vCPU (default 1.0)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                    help=f"where isolation.json and isolation.png go (default {DEFAULT_OUT})")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from topolet.arg_types import positive_int
 from topolet.bench_all import register_all
 from topolet.bench_extender import register_extender
 from topolet.bench_fragmentation import register_fragmentation
@@ -20,16 +21,6 @@ from topolet.bench_isolation import register_isolation
 from topolet.cli import CommandError, common_options
 
 __all__ = ["BENCHMARKS", "register"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 # ------------------------------------------------------------------ bench discover
@@ -58,7 +49,7 @@ def _register_discover(subparsers: Any) -> None:
         help="the hwloc conformance directory (default: <repo>/../shared/conformance/hwloc)",
     )
     p.add_argument(
-        "--repeat", type=_positive, default=20, metavar="N", help="timed runs per root (default 20)"
+        "--repeat", type=positive_int, default=20, metavar="N", help="timed runs per root (default 20)"
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run_discover)
@@ -103,7 +94,7 @@ def _register_alloc(subparsers: Any) -> None:
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes, comma-separated")
     p.add_argument("--option", action="append", choices=sorted(OPTIONS), default=None,
                    help="static policy option set to time (repeatable; default: default)")
-    p.add_argument("--samples", type=_positive, default=500, help="minimum timings per size (default 500)")
+    p.add_argument("--samples", type=positive_int, default=500, help="minimum timings per size (default 500)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run_alloc)
 
@@ -145,9 +136,9 @@ def _register_deviceplugin(subparsers: Any) -> None:
         description="Time device plugin RPCs of the exclusive-CPU resource through the real gRPC "
         "server on a unix socket, with a kubelet-like client in the same process.",
     )
-    p.add_argument("--repeat", type=_positive, default=500, help="timed calls per RPC (default 500)")
-    p.add_argument("--cpus", type=_positive, default=64, help="CPUs of the in-memory machine (default 64)")
-    p.add_argument("--size", type=_positive, default=4, help="CPUs per request (default 4)")
+    p.add_argument("--repeat", type=positive_int, default=500, help="timed calls per RPC (default 500)")
+    p.add_argument("--cpus", type=positive_int, default=64, help="CPUs of the in-memory machine (default 64)")
+    p.add_argument("--size", type=positive_int, default=4, help="CPUs per request (default 4)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run_deviceplugin)
 

@@ -13,21 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
 
 __all__ = ["DEFAULT_OUT", "register", "run"]
 
 DEFAULT_OUT = Path("topolet-report") / "simulate"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +39,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--nodes",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="nodes of the built-in types (default 16; 8 with --quick)",
     )
@@ -61,7 +52,7 @@ def register(subparsers: Any) -> None:
         "default xeon-e5-2680v3:2, gpu8-2s64c:1, epyc-7763-nps4:1)",
     )
     p.add_argument(
-        "--pods", type=_positive, default=None, help="generated pods (default 1000; 300 with --quick)"
+        "--pods", type=positive_int, default=None, help="generated pods (default 1000; 300 with --quick)"
     )
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--trace", type=Path, metavar="FILE", help="a YAML pod trace instead of the generator")
