@@ -12,6 +12,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from bench.stats import percentile
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
@@ -78,10 +79,6 @@ def _measure(topo: Topology, opts: dict[str, str], n: int, min_samples: int) -> 
     return lat
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
 def run(*, sizes: tuple[int, ...] = SIZES, options: tuple[str, ...] = ("default",),
         min_samples: int = 500) -> list[AllocResult]:
     topo = big_machine()
@@ -89,8 +86,8 @@ def run(*, sizes: tuple[int, ...] = SIZES, options: tuple[str, ...] = ("default"
     for name in options:
         for n in sizes:
             lat = sorted(_measure(topo, OPTIONS[name], n, min_samples))
-            out.append(AllocResult(name, n, len(lat), _quantile(lat, 0.5) * 1e6,
-                                   _quantile(lat, 0.99) * 1e6, lat[-1] * 1e6))
+            out.append(AllocResult(name, n, len(lat), percentile(lat, 50) * 1e6,
+                                   percentile(lat, 99) * 1e6, lat[-1] * 1e6))
     return out
 
 

@@ -14,15 +14,14 @@ Reported: p50, p99 and max in microseconds per RPC.
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from bench.stats import percentile
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.api.v1beta1 import api_pb2, api_pb2_grpc
@@ -31,7 +30,7 @@ from deviceplugin.server import DevicePluginServer
 from topology.cpuset import CPUSet
 from topology.model import Core, NumaNode, Package, Topology
 
-__all__ = ["LatencyResult", "bench_deviceplugin", "machine", "percentile"]
+__all__ = ["LatencyResult", "bench_deviceplugin", "machine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +46,6 @@ class LatencyResult:
     def __str__(self) -> str:
         return (f"{self.rpc:<24} calls={self.calls:<6} p50={self.p50_us:8.1f} us  "
                 f"p99={self.p99_us:8.1f} us  max={self.max_us:8.1f} us")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of non-empty ``values``."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def machine(cpus: int = 64) -> Topology:

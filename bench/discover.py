@@ -14,7 +14,6 @@ milliseconds. The target is p99 < :data:`TARGET_MS` on the largest snapshot.
 from __future__ import annotations
 
 import json
-import math
 import tarfile
 import tempfile
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.stats import percentile
 from topology.model import Topology
 from topology.sysfs import discover
 
@@ -39,7 +39,6 @@ __all__ = [
     "extracted",
     "find_snapshots",
     "largest",
-    "percentile",
     "render_table",
     "run",
     "to_json",
@@ -83,17 +82,6 @@ class DiscoverResult:
     @property
     def max_ms(self) -> float:
         return max(self.samples_s) * 1000.0
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile: the smallest sample with at least *q* % of samples ≤ it."""
-    if not samples:
-        raise ValueError("percentile of no samples")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile q must be within 0..100, got {q}")
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def default_snapshots_dir() -> Path:

@@ -12,9 +12,9 @@ from bench.discover import (
     default_snapshots_dir,
     find_snapshots,
     largest,
-    percentile,
     to_json,
 )
+from bench.stats import percentile
 from tests.snapshots import HWLOC_DIR, snapshot_names
 
 # Nearest rank: the smallest sample with at least q % of the samples at or below it.
