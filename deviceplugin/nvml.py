@@ -46,7 +46,6 @@ __all__ = [
     "NVMLUnavailableError",
     "NVMLXidHealth",
     "discover_links",
-    "ignored_xids_from",
     "load_nvml",
     "pci_address",
 ]
@@ -227,15 +226,3 @@ class NVMLXidHealth:
             self._unhealthy([address], f"critical XID {xid}")
         else:
             log.info("XID %d on %s, which this resource does not serve", xid, address)
-
-
-def ignored_xids_from(text: str, base: frozenset[int] = DEFAULT_IGNORED_XIDS) -> frozenset[int]:
-    """*base* plus the comma-separated XIDs of *text* (a config value); errors name the item."""
-    extra: set[int] = set()
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        if not item.isdigit():
-            raise ConfigError("ignored XIDs", repr(item), ["comma-separated non-negative integers"])
-        extra.add(int(item))
-    return base | extra

@@ -10,10 +10,8 @@ import pytest
 from deviceplugin.errors import ConfigError
 from deviceplugin.gpu_allocation import GPU, GPUTopology, preferred_allocation
 from deviceplugin.nvml import (
-    DEFAULT_IGNORED_XIDS,
     NVMLXidHealth,
     discover_links,
-    ignored_xids_from,
     pci_address,
 )
 from deviceplugin.resources import HealthEvent
@@ -156,11 +154,6 @@ def test_stop_returns_within_a_second() -> None:
     assert time.monotonic() - t0 < 1.0
     assert nvml.freed
 
-
-def test_extra_ignored_xids() -> None:
-    assert ignored_xids_from("94, 95") == DEFAULT_IGNORED_XIDS | {94, 95}
-    with pytest.raises(ConfigError, match="ignored XIDs"):
-        ignored_xids_from("94,x")
 
 
 def test_merged_health_forwards_udev_and_nvml_events() -> None:
