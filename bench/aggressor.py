@@ -43,8 +43,10 @@ def resolve_kind(kind: str) -> Kind:
         return "stress-ng" if shutil.which("stress-ng") else "builtin"
     if kind == "stress-ng":
         if not shutil.which("stress-ng"):
-            raise AggressorError("aggressor 'stress-ng' asked for but stress-ng is not on PATH "
-                                 "(install it, or use --aggressor builtin)")
+            raise AggressorError(
+                "aggressor 'stress-ng' asked for but stress-ng is not on PATH "
+                "(install it, or use --aggressor builtin)"
+            )
         return "stress-ng"
     if kind == "builtin":
         return "builtin"
@@ -108,9 +110,14 @@ class Aggressor:
                 self._join()
 
         try:
-            self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL,
-                                          start_new_session=True, preexec_fn=child_setup)
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=child_setup,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             raise AggressorError(f"cannot start the {self.kind} aggressor: {e}") from e
         self.started_at = time.monotonic()
@@ -126,7 +133,8 @@ class Aggressor:
                 return pids
             if self._proc.poll() is not None:
                 raise AggressorError(
-                    f"the {self.kind} aggressor exited early (status {self._proc.returncode})")
+                    f"the {self.kind} aggressor exited early (status {self._proc.returncode})"
+                )
             time.sleep(0.01)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -154,8 +162,9 @@ class Aggressor:
         self.start()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

@@ -24,8 +24,9 @@ __all__ = ["AllocResult", "big_machine", "run"]
 SIZES = (1, 2, 7, 16, 64)
 
 
-def big_machine(sockets: int = 2, numa_per_socket: int = 4, cores_per_numa: int = 16,
-                threads: int = 2) -> Topology:
+def big_machine(
+    sockets: int = 2, numa_per_socket: int = 4, cores_per_numa: int = 16, threads: int = 2
+) -> Topology:
     """Sockets x NUMA nodes x cores x SMT threads, Linux-style numbering: the first
     thread of every core first (0..127), then the siblings (128..255)."""
     ncores = sockets * numa_per_socket * cores_per_numa
@@ -79,15 +80,19 @@ def _measure(topo: Topology, opts: dict[str, str], n: int, min_samples: int) -> 
     return lat
 
 
-def run(*, sizes: tuple[int, ...] = SIZES, options: tuple[str, ...] = ("default",),
-        min_samples: int = 500) -> list[AllocResult]:
+def run(
+    *, sizes: tuple[int, ...] = SIZES, options: tuple[str, ...] = ("default",), min_samples: int = 500
+) -> list[AllocResult]:
     topo = big_machine()
     out = []
     for name in options:
         for n in sizes:
             lat = sorted(_measure(topo, OPTIONS[name], n, min_samples))
-            out.append(AllocResult(name, n, len(lat), percentile(lat, 50) * 1e6,
-                                   percentile(lat, 99) * 1e6, lat[-1] * 1e6))
+            out.append(
+                AllocResult(
+                    name, n, len(lat), percentile(lat, 50) * 1e6, percentile(lat, 99) * 1e6, lat[-1] * 1e6
+                )
+            )
     return out
 
 

@@ -44,20 +44,27 @@ class LatencyResult:
     max_us: float
 
     def __str__(self) -> str:
-        return (f"{self.rpc:<24} calls={self.calls:<6} p50={self.p50_us:8.1f} us  "
-                f"p99={self.p99_us:8.1f} us  max={self.max_us:8.1f} us")
+        return (
+            f"{self.rpc:<24} calls={self.calls:<6} p50={self.p50_us:8.1f} us  "
+            f"p99={self.p99_us:8.1f} us  max={self.max_us:8.1f} us"
+        )
 
 
 def machine(cpus: int = 64) -> Topology:
     """``cpus`` CPUs on 2 sockets (one NUMA node each) of SMT-2 cores, Linux numbering."""
     cores, half = cpus // 2, cpus // 4
-    sockets = [CPUSet.range(s * half, s * half + half - 1)
-               | CPUSet.range(cores + s * half, cores + s * half + half - 1) for s in range(2)]
+    sockets = [
+        CPUSet.range(s * half, s * half + half - 1)
+        | CPUSet.range(cores + s * half, cores + s * half + half - 1)
+        for s in range(2)
+    ]
     return Topology.build(
         packages=[Package(id=s, cpus=c, os_index=s) for s, c in enumerate(sockets)],
         numa_nodes=[NumaNode(id=s, cpus=c) for s, c in enumerate(sockets)],
-        cores=[Core(id=k, core_id=k % half, package=k // half, cpus=CPUSet.of(k, k + cores))
-               for k in range(cores)],
+        cores=[
+            Core(id=k, core_id=k % half, package=k // half, cpus=CPUSet.of(k, k + cores))
+            for k in range(cores)
+        ],
     )
 
 
@@ -66,8 +73,9 @@ def _result(rpc: str, seconds: list[float]) -> LatencyResult:
     return LatencyResult(rpc, len(us), percentile(us, 50), percentile(us, 99), max(us))
 
 
-def bench_deviceplugin(repeat: int = 1000, *, cpus: int = 64, size: int = 4,
-                       warmup: int = 50) -> list[LatencyResult]:
+def bench_deviceplugin(
+    repeat: int = 1000, *, cpus: int = 64, size: int = 4, warmup: int = 50
+) -> list[LatencyResult]:
     """Time ``repeat`` GetPreferredAllocation and Allocate round trips (after ``warmup``)."""
     logging.getLogger("deviceplugin").setLevel(logging.WARNING)
     logging.getLogger("cpumanager").setLevel(logging.WARNING)
@@ -88,16 +96,21 @@ def bench_deviceplugin(repeat: int = 1000, *, cpus: int = 64, size: int = 4,
     return [_result(rpc, seconds) for rpc, seconds in times.items()]
 
 
-def _round(stub: api_pb2_grpc.DevicePluginStub, manager: CPUManager, size: int,
-           times: dict[str, list[float]] | None) -> None:
+def _round(
+    stub: api_pb2_grpc.DevicePluginStub, manager: CPUManager, size: int, times: dict[str, list[float]] | None
+) -> None:
     free = [f"cpu{c}" for c in manager.assignable_cpus()]
-    request = api_pb2.PreferredAllocationRequest(container_requests=[
-        api_pb2.ContainerPreferredAllocationRequest(available_deviceIDs=free, allocation_size=size)])
+    request = api_pb2.PreferredAllocationRequest(
+        container_requests=[
+            api_pb2.ContainerPreferredAllocationRequest(available_deviceIDs=free, allocation_size=size)
+        ]
+    )
     t0 = time.perf_counter()
     chosen = list(stub.GetPreferredAllocation(request).container_responses[0].deviceIDs)
     t1 = time.perf_counter()
-    stub.Allocate(api_pb2.AllocateRequest(
-        container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=chosen)]))
+    stub.Allocate(
+        api_pb2.AllocateRequest(container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=chosen)])
+    )
     t2 = time.perf_counter()
     manager.remove_container(*placeholder_owner(parse_cpu_ids("devices_ids", chosen)))
     if times is not None:

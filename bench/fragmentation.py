@@ -79,8 +79,9 @@ class Event:
     size: int
 
 
-def make_trace(seed: int, steps: int, *, capacity: int = 48, load: float = 0.5,
-               sizes: tuple[int, ...] = SIZES) -> list[Event]:
+def make_trace(
+    seed: int, steps: int, *, capacity: int = 48, load: float = 0.5, sizes: tuple[int, ...] = SIZES
+) -> list[Event]:
     """A churn trace of *steps* events, the same for every policy that replays it."""
     if not 0 < load <= 1:
         raise ValueError(f"load must be in (0, 1], got {load}")
@@ -126,8 +127,15 @@ def _policy(topo: Topology, choice: Choice, num_reserved_cpus: int) -> StaticPol
     return StaticPolicy(topo, num_reserved_cpus=num_reserved_cpus, options=opts)
 
 
-def replay(topo: Topology, trace: list[Event], choice: Choice, *, seed: int = 0, warmup: int = 0,
-           num_reserved_cpus: int = 0) -> ReplayResult:
+def replay(
+    topo: Topology,
+    trace: list[Event],
+    choice: Choice,
+    *,
+    seed: int = 0,
+    warmup: int = 0,
+    num_reserved_cpus: int = 0,
+) -> ReplayResult:
     """Replay *trace* through a fresh static policy using *choice*; sample after each
     step past *warmup*."""
     policy = _policy(topo, choice, num_reserved_cpus)
@@ -153,8 +161,9 @@ def replay(topo: Topology, trace: list[Event], choice: Choice, *, seed: int = 0,
         samples += 1
         whole += bool(frag.free_sockets)
         score_sum += frag.score
-    return ReplayResult(seed, choice, len(trace), samples, whole, failed, split,
-                        score_sum / samples if samples else 0.0)
+    return ReplayResult(
+        seed, choice, len(trace), samples, whole, failed, split, score_sum / samples if samples else 0.0
+    )
 
 
 @dataclass(frozen=True)
@@ -193,8 +202,15 @@ def _summarise(choice: str, runs: list[ReplayResult]) -> ChoiceSummary:
     )
 
 
-def run(*, seeds: int = 5, steps: int = 2000, warmup: int | None = None, load: float = 0.5,
-        num_reserved_cpus: int = 0, first_seed: int = 0) -> FragmentationReport:
+def run(
+    *,
+    seeds: int = 5,
+    steps: int = 2000,
+    warmup: int | None = None,
+    load: float = 0.5,
+    num_reserved_cpus: int = 0,
+    first_seed: int = 0,
+) -> FragmentationReport:
     """Replay *seeds* traces of *steps* events with both choices (warm-up: a tenth)."""
     if seeds < 1 or steps < 1:
         raise ValueError(f"seeds and steps must be positive, got seeds={seeds}, steps={steps}")
@@ -205,8 +221,9 @@ def run(*, seeds: int = 5, steps: int = 2000, warmup: int | None = None, load: f
     for seed in range(first_seed, first_seed + seeds):
         trace = make_trace(seed, steps, capacity=capacity, load=load)
         for choice in CHOICES:
-            runs.append(replay(topo, trace, choice, seed=seed, warmup=warm,
-                               num_reserved_cpus=num_reserved_cpus))
+            runs.append(
+                replay(topo, trace, choice, seed=seed, warmup=warm, num_reserved_cpus=num_reserved_cpus)
+            )
     summary = [_summarise(c, [r for r in runs if r.choice == c]) for c in CHOICES]
     return FragmentationReport(steps, warm, load, num_reserved_cpus, runs, summary)
 
@@ -227,12 +244,20 @@ def as_dicts(report: FragmentationReport) -> dict[str, object]:
 def render_table(report: FragmentationReport) -> Table:
     """The per-choice summary as a rich table."""
     seeds = report.summary[0].seeds if report.summary else 0
-    table = Table(title=f"whole-socket (24 CPU) request satisfiable under churn: 48-CPU node, "
-                        f"{seeds} seeds x {report.steps} steps, load {report.load:.2f}")
+    table = Table(
+        title=f"whole-socket (24 CPU) request satisfiable under churn: 48-CPU node, "
+        f"{seeds} seeds x {report.steps} steps, load {report.load:.2f}"
+    )
     table.add_column("choice", no_wrap=True)
     for col in ("samples", "whole socket free", "failed allocs", "split allocs", "mean score"):
         table.add_column(col, justify="right")
     for s in report.summary:
-        table.add_row(s.choice, str(s.samples), f"{s.whole_socket_fraction:.1%}",
-                      str(s.failed_allocations), str(s.split_allocations), f"{s.mean_score:.3f}")
+        table.add_row(
+            s.choice,
+            str(s.samples),
+            f"{s.whole_socket_fraction:.1%}",
+            str(s.failed_allocations),
+            str(s.split_allocations),
+            f"{s.mean_score:.3f}",
+        )
     return table

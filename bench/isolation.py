@@ -34,8 +34,18 @@ from bench.kernels import KERNELS
 from bench.placement import Placer, Request, Seat, resolve_mode
 from topology.model import Topology
 
-__all__ = ["BASELINE", "SCENARIOS", "IsolationError", "Report", "Sample", "Scenario", "SeriesStats",
-           "run", "summarize", "targets"]
+__all__ = [
+    "BASELINE",
+    "SCENARIOS",
+    "IsolationError",
+    "Report",
+    "Sample",
+    "Scenario",
+    "SeriesStats",
+    "run",
+    "summarize",
+    "targets",
+]
 
 BASELINE = "solo/static-off"
 DEFAULT_OUT = Path("topolet-report/isolation")
@@ -70,8 +80,11 @@ _VICTIM = (Request("victim", "guaranteed", 1),)
 _PAIR = (Request("guaranteed", "guaranteed", 1), Request("burstable", "burstable", 0))
 SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(group, static, aggressor, victims)
-    for group, aggressor, victims in (("solo", False, _VICTIM), ("aggressor", True, _VICTIM),
-                                      ("colocated", True, _PAIR))
+    for group, aggressor, victims in (
+        ("solo", False, _VICTIM),
+        ("aggressor", True, _VICTIM),
+        ("colocated", True, _PAIR),
+    )
     for static in (False, True)
 )
 
@@ -137,12 +150,20 @@ def summarize(samples: Sequence[Sample], baseline: str = BASELINE) -> list[Serie
     for (kernel, series), times in groups.items():
         med = float(np.median(times))
         base = groups.get((kernel, baseline))
-        out.append(SeriesStats(
-            kernel=kernel, series=series, runs=len(times), median_s=med, iqr_s=_iqr(times),
-            best_s=best[kernel], median_norm=med / best[kernel], iqr_norm=_iqr(times) / best[kernel],
-            slowdown=med / float(np.median(base)) if base else None,
-            others_median_s=float(np.median(others[(kernel, series)])),
-        ))
+        out.append(
+            SeriesStats(
+                kernel=kernel,
+                series=series,
+                runs=len(times),
+                median_s=med,
+                iqr_s=_iqr(times),
+                best_s=best[kernel],
+                median_norm=med / best[kernel],
+                iqr_norm=_iqr(times) / best[kernel],
+                slowdown=med / float(np.median(base)) if base else None,
+                others_median_s=float(np.median(others[(kernel, series)])),
+            )
+        )
     return out
 
 
@@ -166,8 +187,9 @@ def targets(stats: Sequence[SeriesStats]) -> list[TargetCheck]:
         if on is None or off is None or on.slowdown is None:
             continue
         ratio = on.iqr_s / off.iqr_s if off.iqr_s > 0 else None
-        out.append(TargetCheck(kernel, on.slowdown, ratio, on.slowdown <= 1.05,
-                               ratio is not None and ratio <= 1 / 3))
+        out.append(
+            TargetCheck(kernel, on.slowdown, ratio, on.slowdown <= 1.05, ratio is not None and ratio <= 1 / 3)
+        )
     return out
 
 
@@ -193,7 +215,10 @@ def _spawn(kernel: str, scale: float, seat: Seat) -> subprocess.Popen[str]:
 
     return subprocess.Popen(
         [sys.executable, "-m", "bench.kernels", kernel, "--scale", repr(scale), "--wait"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **_ONE_THREAD},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **_ONE_THREAD},
         preexec_fn=setup,
     )
 
@@ -204,8 +229,9 @@ def _parse(name: str, proc: subprocess.Popen[str], line: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(line)
     except ValueError:
         proc.wait()
-        raise IsolationError(f"victim {name} (pid {proc.pid}) exited with status {proc.returncode} "
-                             f"and no result") from None
+        raise IsolationError(
+            f"victim {name} (pid {proc.pid}) exited with status {proc.returncode} and no result"
+        ) from None
     if "error" in data:
         raise IsolationError(f"victim {name}: {data['error']}")
     return data
@@ -232,8 +258,15 @@ def _release(procs: dict[str, subprocess.Popen[str]]) -> None:
         p.stdin.flush()
 
 
-def execute(scenario: Scenario, kernel: str, *, scale: float, placer: Placer, aggressor_kind: str,
-            on_start: Callable[[Running], None] | None = None) -> dict[str, dict[str, Any]]:
+def execute(
+    scenario: Scenario,
+    kernel: str,
+    *,
+    scale: float,
+    placer: Placer,
+    aggressor_kind: str,
+    on_start: Callable[[Running], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """One run of *scenario* with *kernel*: every victim's result, by victim name."""
     requests = list(scenario.victims)
     if scenario.aggressor:
@@ -241,8 +274,9 @@ def execute(scenario: Scenario, kernel: str, *, scale: float, placer: Placer, ag
     with placer.layout(requests, static=scenario.static) as seats:
         agg: AbstractContextManager[Aggressor | None] = nullcontext()
         if scenario.aggressor:
-            agg = Aggressor(resolve_kind(aggressor_kind), workers=len(placer.cpus),
-                            join=seats["aggressor"].join)
+            agg = Aggressor(
+                resolve_kind(aggressor_kind), workers=len(placer.cpus), join=seats["aggressor"].join
+            )
         with agg as a:
             procs: dict[str, subprocess.Popen[str]] = {}
             try:
@@ -254,8 +288,9 @@ def execute(scenario: Scenario, kernel: str, *, scale: float, placer: Placer, ag
                 _release(procs)
                 before = cpu_busy_seconds()
                 if on_start is not None:
-                    on_start(Running(scenario, {n: p.pid for n, p in procs.items()},
-                                     a.pgid if a else None, seats))
+                    on_start(
+                        Running(scenario, {n: p.pid for n, p in procs.items()}, a.pgid if a else None, seats)
+                    )
                 results = {n: _result(n, p) for n, p in procs.items()}
                 after = cpu_busy_seconds()
                 for n, res in results.items():
@@ -284,10 +319,17 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "placement": self.placement, "aggressor": self.aggressor, "cpus": self.cpus,
-            "runs": self.runs, "scale": self.scale, "kernels": self.kernels, "baseline": BASELINE,
-            "summary": [asdict(s) for s in self.stats], "targets": [asdict(c) for c in self.checks],
-            "samples": [asdict(s) for s in self.samples], "files": self.files,
+            "placement": self.placement,
+            "aggressor": self.aggressor,
+            "cpus": self.cpus,
+            "runs": self.runs,
+            "scale": self.scale,
+            "kernels": self.kernels,
+            "baseline": BASELINE,
+            "summary": [asdict(s) for s in self.stats],
+            "targets": [asdict(c) for c in self.checks],
+            "samples": [asdict(s) for s in self.samples],
+            "files": self.files,
         }
 
 
@@ -295,16 +337,31 @@ def _progress(enabled: bool) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
-                    refresh_per_second=2)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        refresh_per_second=2,
+    )
 
 
-def run(*, runs: int | None = None, quick: bool = False, kernels: Sequence[str] | None = None,
-        out: Path | str = DEFAULT_OUT, aggressor: str = "auto", placement: str = "auto",
-        scale: float = 1.0, progress: bool = True, topology: Topology | None = None,
-        scenarios: Sequence[Scenario] = SCENARIOS,
-        on_start: Callable[[Running], None] | None = None) -> Report:
+def run(
+    *,
+    runs: int | None = None,
+    quick: bool = False,
+    kernels: Sequence[str] | None = None,
+    out: Path | str = DEFAULT_OUT,
+    aggressor: str = "auto",
+    placement: str = "auto",
+    scale: float = 1.0,
+    progress: bool = True,
+    topology: Topology | None = None,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    on_start: Callable[[Running], None] | None = None,
+) -> Report:
     """Run the benchmark, write ``isolation.json`` and ``isolation.png`` under *out*."""
     from bench.isolation_plot import plot
     from topology.sysfs import discover
@@ -325,10 +382,19 @@ def run(*, runs: int | None = None, quick: bool = False, kernels: Sequence[str] 
             for kernel in names:
                 for sc in scenarios:
                     bar.update(task, description=f"run {i + 1}/{runs} {kernel} {sc.name}")
-                    for victim, res in execute(sc, kernel, scale=scale, placer=placer,
-                                               aggressor_kind=kind, on_start=on_start).items():
-                        report.samples.append(Sample(kernel, sc.series(victim), i, res["seconds"],
-                                                     res["cpu_seconds"], res["others_s"]))
+                    for victim, res in execute(
+                        sc, kernel, scale=scale, placer=placer, aggressor_kind=kind, on_start=on_start
+                    ).items():
+                        report.samples.append(
+                            Sample(
+                                kernel,
+                                sc.series(victim),
+                                i,
+                                res["seconds"],
+                                res["cpu_seconds"],
+                                res["others_s"],
+                            )
+                        )
                     bar.advance(task)
     report.stats = summarize(report.samples)
     report.checks = targets(report.stats)

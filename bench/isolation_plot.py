@@ -30,8 +30,10 @@ def _panel(ax: Axes, report: Report, kernel: str) -> None:
     stats = [s for s in report.stats if s.kernel == kernel]
     series = [s.series for s in stats]
     best = stats[0].best_s
-    data = [[x.seconds / best for x in report.samples if x.kernel == kernel and x.series == name]
-            for name in series]
+    data = [
+        [x.seconds / best for x in report.samples if x.kernel == kernel and x.series == name]
+        for name in series
+    ]
     boxes = ax.boxplot(data, patch_artist=True, widths=0.6, showfliers=True)
     for patch, name in zip(boxes["boxes"], series, strict=True):
         on = name.endswith("static-on")
@@ -42,8 +44,14 @@ def _panel(ax: Axes, report: Report, kernel: str) -> None:
     solo = next((s for s in stats if s.series == "solo/static-off"), None)
     if solo is not None:
         ax.axhline(1.05 * solo.median_norm, linestyle=":", color="grey", linewidth=1)
-    ax.set_xticks(range(1, len(series) + 1), [n.replace("/", "\n") for n in series], rotation=60,
-                  fontsize=7, ha="right", rotation_mode="anchor")
+    ax.set_xticks(
+        range(1, len(series) + 1),
+        [n.replace("/", "\n") for n in series],
+        rotation=60,
+        fontsize=7,
+        ha="right",
+        rotation_mode="anchor",
+    )
     ax.set_title(kernel, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
 
@@ -55,9 +63,11 @@ def plot(report: Report, path: Path) -> Path:
     for ax, kernel in zip(axes[0], kernels, strict=True):
         _panel(ax, report, kernel)
     axes[0][0].set_ylabel("run time, normalised to the best run")
-    fig.suptitle(f"victims beside a {report.aggressor} aggressor, static CPU manager policy on (filled) "
-                 f"vs off; cpus {report.cpus}, {report.placement} placement, {report.runs} runs",
-                 fontsize=9)
+    fig.suptitle(
+        f"victims beside a {report.aggressor} aggressor, static CPU manager policy on (filled) "
+        f"vs off; cpus {report.cpus}, {report.placement} placement, {report.runs} runs",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

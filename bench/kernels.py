@@ -132,13 +132,19 @@ def bs_verify(o: Options, p: Prices) -> None:
     if abs(parity[worst]) > 1e-6 * max(1.0, float(o.spot[worst])):
         raise KernelCheckError(name, f"put-call parity off by {parity[worst]:.3g} at option {worst}")
     if abs(p.call[0] - _BS_ANCHOR_CALL) > 1e-4 or abs(p.put[0] - _BS_ANCHOR_PUT) > 1e-4:
-        raise KernelCheckError(name, f"anchor option priced {p.call[0]:.6f}/{p.put[0]:.6f}, "
-                                     f"expected {_BS_ANCHOR_CALL:.6f}/{_BS_ANCHOR_PUT:.6f}")
+        raise KernelCheckError(
+            name,
+            f"anchor option priced {p.call[0]:.6f}/{p.put[0]:.6f}, "
+            f"expected {_BS_ANCHOR_CALL:.6f}/{_BS_ANCHOR_PUT:.6f}",
+        )
     for i in np.random.default_rng(1).integers(0, len(o.spot), 64):
         ref = _bs_scalar(o.spot[i], o.strike[i], o.rate[i], o.vol[i], o.years[i])
         if abs(p.call[i] - ref[0]) > 1e-4 or abs(p.put[i] - ref[1]) > 1e-4:
-            raise KernelCheckError(name, f"option {i} priced {p.call[i]:.6f}/{p.put[i]:.6f}, "
-                                         f"closed form gives {ref[0]:.6f}/{ref[1]:.6f}")
+            raise KernelCheckError(
+                name,
+                f"option {i} priced {p.call[i]:.6f}/{p.put[i]:.6f}, "
+                f"closed form gives {ref[0]:.6f}/{ref[1]:.6f}",
+            )
     expect = _BS_ROUNDS * float(p.call.sum() + p.put.sum())
     if not math.isclose(p.total, expect, rel_tol=1e-9):
         raise KernelCheckError(name, f"checksum {p.total!r} != {_BS_ROUNDS} x batch sum {expect!r}")
@@ -172,8 +178,12 @@ def cn_prepare(scale: float) -> Netlist:
     n = max(64, int((1 << 20) * min(scale, 1.0)))
     rng = np.random.default_rng(11)
     steps = max(2, int(48 * scale))
-    return Netlist(side=math.isqrt(n - 1) + 1, nets=rng.integers(0, n, (n, _CN_FANOUT)),
-                   start=rng.permutation(n), steps=steps)
+    return Netlist(
+        side=math.isqrt(n - 1) + 1,
+        nets=rng.integers(0, n, (n, _CN_FANOUT)),
+        start=rng.permutation(n),
+        steps=steps,
+    )
 
 
 def _wire_cost(side: int, here: I64, there: I64) -> I64:
@@ -190,9 +200,13 @@ def cn_compute(net: Netlist) -> Placement:
         pick = rng.choice(n, 2 * pairs, replace=False)
         a, b = pick[:pairs], pick[pairs:]
         sa, sb = slot[a][:, None], slot[b][:, None]
-        wa, wb = slot[net.nets[a]], slot[net.nets[b]]   # random gathers: the cache-hostile part
-        delta = (_wire_cost(net.side, sb, wa) + _wire_cost(net.side, sa, wb)
-                 - _wire_cost(net.side, sa, wa) - _wire_cost(net.side, sb, wb)).sum(axis=1)
+        wa, wb = slot[net.nets[a]], slot[net.nets[b]]  # random gathers: the cache-hostile part
+        delta = (
+            _wire_cost(net.side, sb, wa)
+            + _wire_cost(net.side, sa, wb)
+            - _wire_cost(net.side, sa, wa)
+            - _wire_cost(net.side, sb, wb)
+        ).sum(axis=1)
         take = (delta < 0) | (rng.random(pairs) < np.exp(-np.maximum(delta, 0) / _CN_TEMPERATURE))
         slot[a[take]], slot[b[take]] = slot[b[take]], slot[a[take]]
         accepted += int(take.sum())
@@ -258,8 +272,9 @@ def sc_compute(pts: Points) -> Clustering:
         if it == _SC_ITERS - 1:
             break
         counts = np.bincount(assign, minlength=len(c))
-        sums = np.stack([np.bincount(assign, weights=x[:, j], minlength=len(c))
-                         for j in range(x.shape[1])], axis=1)
+        sums = np.stack(
+            [np.bincount(assign, weights=x[:, j], minlength=len(c)) for j in range(x.shape[1])], axis=1
+        )
         keep = counts > 0
         c[keep] = sums[keep] / counts[keep, None]
     return Clustering(centres=c, assign=assign, cost=cost)
@@ -342,9 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     except (KernelCheckError, ValueError) as e:
         print(json.dumps({"kernel": args.kernel, "error": str(e)}), flush=True)
         return 1
-    print(json.dumps({"kernel": run.kernel, "scale": run.scale, "seconds": run.seconds,
-                      "cpu_seconds": run.cpu_seconds, "checksum": run.checksum,
-                      "cpu_with_check_s": run.cpu_with_check_s}), flush=True)
+    print(
+        json.dumps(
+            {
+                "kernel": run.kernel,
+                "scale": run.scale,
+                "seconds": run.seconds,
+                "cpu_seconds": run.cpu_seconds,
+                "checksum": run.checksum,
+                "cpu_with_check_s": run.cpu_with_check_s,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -86,9 +86,11 @@ def resolve_mode(mode: str) -> Mode:
         return "cgroup" if cgroup_writable() else "affinity"
     if mode == "cgroup":
         if not cgroup_writable():
-            raise PlacementError("placement 'cgroup' needs root and a cpuset cgroup hierarchy "
-                                 f"({V1_CPUSET} or cpuset in {V2_ROOT}/cgroup.controllers); "
-                                 "use --placement affinity")
+            raise PlacementError(
+                "placement 'cgroup' needs root and a cpuset cgroup hierarchy "
+                f"({V1_CPUSET} or cpuset in {V2_ROOT}/cgroup.controllers); "
+                "use --placement affinity"
+            )
         return "cgroup"
     if mode == "affinity":
         return "affinity"
@@ -125,8 +127,9 @@ class Placer:
     ...         subprocess.Popen(cmd, preexec_fn=seats["victim"].join)
     """
 
-    def __init__(self, topo: Topology, mode: Mode, *, num_reserved_cpus: int = 1,
-                 cgroup_root: Path | None = None) -> None:
+    def __init__(
+        self, topo: Topology, mode: Mode, *, num_reserved_cpus: int = 1, cgroup_root: Path | None = None
+    ) -> None:
         self.topo = topo
         self.mode: Mode = mode
         self.num_reserved_cpus = num_reserved_cpus
@@ -138,8 +141,10 @@ class Placer:
             root = cgroup_root or base / f"topolet-bench-{os.getpid()}"
             self.writer = CgroupV1Cpuset(root) if v1 else CgroupV2Cpuset(root)
         elif not set(self.cpus) <= os.sched_getaffinity(0):
-            raise PlacementError(f"this process may run only on cpus {CPUSet(os.sched_getaffinity(0))}, "
-                                 f"not on every online cpu {self.cpus}; affinity placement needs them all")
+            raise PlacementError(
+                f"this process may run only on cpus {CPUSet(os.sched_getaffinity(0))}, "
+                f"not on every online cpu {self.cpus}; affinity placement needs them all"
+            )
 
     @property
     def root(self) -> Path | None:
@@ -168,8 +173,10 @@ class Placer:
         names = [r.name for r in requests]
         if len(set(names)) != len(names):
             raise PlacementError(f"container names must be unique, got {names}")
-        refs = {r.name: ContainerCgroup(pod_uid=str(uuid.uuid4()), container_id=uuid.uuid4().hex, qos=r.qos)
-                for r in requests}
+        refs = {
+            r.name: ContainerCgroup(pod_uid=str(uuid.uuid4()), container_id=uuid.uuid4().hex, qos=r.qos)
+            for r in requests
+        }
         state_dir = Path(tempfile.mkdtemp(prefix="topolet-bench-state-"))
         mgr: CPUManager | None = None
         try:
@@ -191,8 +198,9 @@ class Placer:
         mgr.start()
         return mgr
 
-    def _admit(self, requests: Sequence[Request], refs: dict[str, ContainerCgroup],
-               mgr: CPUManager | None) -> dict[str, Seat]:
+    def _admit(
+        self, requests: Sequence[Request], refs: dict[str, ContainerCgroup], mgr: CPUManager | None
+    ) -> dict[str, Seat]:
         mems = self.topo.numa_nodes_of(self.cpus)
         ordered = sorted(requests, key=lambda r: -r.exclusive_cpus)  # Guaranteed first
         for r in ordered:
@@ -200,15 +208,25 @@ class Placer:
                 self.writer.ensure(refs[r.name], mgr.shared_pool() if mgr else self.cpus, mems)
             if mgr is not None:
                 excl = r.exclusive_cpus if r.qos == "guaranteed" else 0
-                mgr.add_container(ContainerInfo(pod_uid=refs[r.name].pod_uid, container_name=r.name,
-                                                cgroup=refs[r.name] if self.writer else None,
-                                                exclusive_cpus=excl, pod_name=r.name, namespace="bench"))
+                mgr.add_container(
+                    ContainerInfo(
+                        pod_uid=refs[r.name].pod_uid,
+                        container_name=r.name,
+                        cgroup=refs[r.name] if self.writer else None,
+                        exclusive_cpus=excl,
+                        pod_name=r.name,
+                        namespace="bench",
+                    )
+                )
         seats = {}
         for r in requests:
             held = mgr.state.get_cpuset(refs[r.name].pod_uid, r.name) if mgr else None
             cpus = held or (mgr.shared_pool() if mgr else self.cpus)
-            join = (_join_cgroup(self.writer.path_for(refs[r.name])) if self.writer is not None
-                    else _set_affinity(cpus))
+            join = (
+                _join_cgroup(self.writer.path_for(refs[r.name]))
+                if self.writer is not None
+                else _set_affinity(cpus)
+            )
             seats[r.name] = Seat(r.name, cpus, held is not None, join)
         return seats
 

@@ -103,8 +103,9 @@ class HugePagesRequestError(CPUManagerError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(
-            detail, "request hugepages as 'hugepages-<size>: <bytes>', a whole number of pages, "
-            "e.g. 'hugepages-2Mi: 512Mi'"
+            detail,
+            "request hugepages as 'hugepages-<size>: <bytes>', a whole number of pages, "
+            "e.g. 'hugepages-2Mi: 512Mi'",
         )
 
 

@@ -72,7 +72,7 @@ def page_size_bytes(resource: str) -> int:
     if not resource.startswith(HUGEPAGES_PREFIX):
         raise HugePagesRequestError(f"{resource!r} is not a hugepages resource (hugepages-<size>)")
     try:
-        size = parse_quantity(resource[len(HUGEPAGES_PREFIX):], field=resource)
+        size = parse_quantity(resource[len(HUGEPAGES_PREFIX) :], field=resource)
     except QuantityError as e:
         raise HugePagesRequestError(f"{resource}: page size {e}") from e
     if size <= 0 or size.denominator != 1:
@@ -176,8 +176,9 @@ class HugePageAccounts:
         raise self._error(request, sorted(self.capacity), "")
 
     # -------------------------------------------------------------- changes
-    def place(self, key: tuple[str, str], request: Mapping[str, int], nodes: Iterable[int],
-              *, why: str = "") -> Placement:
+    def place(
+        self, key: tuple[str, str], request: Mapping[str, int], nodes: Iterable[int], *, why: str = ""
+    ) -> Placement:
         """Count *request* against *nodes* (ascending id, as much as each has free) and
         record it for *key*. Idempotent: a key that holds pages keeps them. Raises
         :class:`InsufficientHugePagesError` with the numbers when the nodes cannot hold it."""
@@ -242,8 +243,12 @@ def aligned_affinity(
 
 
 def nodes_for(
-    topo: Topology, accounts: HugePageAccounts, request: Mapping[str, int], *,
-    exclusive: CPUSet | None, guaranteed: bool,
+    topo: Topology,
+    accounts: HugePageAccounts,
+    request: Mapping[str, int],
+    *,
+    exclusive: CPUSet | None,
+    guaranteed: bool,
 ) -> tuple[frozenset[int], str]:
     """The NUMA nodes a container's hugepages go to (the placement rules above), and the
     reason to quote when they do not fit there."""

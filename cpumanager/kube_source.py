@@ -61,10 +61,14 @@ def _resources(container: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, 
     """(requests, limits) in canonical units; a missing request defaults to the limit."""
     res = container.get("resources") or {}
     name = container.get("name", "?")
-    limits = {k: parse_amount(k, v, field=f"container {name} limits.{k}")
-              for k, v in (res.get("limits") or {}).items()}
-    requests = {k: parse_amount(k, v, field=f"container {name} requests.{k}")
-                for k, v in (res.get("requests") or {}).items()}
+    limits = {
+        k: parse_amount(k, v, field=f"container {name} limits.{k}")
+        for k, v in (res.get("limits") or {}).items()
+    }
+    requests = {
+        k: parse_amount(k, v, field=f"container {name} requests.{k}")
+        for k, v in (res.get("requests") or {}).items()
+    }
     return {**limits, **requests}, limits
 
 
@@ -126,12 +130,18 @@ def pod_containers(pod: Mapping[str, Any]) -> list[ContainerInfo]:
         exclusive = cpu // 1000 if qos == "guaranteed" and cpu and cpu % 1000 == 0 else 0
         runtime, cid = _split_id(ids[c["name"]])
         pages = {k: str(v) for k, v in req.items() if k.startswith(HUGEPAGES_PREFIX)}
-        out.append(ContainerInfo(
-            pod_uid=uid, container_name=c["name"],
-            cgroup=ContainerCgroup(pod_uid=uid, container_id=cid, qos=qos, runtime=runtime),
-            exclusive_cpus=exclusive, pod_name=name, namespace=ns, isolated=isolated and exclusive > 0,
-            hugepages=parse_hugepages_requests(pages),
-        ))
+        out.append(
+            ContainerInfo(
+                pod_uid=uid,
+                container_name=c["name"],
+                cgroup=ContainerCgroup(pod_uid=uid, container_id=cid, qos=qos, runtime=runtime),
+                exclusive_cpus=exclusive,
+                pod_name=name,
+                namespace=ns,
+                isolated=isolated and exclusive > 0,
+                hugepages=parse_hugepages_requests(pages),
+            )
+        )
     return out
 
 
@@ -143,8 +153,16 @@ class KubePodSource:
     >>> src.stop()                                                   # doctest: +SKIP
     """
 
-    def __init__(self, api_client: client.ApiClient, node_name: str, manager: CPUManager, *,
-                 watch_timeout_s: int = 300, backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        node_name: str,
+        manager: CPUManager,
+        *,
+        watch_timeout_s: int = 300,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ) -> None:
         if not node_name:
             raise ValueError("node_name: expected this node's name (spec.nodeName of its pods)")
         self.core = client.CoreV1Api(api_client)
@@ -204,8 +222,13 @@ class KubePodSource:
                 if err.status == 410:
                     log.info("pod watch: resourceVersion too old (410 Gone); relisting")
                     continue
-                log.error("pod watch on %s: API server answered %s %s; retrying in %.1fs",
-                          self.node_name, err.status, err.reason, delay)
+                log.error(
+                    "pod watch on %s: API server answered %s %s; retrying in %.1fs",
+                    self.node_name,
+                    err.status,
+                    err.reason,
+                    delay,
+                )
                 delay = self._backoff(delay)
             except Exception as err:  # connection errors: keep the view, retry
                 if self._stop.is_set():
@@ -221,8 +244,9 @@ class KubePodSource:
     def relist(self) -> str:
         """List this node's pods, apply every one, forget pods that are gone; returns the
         list's resourceVersion (where the next watch starts)."""
-        resp: Any = self.core.list_pod_for_all_namespaces(field_selector=self.field_selector,
-                                                          _preload_content=False)
+        resp: Any = self.core.list_pod_for_all_namespaces(
+            field_selector=self.field_selector, _preload_content=False
+        )
         reply = json.loads(resp.data)
         items = reply.get("items") or []
         present = {(p.get("metadata") or {}).get("uid", "") for p in items}
@@ -239,8 +263,11 @@ class KubePodSource:
         read as raw JSON (no model deserialisation, so one odd object cannot stop the
         watch); an ``ERROR`` event raises :class:`ApiException` with its status code."""
         resp: Any = self.core.list_pod_for_all_namespaces(
-            field_selector=self.field_selector, resource_version=self.resource_version,
-            timeout_seconds=self.watch_timeout_s, allow_watch_bookmarks=True, watch=True,
+            field_selector=self.field_selector,
+            resource_version=self.resource_version,
+            timeout_seconds=self.watch_timeout_s,
+            allow_watch_bookmarks=True,
+            watch=True,
             _preload_content=False,
         )
         self._resp = resp
@@ -299,5 +326,11 @@ class KubePodSource:
             except CPUManagerError as err:
                 log.error("pod %s/%s container %s not admitted: %s", info.namespace, info.pod_name, name, err)
                 continue
-            log.info("pod %s/%s container %s: %s cpus %s", info.namespace, info.pod_name, name,
-                     "exclusive" if pin.exclusive else "shared", pin.cpus)
+            log.info(
+                "pod %s/%s container %s: %s cpus %s",
+                info.namespace,
+                info.pod_name,
+                name,
+                "exclusive" if pin.exclusive else "shared",
+                pin.cpus,
+            )

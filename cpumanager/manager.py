@@ -189,8 +189,9 @@ class CPUManager:
             }
 
     # ------------------------------------------------------------- allocation
-    def allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
-                 numa_affinity: Iterable[int] | None = None) -> CPUSet:
+    def allocate(
+        self, pod_uid: str, container_name: str, num_cpus: int, *, numa_affinity: Iterable[int] | None = None
+    ) -> CPUSet:
         """Record an exclusive assignment (used by the CPU device plugin's Allocate). Idempotent
         for the same container. When the shared pool shrank, the shared containers are
         re-pinned and the listeners told."""
@@ -202,8 +203,9 @@ class CPUManager:
                 self._changed()
             return cpus
 
-    def _allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
-                  numa_affinity: Iterable[int] | None = None) -> CPUSet:
+    def _allocate(
+        self, pod_uid: str, container_name: str, num_cpus: int, *, numa_affinity: Iterable[int] | None = None
+    ) -> CPUSet:
         with self._lock:
             self.metrics.pinning_requests.inc()
             try:
@@ -215,8 +217,13 @@ class CPUManager:
                 raise
             self._save()
             self._update_gauges()
-            log.info("exclusive cpus %s -> pod %s container %s (shared now %s)",
-                     cpus, pod_uid, container_name, self.shared_pool())
+            log.info(
+                "exclusive cpus %s -> pod %s container %s (shared now %s)",
+                cpus,
+                pod_uid,
+                container_name,
+                self.shared_pool(),
+            )
             return cpus
 
     def assign_exact(self, pod_uid: str, container_name: str, cpus: CPUSet) -> CPUSet:
@@ -236,21 +243,27 @@ class CPUManager:
             existing = self.state.get_cpuset(pod_uid, container_name)
             if existing is not None:
                 raise StateValidationError(
-                    f"pod {pod_uid} container {container_name} already holds cpus \"{existing}\""
+                    f'pod {pod_uid} container {container_name} already holds cpus "{existing}"'
                 )
             self.metrics.pinning_requests.inc()
             self.state.set_default_cpuset(self.state.get_default_cpuset() - cpus)
             self.state.set_cpuset(pod_uid, container_name, cpus)
             self._save()
             self._update_gauges()
-            log.info("exclusive cpus %s -> pod %s container %s (shared now %s)",
-                     cpus, pod_uid, container_name, self.shared_pool())
+            log.info(
+                "exclusive cpus %s -> pod %s container %s (shared now %s)",
+                cpus,
+                pod_uid,
+                container_name,
+                self.shared_pool(),
+            )
             self._repin_shared()
             self._changed()
             return cpus
 
-    def reassign(self, pod_uid: str, container_name: str,
-                 new_pod_uid: str, new_container_name: str) -> CPUSet:
+    def reassign(
+        self, pod_uid: str, container_name: str, new_pod_uid: str, new_container_name: str
+    ) -> CPUSet:
         """Move an assignment to another owner in one locked step (the CPUs stay exclusive).
         Returns the CPUs moved; raises :class:`StateValidationError` when the old owner has
         none or the new one already has some."""
@@ -258,7 +271,8 @@ class CPUManager:
             cpus = self.state.get_cpuset(pod_uid, container_name)
             if cpus is None:
                 raise StateValidationError(
-                    f"pod {pod_uid} container {container_name} holds no exclusive cpus")
+                    f"pod {pod_uid} container {container_name} holds no exclusive cpus"
+                )
             if self.state.get_cpuset(new_pod_uid, new_container_name) is not None:
                 raise StateValidationError(
                     f"pod {new_pod_uid} container {new_container_name} already holds exclusive cpus"
@@ -266,8 +280,14 @@ class CPUManager:
             self.state.delete(pod_uid, container_name)
             self.state.set_cpuset(new_pod_uid, new_container_name, cpus)
             self._save()
-            log.info("exclusive cpus %s moved from pod %s container %s to pod %s container %s",
-                     cpus, pod_uid, container_name, new_pod_uid, new_container_name)
+            log.info(
+                "exclusive cpus %s moved from pod %s container %s to pod %s container %s",
+                cpus,
+                pod_uid,
+                container_name,
+                new_pod_uid,
+                new_container_name,
+            )
             self._changed()
             return cpus
 
@@ -286,8 +306,12 @@ class CPUManager:
             if info.exclusive_cpus > 0 and info.isolated:
                 self._allocate_isolated(info)
             elif info.exclusive_cpus > 0:
-                self._allocate(info.pod_uid, info.container_name, info.exclusive_cpus,
-                               numa_affinity=self._affinity(info, held))
+                self._allocate(
+                    info.pod_uid,
+                    info.container_name,
+                    info.exclusive_cpus,
+                    numa_affinity=self._affinity(info, held),
+                )
             try:
                 self._admit_hugepages(info)
             except CPUManagerError:
@@ -337,8 +361,9 @@ class CPUManager:
                     try:
                         self.add_container(info)
                     except CPUManagerError as e:
-                        log.warning("cannot admit pod %s container %s: %s",
-                                    info.pod_uid, info.container_name, e)
+                        log.warning(
+                            "cannot admit pod %s container %s: %s", info.pod_uid, info.container_name, e
+                        )
                         counts["failed"] += 1
                         continue
                     counts["admitted"] += 1
@@ -374,20 +399,33 @@ class CPUManager:
         except CPUManagerError:
             self.metrics.pinning_errors.inc()
             raise
-        return aligned_affinity(self.topology, self.hugepages, info.hugepages,
-                                available_cpus=self.assignable_cpus(), num_cpus=info.exclusive_cpus,
-                                device_nodes=info.numa_affinity)
+        return aligned_affinity(
+            self.topology,
+            self.hugepages,
+            info.hugepages,
+            available_cpus=self.assignable_cpus(),
+            num_cpus=info.exclusive_cpus,
+            device_nodes=info.numa_affinity,
+        )
 
     def _admit_hugepages(self, info: ContainerInfo) -> None:
         if not info.hugepages or info.key in self.hugepages.held:
             return
-        nodes, why = nodes_for(self.topology, self.hugepages, info.hugepages,
-                               exclusive=self.state.get_cpuset(*info.key), guaranteed=info.guaranteed)
+        nodes, why = nodes_for(
+            self.topology,
+            self.hugepages,
+            info.hugepages,
+            exclusive=self.state.get_cpuset(*info.key),
+            guaranteed=info.guaranteed,
+        )
         placement = self.hugepages.place(info.key, info.hugepages, nodes, why=why)
         self._update_gauges()
-        log.info("hugepages %s -> pod %s container %s", {
-            n: {r: format_bytes(b) for r, b in res.items()} for n, res in placement.items()
-        }, info.pod_uid, info.container_name)
+        log.info(
+            "hugepages %s -> pod %s container %s",
+            {n: {r: format_bytes(b) for r, b in res.items()} for n, res in placement.items()},
+            info.pod_uid,
+            info.container_name,
+        )
 
     def _release_cpus(self, pod_uid: str, container_name: str) -> CPUSet:
         held = self.state.get_cpuset(pod_uid, container_name) or CPUSet()
@@ -398,8 +436,9 @@ class CPUManager:
     def _allocate_isolated(self, info: ContainerInfo) -> CPUSet:
         self.metrics.pinning_requests.inc()
         try:
-            cpus = take_isolated(self.state, self.policy, info.pod_uid, info.container_name,
-                                 info.exclusive_cpus)
+            cpus = take_isolated(
+                self.state, self.policy, info.pod_uid, info.container_name, info.exclusive_cpus
+            )
         except CPUManagerError:
             self.metrics.pinning_errors.inc()
             raise
@@ -426,8 +465,13 @@ class CPUManager:
                 raise
             if written:
                 tracked.pinned = cpus
-                log.info("pinned pod %s container %s to cpus %s mems %s",
-                         tracked.info.pod_uid, tracked.info.container_name, cpus, mems)
+                log.info(
+                    "pinned pod %s container %s to cpus %s mems %s",
+                    tracked.info.pod_uid,
+                    tracked.info.container_name,
+                    cpus,
+                    mems,
+                )
         return PinResult(cpus=cpus, mems=mems, exclusive=exclusive, written=written)
 
     def _drifted(self, tracked: _Tracked) -> bool:

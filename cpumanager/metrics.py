@@ -41,7 +41,9 @@ class CPUManagerMetrics:
         reg = registry if registry is not None else CollectorRegistry()
         self.registry = reg
         self.pinning_requests = Counter(
-            "topolet_cpu_manager_pinning_requests", "Exclusive CPU allocations requested.", registry=reg,
+            "topolet_cpu_manager_pinning_requests",
+            "Exclusive CPU allocations requested.",
+            registry=reg,
         )
         self.pinning_errors = Counter(
             "topolet_cpu_manager_pinning_errors",
@@ -65,7 +67,9 @@ class CPUManagerMetrics:
             registry=reg,
         )
         self.reconcile_runs = Counter(
-            "topolet_cpu_manager_reconcile_runs", "Periodic reconcile passes run.", registry=reg,
+            "topolet_cpu_manager_reconcile_runs",
+            "Periodic reconcile passes run.",
+            registry=reg,
         )
         self.reconcile_repairs = Counter(
             "topolet_cpu_manager_reconcile_repairs",

@@ -38,8 +38,9 @@ class ReconcileLoop:
     >>> loop.start(); ...; loop.stop()                           # doctest: +SKIP
     """
 
-    def __init__(self, manager: CPUManager, sources: Sequence[PodSource],
-                 period_s: float = DEFAULT_PERIOD_S) -> None:
+    def __init__(
+        self, manager: CPUManager, sources: Sequence[PodSource], period_s: float = DEFAULT_PERIOD_S
+    ) -> None:
         if period_s <= 0:
             raise ValueError(f"period_s: expected a positive number of seconds, got {period_s!r}")
         self.manager = manager

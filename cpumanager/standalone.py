@@ -36,8 +36,7 @@ class StandaloneRecord:
     hugepages: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def cgroup(self) -> ContainerCgroup:
-        return ContainerCgroup(pod_uid=self.pod_uid, container_id=self.pod_uid.replace("-", ""),
-                               qos=self.qos)  # type: ignore[arg-type]
+        return ContainerCgroup(pod_uid=self.pod_uid, container_id=self.pod_uid.replace("-", ""), qos=self.qos)  # type: ignore[arg-type]
 
     def info(self) -> ContainerInfo:
         return ContainerInfo(
@@ -65,11 +64,19 @@ class StandaloneSource:
     def add(self, record: StandaloneRecord) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self._file(record.pod_uid).with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "podUID": record.pod_uid, "name": record.name, "exclusiveCPUs": record.exclusive_cpus,
-            "qos": record.qos, "command": list(record.command), "isolated": record.isolated,
-            "hugepages": dict(record.hugepages),
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "podUID": record.pod_uid,
+                    "name": record.name,
+                    "exclusiveCPUs": record.exclusive_cpus,
+                    "qos": record.qos,
+                    "command": list(record.command),
+                    "isolated": record.isolated,
+                    "hugepages": dict(record.hugepages),
+                }
+            )
+        )
         os.replace(tmp, self._file(record.pod_uid))
 
     def remove(self, pod_uid: str) -> None:
@@ -80,12 +87,17 @@ class StandaloneSource:
         for f in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             try:
                 d = json.loads(f.read_text())
-                out.append(StandaloneRecord(
-                    pod_uid=d["podUID"], name=d["name"], exclusive_cpus=int(d["exclusiveCPUs"]),
-                    qos=d["qos"], command=tuple(d.get("command", ())),
-                    isolated=bool(d.get("isolated", False)),
-                    hugepages={str(k): int(v) for k, v in (d.get("hugepages") or {}).items()},
-                ))
+                out.append(
+                    StandaloneRecord(
+                        pod_uid=d["podUID"],
+                        name=d["name"],
+                        exclusive_cpus=int(d["exclusiveCPUs"]),
+                        qos=d["qos"],
+                        command=tuple(d.get("command", ())),
+                        isolated=bool(d.get("isolated", False)),
+                        hugepages={str(k): int(v) for k, v in (d.get("hugepages") or {}).items()},
+                    )
+                )
             except (OSError, ValueError, KeyError, AttributeError) as e:
                 log.warning("ignoring unreadable standalone record %s: %s", f, e)
         return out

@@ -107,8 +107,9 @@ class ExclusiveCPUResource:
         return [Device(cpu_id(c), True, (cpus[c].numa,) if c in cpus else ()) for c in self.pool()]
 
     # ------------------------------------------------------------ allocation
-    def preferred_allocation(self, available: Sequence[str], must_include: Sequence[str],
-                             size: int) -> list[str]:
+    def preferred_allocation(
+        self, available: Sequence[str], must_include: Sequence[str], size: int
+    ) -> list[str]:
         """Every must-include CPU, then free siblings of their cores, then free CPUs of their
         NUMA nodes, then the rest, each step by the policy's topology-aware choice."""
         free = parse_cpu_ids("available_deviceIDs", available)
@@ -124,8 +125,9 @@ class ExclusiveCPUResource:
                 candidates = (pool & free) - chosen
                 chosen |= self.manager.policy.take(candidates, min(size - len(chosen), len(candidates)))
         except CPUManagerError as e:
-            raise InsufficientDevicesError("allocation_size", str(e), requested=size,
-                                           available=len(free)) from e
+            raise InsufficientDevicesError(
+                "allocation_size", str(e), requested=size, available=len(free)
+            ) from e
         return [cpu_id(c) for c in chosen]
 
     def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
@@ -135,12 +137,16 @@ class ExclusiveCPUResource:
             self.manager.assign_exact(pod, container, cpus)
         except InsufficientCPUsError as e:
             raise InsufficientDevicesError(
-                "devices_ids", f"cpus \"{cpus - e.available}\" are not free for exclusive use "
-                f"(free now: \"{e.available}\")", requested=len(cpus), available=len(e.available)) from e
+                "devices_ids",
+                f'cpus "{cpus - e.available}" are not free for exclusive use (free now: "{e.available}")',
+                requested=len(cpus),
+                available=len(e.available),
+            ) from e
         except CPUManagerError as e:
             raise InvalidRequestError("devices_ids", str(e)) from e
-        return ContainerAllocation(envs={"TOPOLET_CPUS": str(cpus)},
-                                   annotations={"topolet.io/exclusive-cpus": str(cpus)})
+        return ContainerAllocation(
+            envs={"TOPOLET_CPUS": str(cpus)}, annotations={"topolet.io/exclusive-cpus": str(cpus)}
+        )
 
     def pre_start(self, device_ids: Sequence[str]) -> None:
         parse_cpu_ids("devices_ids", device_ids)

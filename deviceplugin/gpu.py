@@ -53,8 +53,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VENDOR_RESOURCES: Mapping[str, str] = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu",
-                                       "intel": "gpu.intel.com/i915"}
+VENDOR_RESOURCES: Mapping[str, str] = {
+    "nvidia": "nvidia.com/gpu",
+    "amd": "amd.com/gpu",
+    "intel": "gpu.intel.com/i915",
+}
 NVIDIA_CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 GPU_ANNOTATION = "topolet.io/gpus"
 _NVIDIA_GPUS = "proc/driver/nvidia/gpus"
@@ -100,8 +103,11 @@ def _own_nodes(root: Path, dev: PCIDevice, vendor: str) -> tuple[str, ...]:
     if vendor == "nvidia":
         minor = nvidia_minor(root, dev.address)
         if minor is None:
-            log.warning("GPU %s: no 'Device Minor:' in %s; its /dev/nvidia<minor> node is not passed",
-                        dev.address, root / _NVIDIA_GPUS / dev.address / "information")
+            log.warning(
+                "GPU %s: no 'Device Minor:' in %s; its /dev/nvidia<minor> node is not passed",
+                dev.address,
+                root / _NVIDIA_GPUS / dev.address / "information",
+            )
             return ()
         return (f"/dev/nvidia{minor}",)
     render = tuple(n for n in dev.device_nodes if Path(n).name.startswith("renderD"))
@@ -109,9 +115,13 @@ def _own_nodes(root: Path, dev: PCIDevice, vendor: str) -> tuple[str, ...]:
     return (*nodes, "/dev/kfd") if vendor == "amd" and (root / "dev/kfd").exists() else nodes
 
 
-def discover_gpus(topology: Topology, *, root: Path | str = "/",
-                  predicate: Callable[[PCIDevice], bool] | None = None,
-                  default_vendor: str | None = None) -> list[GPUDevice]:
+def discover_gpus(
+    topology: Topology,
+    *,
+    root: Path | str = "/",
+    predicate: Callable[[PCIDevice], bool] | None = None,
+    default_vendor: str | None = None,
+) -> list[GPUDevice]:
     """The GPUs of ``topology``, by PCI address. ``predicate`` widens or narrows the choice
     (e.g. any display function); a chosen device of no known vendor gets ``default_vendor``
     and is skipped when that is None."""
@@ -132,16 +142,23 @@ def discover_gpus(topology: Topology, *, root: Path | str = "/",
 class GPUResource:
     """One vendor's GPUs as a kubelet resource (see the module docstring)."""
 
-    def __init__(self, gpus: Sequence[GPUDevice], resource_name: str, *, root: Path | str = "/",
-                 links: Mapping[tuple[str, str], GPULink] | None = None) -> None:
+    def __init__(
+        self,
+        gpus: Sequence[GPUDevice],
+        resource_name: str,
+        *,
+        root: Path | str = "/",
+        links: Mapping[tuple[str, str], GPULink] | None = None,
+    ) -> None:
         self._name = resource_name
         self.root = Path(root)
         self.gpus = {g.id: g for g in gpus}
         self.topology = GPUTopology([GPU(g.id, i, g.numa_node) for i, g in enumerate(gpus)], links or {})
         nvidia = any(g.vendor == "nvidia" for g in gpus)
         self.env_name = "NVIDIA_VISIBLE_DEVICES" if nvidia else "TOPOLET_VISIBLE_DEVICES"
-        self.control_nodes = tuple(n for n in NVIDIA_CONTROL_NODES if (self.root / n.lstrip("/")).exists()) \
-            if nvidia else ()
+        self.control_nodes = (
+            tuple(n for n in NVIDIA_CONTROL_NODES if (self.root / n.lstrip("/")).exists()) if nvidia else ()
+        )
 
     @property
     def resource_name(self) -> str:
@@ -153,8 +170,9 @@ class GPUResource:
     def devices(self) -> list[Device]:
         return [Device(g.id, True, () if g.numa_node is None else (g.numa_node,)) for g in self.gpus.values()]
 
-    def preferred_allocation(self, available: Sequence[str], must_include: Sequence[str],
-                             size: int) -> list[str]:
+    def preferred_allocation(
+        self, available: Sequence[str], must_include: Sequence[str], size: int
+    ) -> list[str]:
         return preferred_allocation(self.topology, available, must_include, size)
 
     def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
@@ -162,16 +180,21 @@ class GPUResource:
         nodes = [n for i in ids for n in self.gpus[i].nodes]
         specs = tuple(DeviceSpec(n, n, "rw") for n in dict.fromkeys([*nodes, *self.control_nodes]))
         joined = ",".join(ids)
-        return ContainerAllocation(envs={self.env_name: joined}, devices=specs,
-                                   annotations={GPU_ANNOTATION: joined})
+        return ContainerAllocation(
+            envs={self.env_name: joined}, devices=specs, annotations={GPU_ANNOTATION: joined}
+        )
 
     def pre_start(self, device_ids: Sequence[str]) -> None:
         """Nothing to prepare."""
 
 
-def gpu_resources(topology: Topology, *, root: Path | str = "/",
-                  resource_names: Mapping[str, str] | None = None,
-                  gpus: Iterable[GPUDevice] | None = None) -> list[GPUResource]:
+def gpu_resources(
+    topology: Topology,
+    *,
+    root: Path | str = "/",
+    resource_names: Mapping[str, str] | None = None,
+    gpus: Iterable[GPUDevice] | None = None,
+) -> list[GPUResource]:
     """One :class:`GPUResource` per vendor present, named by ``resource_names`` (vendor →
     name) over :data:`VENDOR_RESOURCES`."""
     names = {**VENDOR_RESOURCES, **(resource_names or {})}
@@ -196,9 +219,13 @@ class UdevGPUHealth:
     :class:`topology.udev.GPUMonitor` calling :meth:`on_udev_event`.
     """
 
-    def __init__(self, device_ids: Iterable[str], *,
-                 monitor_factory: Callable[[Callable[[str, PCIDevice | str], None]], _Monitor] | None = None,
-                 maxsize: int = 1024) -> None:
+    def __init__(
+        self,
+        device_ids: Iterable[str],
+        *,
+        monitor_factory: Callable[[Callable[[str, PCIDevice | str], None]], _Monitor] | None = None,
+        maxsize: int = 1024,
+    ) -> None:
         self.device_ids = frozenset(device_ids)
         self.queue = HealthQueue(maxsize)
         self._factory = monitor_factory

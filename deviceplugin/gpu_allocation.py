@@ -85,15 +85,27 @@ class PCIeLink(enum.Enum):
 
 #: Points per PCIe relationship, go-gpuallocator's link table (reference/deviceplugin.md §2.6).
 PCIE_POINTS: Mapping[PCIeLink, int] = MappingProxyType(
-    {PCIeLink.SYS: 10, PCIeLink.NODE: 20, PCIeLink.PHB: 30, PCIeLink.PXB: 40, PCIeLink.PIX: 50,
-     PCIeLink.SINGLE_BOARD: 60}
+    {
+        PCIeLink.SYS: 10,
+        PCIeLink.NODE: 20,
+        PCIeLink.PHB: 30,
+        PCIeLink.PXB: 40,
+        PCIeLink.PIX: 50,
+        PCIeLink.SINGLE_BOARD: 60,
+    }
 )
 #: Points per NVLink between a pair (same table), which scores up to MAX_NVLINKS links.
 NVLINK_POINTS, MAX_NVLINKS = 100, 12
 #: NVML ``nvmlGpuTopologyLevel_t`` (common ancestor of two GPUs) → PCIe relationship.
 NVML_TOPOLOGY_LEVELS: Mapping[int, PCIeLink] = MappingProxyType(
-    {0: PCIeLink.SINGLE_BOARD, 10: PCIeLink.PIX, 20: PCIeLink.PXB, 30: PCIeLink.PHB, 40: PCIeLink.NODE,
-     50: PCIeLink.SYS}
+    {
+        0: PCIeLink.SINGLE_BOARD,
+        10: PCIeLink.PIX,
+        20: PCIeLink.PXB,
+        30: PCIeLink.PHB,
+        40: PCIeLink.NODE,
+        50: PCIeLink.SYS,
+    }
 )
 #: Most available GPUs the best-effort search takes: its tables hold an entry per subset of
 #: them; 16 GPUs answer in well under 0.2 s, 20 would take seconds and over 1 GB.
@@ -211,12 +223,12 @@ def gpu_partitions(items: Sequence[T], size: int) -> Iterator[list[tuple[T | Non
             yield [(item,)]
         return
     padded: list[T | None] = [*items, *([None] * (-len(items) % size))]
-    yield from _partitions(tuple(range(len(padded))), size, frozenset(range(len(items), len(padded))),
-                           padded)
+    yield from _partitions(tuple(range(len(padded))), size, frozenset(range(len(items), len(padded))), padded)
 
 
-def _partitions(positions: tuple[int, ...], size: int, pads: frozenset[int],
-                padded: Sequence[T | None]) -> Iterator[list[tuple[T | None, ...]]]:
+def _partitions(
+    positions: tuple[int, ...], size: int, pads: frozenset[int], padded: Sequence[T | None]
+) -> Iterator[list[tuple[T | None, ...]]]:
     if not positions:
         yield []
         return
@@ -245,8 +257,12 @@ def _validate(gpus: GPUTopology, available: Sequence[str], must_include: Sequenc
     if len(must_include) > size:
         raise InvalidRequestError(MUST_INCLUDE, f"{len(must_include)} devices exceed {SIZE} {size}")
     if size > len(available):
-        raise InsufficientDevicesError(SIZE, f"{size} devices requested, only {len(available)} available",
-                                       requested=size, available=len(available))
+        raise InsufficientDevicesError(
+            SIZE,
+            f"{size} devices requested, only {len(available)} available",
+            requested=size,
+            available=len(available),
+        )
 
 
 # --------------------------------------------------------------------------- best effort
@@ -426,18 +442,27 @@ def simple_allocation(
 
 def _dgx1_sets(pairs: Iterable[tuple[int, int]]) -> Mapping[int, tuple[frozenset[int], ...]]:
     """Fixed GPU index sets of a static DGX-1 policy, by size, in the order tried."""
-    return MappingProxyType({
-        1: tuple(frozenset({i}) for i in range(8)), 2: tuple(frozenset(p) for p in pairs),
-        4: (frozenset(range(4)), frozenset(range(4, 8))), 8: (frozenset(range(8)),),
-    })
+    return MappingProxyType(
+        {
+            1: tuple(frozenset({i}) for i in range(8)),
+            2: tuple(frozenset(p) for p in pairs),
+            4: (frozenset(range(4)), frozenset(range(4, 8))),
+            8: (frozenset(range(8)),),
+        }
+    )
 
 
 _DGX1_VOLTA = _dgx1_sets([(0, 3), (1, 2), (4, 7), (5, 6)])
 _DGX1_PASCAL = _dgx1_sets([(0, 2), (1, 3), (4, 6), (5, 7)])
 
 
-def _static(valid: Mapping[int, tuple[frozenset[int], ...]], gpus: GPUTopology,
-            available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
+def _static(
+    valid: Mapping[int, tuple[frozenset[int], ...]],
+    gpus: GPUTopology,
+    available: Sequence[str],
+    must_include: Sequence[str],
+    size: int,
+) -> list[str]:
     """The first fixed set of ``size`` that is all available and holds ``must_include``."""
     _validate(gpus, available, must_include, size)
     if size not in valid:
@@ -446,8 +471,12 @@ def _static(valid: Mapping[int, tuple[frozenset[int], ...]], gpus: GPUTopology,
     required = {gpus.gpus[m].index for m in must_include}
     if fits := [s for s in valid[size] if required <= s <= free.keys()]:
         return [free[i] for i in sorted(fits[0])]
-    raise InsufficientDevicesError(AVAILABLE, f"no static DGX-1 set of {size} GPUs is free and holds "
-                                   f"{list(must_include)}", requested=size, available=len(available))
+    raise InsufficientDevicesError(
+        AVAILABLE,
+        f"no static DGX-1 set of {size} GPUs is free and holds {list(must_include)}",
+        requested=size,
+        available=len(available),
+    )
 
 
 def static_dgx1_volta_allocation(
@@ -468,12 +497,14 @@ def static_dgx1_pascal_allocation(
 AllocationPolicy = Callable[[GPUTopology, Sequence[str], Sequence[str], int], list[str]]
 
 #: Policies by configuration name.
-ALLOCATION_POLICIES: Mapping[str, AllocationPolicy] = MappingProxyType({
-    "besteffort": preferred_allocation,
-    "simple": simple_allocation,
-    "static-dgx1-volta": static_dgx1_volta_allocation,
-    "static-dgx1-pascal": static_dgx1_pascal_allocation,
-})
+ALLOCATION_POLICIES: Mapping[str, AllocationPolicy] = MappingProxyType(
+    {
+        "besteffort": preferred_allocation,
+        "simple": simple_allocation,
+        "static-dgx1-volta": static_dgx1_volta_allocation,
+        "static-dgx1-pascal": static_dgx1_pascal_allocation,
+    }
+)
 
 
 def allocation_policy(name: str) -> AllocationPolicy:

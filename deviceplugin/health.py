@@ -34,8 +34,9 @@ class MergedHealth:
             self._stop.clear()
             for source in self.sources:
                 source.start()
-                thread = threading.Thread(target=self._forward, args=(source,), daemon=True,
-                                          name=f"health-{type(source).__name__}")
+                thread = threading.Thread(
+                    target=self._forward, args=(source,), daemon=True, name=f"health-{type(source).__name__}"
+                )
                 thread.start()
                 self._threads.append(thread)
 

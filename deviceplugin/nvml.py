@@ -115,7 +115,7 @@ def discover_links(nvml: Any, addresses: Sequence[str]) -> dict[tuple[str, str],
     handles = {a: nvml.nvmlDeviceGetHandleByPciBusId(a) for a in addresses}
     links: dict[tuple[str, str], GPULink] = {}
     for i, a in enumerate(addresses):
-        for b in addresses[i + 1:]:
+        for b in addresses[i + 1 :]:
             try:
                 level = nvml.nvmlDeviceGetTopologyCommonAncestor(handles[a], handles[b])
                 pcie = NVML_TOPOLOGY_LEVELS.get(int(level))
@@ -130,9 +130,15 @@ def discover_links(nvml: Any, addresses: Sequence[str]) -> dict[tuple[str, str],
 class NVMLXidHealth:
     """Health of NVIDIA GPUs from NVML events (see the module docstring)."""
 
-    def __init__(self, device_ids: Iterable[str], nvml: Any, *,
-                 ignored_xids: frozenset[int] = DEFAULT_IGNORED_XIDS, wait_ms: int = 500,
-                 maxsize: int = 1024) -> None:
+    def __init__(
+        self,
+        device_ids: Iterable[str],
+        nvml: Any,
+        *,
+        ignored_xids: frozenset[int] = DEFAULT_IGNORED_XIDS,
+        wait_ms: int = 500,
+        maxsize: int = 1024,
+    ) -> None:
         self.device_ids = tuple(device_ids)
         self.nvml = nvml
         self.ignored_xids = ignored_xids
@@ -151,8 +157,9 @@ class NVMLXidHealth:
                 return
             self._stop.clear()
             event_set = self._register()
-            self._thread = threading.Thread(target=self._watch, args=(event_set,),
-                                            name="nvml-xid-health", daemon=True)
+            self._thread = threading.Thread(
+                target=self._watch, args=(event_set,), name="nvml-xid-health", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -177,8 +184,11 @@ class NVMLXidHealth:
                 mask = nvml.nvmlDeviceGetSupportedEventTypes(handle) & wanted
                 nvml.nvmlDeviceRegisterEvents(handle, mask, event_set)
             except nvml.NVMLError as err:
-                why = "too old to support health checking" if _error_code(nvml, err) == _NOT_SUPPORTED \
+                why = (
+                    "too old to support health checking"
+                    if _error_code(nvml, err) == _NOT_SUPPORTED
                     else f"cannot watch its events: {err}"
+                )
                 self._unhealthy([device_id], why)
         return event_set
 

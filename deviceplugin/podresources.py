@@ -71,9 +71,11 @@ def _devices(items: Any) -> tuple[ContainerDevices, ...]:
 
 
 def _pod(p: Any) -> PodResources:
-    return PodResources(p.name, p.namespace, tuple(
-        ContainerResources(c.name, _devices(c.devices), CPUSet.of(*c.cpu_ids)) for c in p.containers
-    ))
+    return PodResources(
+        p.name,
+        p.namespace,
+        tuple(ContainerResources(c.name, _devices(c.devices), CPUSet.of(*c.cpu_ids)) for c in p.containers),
+    )
 
 
 class PodResourcesClient:
@@ -93,8 +95,9 @@ class PodResourcesClient:
         try:
             return getattr(self._stub, name)(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise PodResourcesError(f"podresources {name} on {self.socket} failed: "
-                                    f"{e.code().name}: {e.details()}") from e
+            raise PodResourcesError(
+                f"podresources {name} on {self.socket} failed: {e.code().name}: {e.details()}"
+            ) from e
 
     def list(self) -> list[PodResources]:
         """Every running pod with the devices and exclusive CPUs of its containers."""
@@ -112,6 +115,7 @@ class PodResourcesClient:
     def __enter__(self) -> PodResourcesClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

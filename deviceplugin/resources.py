@@ -103,8 +103,9 @@ class ResourceManager(Protocol):
         """The full current device list (kubelet replaces its view with every list)."""
         ...
 
-    def preferred_allocation(self, available: Sequence[str], must_include: Sequence[str],
-                             size: int) -> list[str]:
+    def preferred_allocation(
+        self, available: Sequence[str], must_include: Sequence[str], size: int
+    ) -> list[str]:
         """``size`` ids of ``available`` holding every ``must_include`` id, best first."""
         ...
 
@@ -133,11 +134,9 @@ class HealthEvent:
 class HealthSource(Protocol):
     """Health events of a resource's devices. ``start``/``stop`` are idempotent."""
 
-    def start(self) -> None:
-        ...
+    def start(self) -> None: ...
 
-    def stop(self) -> None:
-        ...
+    def stop(self) -> None: ...
 
     def get(self, timeout: float) -> HealthEvent | None:
         """The next event, or None after ``timeout`` seconds without one."""
@@ -169,8 +168,9 @@ class HealthQueue:
             self._pending.pop(event.device_id, None)
             if len(self._pending) >= self.maxsize:
                 dropped, _ = self._pending.popitem(last=False)
-                log.warning("health queue full (%d devices pending): dropped the event of %s",
-                            self.maxsize, dropped)
+                log.warning(
+                    "health queue full (%d devices pending): dropped the event of %s", self.maxsize, dropped
+                )
             self._pending[event.device_id] = event
             self._cond.notify()
 

@@ -139,8 +139,10 @@ class DevicePluginServer:
     ) -> None:
         name = socket_name or default_socket_name(resource.resource_name)
         if "/" in name or name in ("", ".", "..", kubelet_socket_name):
-            raise RegistrationError(f"socket_name: got {name!r}, expected a file name such as 'x.sock' "
-                                    f"other than {kubelet_socket_name!r}")
+            raise RegistrationError(
+                f"socket_name: got {name!r}, expected a file name such as 'x.sock' "
+                f"other than {kubelet_socket_name!r}"
+            )
         if max_streams < 1 or unary_workers < 1:
             raise RegistrationError("max_streams and unary_workers: expected at least 1 each")
         self.resource, self.health = resource, health
@@ -227,15 +229,20 @@ class DevicePluginServer:
         if _identity(path) is not None:
             path.unlink()  # a stale socket of ours from an earlier run
         elif path.exists() or path.is_symlink():
-            raise RegistrationError(f"{path} exists and is not a unix socket; remove it or pick "
-                                    "another socket_name")
+            raise RegistrationError(
+                f"{path} exists and is not a unix socket; remove it or pick another socket_name"
+            )
         with self._cond:
             self._epoch += 1
             epoch = self._epoch
-        server = grpc.server(ThreadPoolExecutor(self.max_streams + self.unary_workers,
-                                                thread_name_prefix=f"devplugin-{self.socket_name}"))
+        server = grpc.server(
+            ThreadPoolExecutor(
+                self.max_streams + self.unary_workers, thread_name_prefix=f"devplugin-{self.socket_name}"
+            )
+        )
         api_pb2_grpc.add_DevicePluginServicer_to_server(  # type: ignore[no-untyped-call]
-            _Servicer(self, epoch), server)
+            _Servicer(self, epoch), server
+        )
         try:
             server.add_insecure_port(f"unix://{path}")
         except RuntimeError as e:
@@ -265,16 +272,23 @@ class DevicePluginServer:
         return api_pb2.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
     def _register(self) -> None:
-        request = api_pb2.RegisterRequest(version=API_VERSION, endpoint=self.socket_name,
-                                          resource_name=self.resource.resource_name, options=self.options())
+        request = api_pb2.RegisterRequest(
+            version=API_VERSION,
+            endpoint=self.socket_name,
+            resource_name=self.resource.resource_name,
+            options=self.options(),
+        )
         self._kubelet_id = _identity(self.kubelet_socket)
         try:
             with grpc.insecure_channel(f"unix://{self.kubelet_socket}") as ch:
                 api_pb2_grpc.RegistrationStub(ch).Register(  # type: ignore[no-untyped-call]
-                    request, timeout=self.register_timeout)
+                    request, timeout=self.register_timeout
+                )
         except grpc.RpcError as e:
-            raise RegistrationError(f"Register of {self.resource.resource_name} on {self.kubelet_socket} "
-                                    f"failed: {e.code().name}: {e.details()}") from e
+            raise RegistrationError(
+                f"Register of {self.resource.resource_name} on {self.kubelet_socket} "
+                f"failed: {e.code().name}: {e.details()}"
+            ) from e
         self._registered = True
         self.registrations += 1
         log.info("registered %s with kubelet (endpoint %s)", self.resource.resource_name, self.socket_name)
@@ -303,9 +317,11 @@ class DevicePluginServer:
                 self._try_register()
             return
         if self._server is not None:
-            log.info("kubelet restart detected for %s (%s); restarting the plugin server",
-                     self.resource.resource_name,
-                     "kubelet.sock re-created" if restarted else "our socket was removed")
+            log.info(
+                "kubelet restart detected for %s (%s); restarting the plugin server",
+                self.resource.resource_name,
+                "kubelet.sock re-created" if restarted else "our socket was removed",
+            )
             self._teardown()
         if kubelet is None:
             return  # wait for kubelet to come back
@@ -329,8 +345,12 @@ class DevicePluginServer:
                 before = event.device_id in self._unhealthy
                 (self._unhealthy.discard if event.healthy else self._unhealthy.add)(event.device_id)
             if before != (not event.healthy):
-                log.info("device %s of %s is now %s", event.device_id, self.resource.resource_name,
-                         HEALTHY if event.healthy else UNHEALTHY)
+                log.info(
+                    "device %s of %s is now %s",
+                    event.device_id,
+                    self.resource.resource_name,
+                    HEALTHY if event.healthy else UNHEALTHY,
+                )
                 self.notify()
 
     # ---------------------------------------------------------- ListAndWatch
@@ -338,18 +358,23 @@ class DevicePluginServer:
         """The current devices, with health events applied."""
         with self._cond:
             unhealthy = set(self._unhealthy)
-        return [Device(d.id, d.healthy and d.id not in unhealthy, d.numa_nodes)
-                for d in self.resource.devices()]
+        return [
+            Device(d.id, d.healthy and d.id not in unhealthy, d.numa_nodes) for d in self.resource.devices()
+        ]
 
     def _snapshot(self) -> Any:
-        return api_pb2.ListAndWatchResponse(devices=[
-            api_pb2.Device(
-                ID=d.id, health=HEALTHY if d.healthy else UNHEALTHY,
-                topology=api_pb2.TopologyInfo(nodes=[api_pb2.NUMANode(ID=n) for n in d.numa_nodes])
-                if d.numa_nodes else None,
-            )
-            for d in self.device_list()
-        ])
+        return api_pb2.ListAndWatchResponse(
+            devices=[
+                api_pb2.Device(
+                    ID=d.id,
+                    health=HEALTHY if d.healthy else UNHEALTHY,
+                    topology=api_pb2.TopologyInfo(nodes=[api_pb2.NUMANode(ID=n) for n in d.numa_nodes])
+                    if d.numa_nodes
+                    else None,
+                )
+                for d in self.device_list()
+            ]
+        )
 
     def _open_stream(self, epoch: int) -> _Stream:
         stream = _Stream(epoch)
@@ -358,8 +383,11 @@ class DevicePluginServer:
             live = [s for s in self._streams if not s.ended]
             for old in live[: max(0, len(live) - self.max_streams)]:
                 old.ended = True
-                log.warning("ending an older ListAndWatch stream of %s: at most %d streams are served",
-                            self.resource.resource_name, self.max_streams)
+                log.warning(
+                    "ending an older ListAndWatch stream of %s: at most %d streams are served",
+                    self.resource.resource_name,
+                    self.max_streams,
+                )
             self._cond.notify_all()
         return stream
 
@@ -371,8 +399,10 @@ class DevicePluginServer:
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._generation != sent[0] or stream.ended
-                                        or self._epoch != epoch, timeout=1.0)
+                    self._cond.wait_for(
+                        lambda: self._generation != sent[0] or stream.ended or self._epoch != epoch,
+                        timeout=1.0,
+                    )
                     if stream.ended or self._epoch != epoch:
                         return
                     generation = self._generation
@@ -414,8 +444,11 @@ class DevicePluginServer:
         known = [d.id for d in self.resource.devices()]
         out = []
         for req in request.container_requests:
-            available, must, size = list(req.available_deviceIDs), list(req.must_include_deviceIDs), \
-                req.allocation_size
+            available, must, size = (
+                list(req.available_deviceIDs),
+                list(req.must_include_deviceIDs),
+                req.allocation_size,
+            )
             if size < 1:
                 raise InvalidRequestError("allocation_size", f"got {size}, expected a positive number")
             self._check_ids("available_deviceIDs", available, known)
@@ -423,12 +456,16 @@ class DevicePluginServer:
             if missing := sorted(set(must) - set(available)):
                 raise InvalidRequestError("must_include_deviceIDs", f"{missing} not in available_deviceIDs")
             if len(must) > size:
-                raise InvalidRequestError("must_include_deviceIDs",
-                                          f"{len(must)} ids exceed allocation_size {size}")
+                raise InvalidRequestError(
+                    "must_include_deviceIDs", f"{len(must)} ids exceed allocation_size {size}"
+                )
             if size > len(available):
-                raise InsufficientDevicesError("allocation_size", f"{size} devices requested, only "
-                                               f"{len(available)} available", requested=size,
-                                               available=len(available))
+                raise InsufficientDevicesError(
+                    "allocation_size",
+                    f"{size} devices requested, only {len(available)} available",
+                    requested=size,
+                    available=len(available),
+                )
             ids = self.resource.preferred_allocation(available, must, size)
             out.append(api_pb2.ContainerPreferredAllocationResponse(deviceIDs=ids))
         return api_pb2.PreferredAllocationResponse(container_responses=out)
@@ -441,8 +478,9 @@ class DevicePluginServer:
             if not req.devices_ids:
                 raise InvalidRequestError("devices_ids", "expected at least one device id")
             self._check_ids("devices_ids", list(req.devices_ids), known)
-        responses = [_to_proto(self.resource.allocate(list(req.devices_ids)))
-                     for req in request.container_requests]
+        responses = [
+            _to_proto(self.resource.allocate(list(req.devices_ids))) for req in request.container_requests
+        ]
         return api_pb2.AllocateResponse(container_responses=responses)
 
     def _pre_start(self, request: Any) -> Any:
@@ -455,8 +493,14 @@ def _to_proto(a: ContainerAllocation) -> Any:
     return api_pb2.ContainerAllocateResponse(
         envs=dict(a.envs),
         annotations=dict(a.annotations),
-        mounts=[api_pb2.Mount(container_path=m.container_path, host_path=m.host_path, read_only=m.read_only)
-                for m in a.mounts],
-        devices=[api_pb2.DeviceSpec(container_path=d.container_path, host_path=d.host_path,
-                                    permissions=d.permissions) for d in a.devices],
+        mounts=[
+            api_pb2.Mount(container_path=m.container_path, host_path=m.host_path, read_only=m.read_only)
+            for m in a.mounts
+        ],
+        devices=[
+            api_pb2.DeviceSpec(
+                container_path=d.container_path, host_path=d.host_path, permissions=d.permissions
+            )
+            for d in a.devices
+        ],
     )

@@ -75,7 +75,7 @@ def _parse_selector(kind: str, text: str | None) -> list[tuple[str, bool, str]]:
         if m is None:
             raise _BadSelector(f"invalid selector: '{text}'; can't understand '{term}'")
         if m.group(1) not in _FIELDS[kind]:
-            raise _BadSelector(f'field label not supported: {m.group(1)}')
+            raise _BadSelector(f"field label not supported: {m.group(1)}")
         out.append((m.group(1), m.group(2) != "!=", m.group(3)))
     return out
 
@@ -130,8 +130,9 @@ class _State:
         self.bindings: list[dict[str, Any]] = []
         self.closing = False
 
-    def record(self, kind: str, type_: str, obj: dict[str, Any],
-               prev: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record(
+        self, kind: str, type_: str, obj: dict[str, Any], prev: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         with self.cond:
             self.rv += 1
             obj = copy.deepcopy(obj)
@@ -267,8 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
                 head = {"apiVersion": "v1", "kind": "PodList"}
         self._json(200, {**head, "metadata": {"resourceVersion": rv}, "items": items})
 
-    def _events(self, kind: str, since: int, timeout: float,
-                selector: list[tuple[str, bool, str]]) -> Iterator[tuple[str, _Event]]:
+    def _events(
+        self, kind: str, since: int, timeout: float, selector: list[tuple[str, bool, str]]
+    ) -> Iterator[tuple[str, _Event]]:
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()

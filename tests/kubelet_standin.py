@@ -123,8 +123,10 @@ class KubeletStandin:
     # --------------------------------------------------------- registration
     def _register(self, request: Any) -> str | None:
         if request.version not in SUPPORTED_VERSIONS:
-            return self._reject(f"requested API version {request.version!r} is not supported by kubelet. "
-                                f"Supported version is {SUPPORTED_VERSIONS[0]!r}")
+            return self._reject(
+                f"requested API version {request.version!r} is not supported by kubelet. "
+                f"Supported version is {SUPPORTED_VERSIONS[0]!r}"
+            )
         if not valid_extended_resource_name(request.resource_name):
             return self._reject(f"the ResourceName {request.resource_name!r} is invalid")
         path = self.plugin_dir / request.endpoint
@@ -198,8 +200,9 @@ class KubeletStandin:
         reg: Registration = self.wait_for(done, timeout)
         return reg
 
-    def wait_snapshot(self, resource: str, predicate: Callable[[Snapshot], bool] = lambda s: True,
-                      timeout: float = 5.0) -> Snapshot:
+    def wait_snapshot(
+        self, resource: str, predicate: Callable[[Snapshot], bool] = lambda s: True, timeout: float = 5.0
+    ) -> Snapshot:
         """Wait until the latest snapshot of the resource's endpoint satisfies ``predicate``."""
 
         def found() -> Snapshot | None:
@@ -226,18 +229,30 @@ class KubeletStandin:
             raise LookupError(f"no endpoint registered for {resource}")
         return api_pb2_grpc.DevicePluginStub(reg.channel)
 
-    def preferred_allocation(self, resource: str, available: Sequence[str], must_include: Sequence[str],
-                             size: int, timeout: float | None = None) -> list[str]:
-        req = api_pb2.PreferredAllocationRequest(container_requests=[
-            api_pb2.ContainerPreferredAllocationRequest(available_deviceIDs=list(available),
-                                                        must_include_deviceIDs=list(must_include),
-                                                        allocation_size=size)])
+    def preferred_allocation(
+        self,
+        resource: str,
+        available: Sequence[str],
+        must_include: Sequence[str],
+        size: int,
+        timeout: float | None = None,
+    ) -> list[str]:
+        req = api_pb2.PreferredAllocationRequest(
+            container_requests=[
+                api_pb2.ContainerPreferredAllocationRequest(
+                    available_deviceIDs=list(available),
+                    must_include_deviceIDs=list(must_include),
+                    allocation_size=size,
+                )
+            ]
+        )
         reply = self._stub(resource).GetPreferredAllocation(req, timeout=timeout)
         return list(reply.container_responses[0].deviceIDs)
 
     def allocate(self, resource: str, ids: Sequence[str], timeout: float | None = None) -> Any:
         req = api_pb2.AllocateRequest(
-            container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=list(ids))])
+            container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=list(ids))]
+        )
         reply = self._stub(resource).Allocate(req, timeout=timeout)
         if not reply.container_responses:
             raise ValueError("no containers return in allocation response")

@@ -40,9 +40,13 @@ class _NRTHandler(_Handler):
             body = json.loads(raw)
         except ValueError:
             body = None
-        ok = isinstance(body, dict) and body.get("kind") == "NodeResourceTopology" \
-            and body.get("apiVersion") == _API_VERSION and isinstance(body.get("metadata"), dict) \
+        ok = (
+            isinstance(body, dict)
+            and body.get("kind") == "NodeResourceTopology"
+            and body.get("apiVersion") == _API_VERSION
+            and isinstance(body.get("metadata"), dict)
             and isinstance(body["metadata"].get("name"), str)
+        )
         if not ok:
             self._json(400, _status(400, "BadRequest", "the body is not a NodeResourceTopology object"))
             return None
@@ -70,8 +74,9 @@ class _NRTHandler(_Handler):
                 self._json(409, _status(409, "AlreadyExists", msg))
                 return
             meta = body["metadata"]
-            meta.update(uid=str(uuid.uuid4()),
-                        creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            meta.update(
+                uid=str(uuid.uuid4()), creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            )
             self.state.nrts[name] = self.state.record("nrt", "ADDED", body)
             self.server.standin.writes.append(("create", name))  # type: ignore[attr-defined]
             stored = copy.deepcopy(self.state.nrts[name])
@@ -94,9 +99,11 @@ class _NRTHandler(_Handler):
                 self._json(404, _status(404, "NotFound", f'noderesourcetopologies "{name}" not found'))
                 return
             if body["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
-                msg = (f'Operation cannot be fulfilled on noderesourcetopologies.topology.node.k8s.io '
-                       f'"{name}": the object has been modified; please apply your changes to the '
-                       f'latest version and try again')
+                msg = (
+                    f"Operation cannot be fulfilled on noderesourcetopologies.topology.node.k8s.io "
+                    f'"{name}": the object has been modified; please apply your changes to the '
+                    f"latest version and try again"
+                )
                 self._json(409, _status(409, "Conflict", msg))
                 return
             for key in ("uid", "creationTimestamp"):

@@ -65,12 +65,15 @@ def _headline(name: str, result: Any) -> str:
         return ", ".join(f"{r['rpc']} p99 {r['p99_us']:.0f} us" for r in result)
     if name == "extender":
         t = result["targets"]
-        return (f"{t['names']} names p99 {t['p99_ms']['in_process']} ms in process"
-                + (f", {t['p99_ms']['http']} ms HTTP" if "http" in t["p99_ms"] else "")
-                + (f", {t['pods_per_s']} pods/s" if "pods_per_s" in t else ""))
+        return (
+            f"{t['names']} names p99 {t['p99_ms']['in_process']} ms in process"
+            + (f", {t['p99_ms']['http']} ms HTTP" if "http" in t["p99_ms"] else "")
+            + (f", {t['pods_per_s']} pods/s" if "pods_per_s" in t else "")
+        )
     if name == "fragmentation":
         return "whole socket free: " + ", ".join(
-            f"{c['choice']} {c['whole_socket_fraction']:.1%}" for c in result["summary"])
+            f"{c['choice']} {c['whole_socket_fraction']:.1%}" for c in result["summary"]
+        )
     if name == "isolation":
         parts = [f"{c['kernel']} {c['slowdown_pinned']:.2f}x solo" for c in result["targets"]]
         return f"{result['placement']} placement, pinned victim beside aggressor: " + ", ".join(parts)
@@ -119,8 +122,12 @@ def collect(names: list[str], quick: bool, progress: Callable[[str], None] | Non
     out: dict[str, Any] = {
         "topolet_bench": 1,
         "quick": quick,
-        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-                 "kernel": platform.release()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
         "benchmarks": {},
     }
     for name in names:
@@ -147,8 +154,14 @@ def register_all(subparsers: Any) -> None:
         "(with --json) one JSON document that a user or CI can record.",
     )
     p.add_argument("--quick", action="store_true", help="fewer samples: a smoke run in seconds to minutes")
-    p.add_argument("--only", action="append", choices=list(COLLECTORS), default=None, metavar="NAME",
-                   help=f"run only this benchmark (repeatable; one of {', '.join(COLLECTORS)})")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=list(COLLECTORS),
+        default=None,
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable; one of {', '.join(COLLECTORS)})",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON document on stdout")
     p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON document to FILE")
     p.set_defaults(func=_run_all)

@@ -32,8 +32,9 @@ def register_extender(subparsers: Any) -> None:
         default="500,5000",
         help="candidate node names per request, comma-separated (default 500,5000)",
     )
-    p.add_argument("--calls", type=positive_int, default=300,
-                   help="pods timed per configuration (default 300)")
+    p.add_argument(
+        "--calls", type=positive_int, default=300, help="pods timed per configuration (default 300)"
+    )
     p.add_argument(
         "--http",
         action=argparse.BooleanOptionalAction,

@@ -26,10 +26,19 @@ def register_fragmentation(subparsers: Any) -> None:
     )
     p.add_argument("--seeds", type=positive_int, default=5, help="traces to replay (default 5)")
     p.add_argument("--steps", type=positive_int, default=2000, help="events per trace (default 2000)")
-    p.add_argument("--load", type=fraction, default=0.5,
-                   help="demand the trace wanders around, as a share of the CPUs (default 0.5)")
-    p.add_argument("--reserved", type=int, default=0, metavar="N",
-                   help="CPUs reserved for the system, chosen as kubelet chooses them (default 0)")
+    p.add_argument(
+        "--load",
+        type=fraction,
+        default=0.5,
+        help="demand the trace wanders around, as a share of the CPUs (default 0.5)",
+    )
+    p.add_argument(
+        "--reserved",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPUs reserved for the system, chosen as kubelet chooses them (default 0)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run_fragmentation)
 
@@ -39,8 +48,9 @@ def _run_fragmentation(args: argparse.Namespace) -> int:
 
     if not 0 <= args.reserved < 24:
         raise CommandError(f"--reserved: expected 0 to 23 CPUs, got {args.reserved}")
-    report = fragmentation.run(seeds=args.seeds, steps=args.steps, load=args.load,
-                               num_reserved_cpus=args.reserved)
+    report = fragmentation.run(
+        seeds=args.seeds, steps=args.steps, load=args.load, num_reserved_cpus=args.reserved
+    )
     if args.json:
         print(json.dumps(fragmentation.as_dicts(report), indent=2))
         return 0

@@ -36,19 +36,45 @@ def register_isolation(subparsers: Any) -> None:
             "root, sched_setaffinity otherwise. Writes isolation.json and isolation.png."
         ),
     )
-    p.add_argument("--runs", type=positive_int, default=None, metavar="N",
-                   help="runs per scenario and kernel (default 10, 3 with --quick)")
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="runs per scenario and kernel (default 10, 3 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer runs (3), for a first look")
-    p.add_argument("--kernels", default=",".join(KERNELS), metavar="LIST",
-                   help=f"comma-separated kernels (default: {','.join(KERNELS)})")
-    p.add_argument("--scale", type=positive_float, default=1.0,
-                   help="work per kernel run; 1.0 is about half a second on one vCPU (default 1.0)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                   help=f"where isolation.json and isolation.png go (default {DEFAULT_OUT})")
-    p.add_argument("--aggressor", choices=KINDS, default="auto",
-                   help="stress-ng when on PATH (auto), or a built-in Python stressor")
-    p.add_argument("--placement", choices=MODES, default="auto",
-                   help="cgroup cpusets (root) or sched_setaffinity; auto picks cgroup as root")
+    p.add_argument(
+        "--kernels",
+        default=",".join(KERNELS),
+        metavar="LIST",
+        help=f"comma-separated kernels (default: {','.join(KERNELS)})",
+    )
+    p.add_argument(
+        "--scale",
+        type=positive_float,
+        default=1.0,
+        help="work per kernel run; 1.0 is about half a second on one vCPU (default 1.0)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"where isolation.json and isolation.png go (default {DEFAULT_OUT})",
+    )
+    p.add_argument(
+        "--aggressor",
+        choices=KINDS,
+        default="auto",
+        help="stress-ng when on PATH (auto), or a built-in Python stressor",
+    )
+    p.add_argument(
+        "--placement",
+        choices=MODES,
+        default="auto",
+        help="cgroup cpusets (root) or sched_setaffinity; auto picks cgroup as root",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_run)
 
@@ -62,9 +88,16 @@ def _run(args: argparse.Namespace) -> int:
     if not kernels:
         raise CommandError("--kernels: expected a comma-separated list of kernel names")
     try:
-        report = isolation.run(runs=args.runs, quick=args.quick, kernels=kernels, out=args.out,
-                               aggressor=args.aggressor, placement=args.placement, scale=args.scale,
-                               progress=not args.json)
+        report = isolation.run(
+            runs=args.runs,
+            quick=args.quick,
+            kernels=kernels,
+            out=args.out,
+            aggressor=args.aggressor,
+            placement=args.placement,
+            scale=args.scale,
+            progress=not args.json,
+        )
     except (isolation.IsolationError, AggressorError, PlacementError) as e:
         raise CommandError(str(e)) from e
     if args.json:
@@ -79,20 +112,31 @@ def _print(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"isolation: {report.placement} placement, {report.aggressor} aggressor, "
-                        f"cpus {report.cpus}, {report.runs} runs, scale {report.scale}")
+    table = Table(
+        title=f"isolation: {report.placement} placement, {report.aggressor} aggressor, "
+        f"cpus {report.cpus}, {report.runs} runs, scale {report.scale}"
+    )
     for col in ("kernel", "series", "median s", "IQR s", "median/best", "IQR/best", "vs solo", "others s"):
         table.add_column(col, justify="left" if col in ("kernel", "series") else "right")
     for s in report.stats:
-        table.add_row(s.kernel, s.series, f"{s.median_s:.3f}", f"{s.iqr_s:.3f}", f"{s.median_norm:.3f}",
-                      f"{s.iqr_norm:.3f}", "-" if s.slowdown is None else f"{s.slowdown:.3f}x",
-                      f"{s.others_median_s:.3f}")
+        table.add_row(
+            s.kernel,
+            s.series,
+            f"{s.median_s:.3f}",
+            f"{s.iqr_s:.3f}",
+            f"{s.median_norm:.3f}",
+            f"{s.iqr_norm:.3f}",
+            "-" if s.slowdown is None else f"{s.slowdown:.3f}x",
+            f"{s.others_median_s:.3f}",
+        )
     console = Console()
     console.print(table)
     for c in report.checks:
         ratio = "n/a" if c.iqr_ratio is None else f"{c.iqr_ratio:.2f}"
-        console.print(f"{c.kernel}: pinned beside aggressor {c.slowdown_pinned:.3f}x solo "
-                      f"({'ok' if c.median_ok else 'MISSED'}, target <= 1.05); IQR pinned/unpinned "
-                      f"{ratio} ({'ok' if c.iqr_ok else 'MISSED'}, target <= 0.33)")
+        console.print(
+            f"{c.kernel}: pinned beside aggressor {c.slowdown_pinned:.3f}x solo "
+            f"({'ok' if c.median_ok else 'MISSED'}, target <= 1.05); IQR pinned/unpinned "
+            f"{ratio} ({'ok' if c.iqr_ok else 'MISSED'}, target <= 0.33)"
+        )
     console.print("others s: median CPU time other processes used on the victim's CPUs during a run")
     console.print(f"wrote {report.files['json']} and {report.files['png']}")

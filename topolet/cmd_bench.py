@@ -92,8 +92,13 @@ def _register_alloc(subparsers: Any) -> None:
         "256-CPU, 2-socket, 8-NUMA, SMT-2 topology.",
     )
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="request sizes, comma-separated")
-    p.add_argument("--option", action="append", choices=sorted(OPTIONS), default=None,
-                   help="static policy option set to time (repeatable; default: default)")
+    p.add_argument(
+        "--option",
+        action="append",
+        choices=sorted(OPTIONS),
+        default=None,
+        help="static policy option set to time (repeatable; default: default)",
+    )
     p.add_argument("--samples", type=positive_int, default=500, help="minimum timings per size (default 500)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run_alloc)
@@ -119,8 +124,9 @@ def _run_alloc(args: argparse.Namespace) -> int:
     for col in ("option", "request", "samples", "p50 us", "p99 us", "max us"):
         table.add_column(col, justify="right")
     for r in results:
-        table.add_row(r.option, str(r.request), str(r.samples), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}",
-                      f"{r.max_us:.1f}")
+        table.add_row(
+            r.option, str(r.request), str(r.samples), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}", f"{r.max_us:.1f}"
+        )
     Console().print(table)
     return 0
 

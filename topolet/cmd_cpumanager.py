@@ -15,8 +15,9 @@ from topolet.node_config import NodeSettings, add_node_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("cpumanager", parents=[common_options()],
-                              help="inspect the CPU manager's state", description=__doc__)
+    p = subparsers.add_parser(
+        "cpumanager", parents=[common_options()], help="inspect the CPU manager's state", description=__doc__
+    )
     sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     s = sub.add_parser("status", parents=[common_options()], help="print pools and assignments")
     s.add_argument("--format", choices=["table", "json"], default="table")
@@ -42,8 +43,12 @@ def status(args: argparse.Namespace) -> int:
         "shared": str(cp.default_cpu_set),
         "isolated": str(topo.isolated_cpus),
         "assignments": [
-            {"podUID": pod, "container": name, "cpus": str(cpus),
-             "numaNodes": sorted(topo.numa_nodes_of(cpus))}
+            {
+                "podUID": pod,
+                "container": name,
+                "cpus": str(cpus),
+                "numaNodes": sorted(topo.numa_nodes_of(cpus)),
+            }
             for pod, containers in sorted(cp.entries.items())
             for name, cpus in sorted(containers.items())
         ],

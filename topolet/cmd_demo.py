@@ -76,8 +76,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--no-isolation", action="store_true", help="skip the isolation run")
     p.add_argument("--no-simulation", action="store_true", help="skip the cluster simulation")
-    p.add_argument("--tiny", action="store_true",
-                   help="the smallest isolation and simulation runs (seconds; figures are only a smoke test)")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the smallest isolation and simulation runs (seconds; figures are only a smoke test)",
+    )
     p.set_defaults(func=run)
 
 
@@ -185,8 +188,13 @@ def run(args: argparse.Namespace) -> int:
     render_png(topo, out / "topology.png")
     report = report_markdown(topo, tree_text(topo), reserved, rows)
     summary: dict[str, Any] = {
-        "machine": {"cpus": topo.num_cpus, "cores": topo.num_cores, "packages": topo.num_sockets,
-                    "numa_nodes": topo.num_numa_nodes, "threads_per_core": topo.threads_per_core()},
+        "machine": {
+            "cpus": topo.num_cpus,
+            "cores": topo.num_cores,
+            "packages": topo.num_sockets,
+            "numa_nodes": topo.num_numa_nodes,
+            "threads_per_core": topo.threads_per_core(),
+        },
         "reserved_cpus": str(reserved),
     }
     sections = _sections(args, out)
@@ -197,8 +205,11 @@ def run(args: argparse.Namespace) -> int:
         summary[key] = section.summary
     (out / "report.md").write_text(report, encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {out / 'report.md'} (with summary.json, topology.json, topology.png"
-                  + "".join(f", {folders[k]}" for k in sections) + ")")
+    console.print(
+        f"wrote {out / 'report.md'} (with summary.json, topology.json, topology.png"
+        + "".join(f", {folders[k]}" for k in sections)
+        + ")"
+    )
     return 0
 
 

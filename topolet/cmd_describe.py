@@ -53,11 +53,19 @@ __all__ = ["describe", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("describe", parents=[common_options()],
-                              help="what this node holds: pools, assignments, hugepages, fragmentation",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", choices=["table", "json"], default="table",
-                   help="rich tables (default) or one JSON object")
+    p = subparsers.add_parser(
+        "describe",
+        parents=[common_options()],
+        help="what this node holds: pools, assignments, hugepages, fragmentation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="rich tables (default) or one JSON object",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -91,8 +99,10 @@ def _load_state(settings: NodeSettings, policy: StaticPolicy, topo: Topology) ->
         seed_isolated_pool(state, topo.isolated_cpus, policy.reserved_cpus)
         return state, False
     if not isinstance(cp, CPUManagerCheckpoint):
-        raise CommandError(f"{store.path} uses the legacy container-ID layout; "
-                           "restart the node agent once to rewrite it, then describe again")
+        raise CommandError(
+            f"{store.path} uses the legacy container-ID layout; "
+            "restart the node agent once to rewrite it, then describe again"
+        )
     return MemoryState(cp.default_cpu_set, cp.entries), True
 
 
@@ -114,10 +124,19 @@ def describe(settings: NodeSettings) -> dict[str, Any]:
     exclusive = CPUSet().union(*(CPUSet.parse(a["cpus"]) for a in assignments))
     assignable = policy.available_cpus(state)
     return {
-        "checkpoint": {"path": str(settings.store().path), "present": present,
-                       "valid": problem is None, "problem": problem},
-        "topology": {"cpus": topo.num_cpus, "sockets": topo.num_sockets, "numaNodes": topo.num_numa_nodes,
-                     "threadsPerCore": topo.threads_per_core(), "online": str(topo.online_cpus)},
+        "checkpoint": {
+            "path": str(settings.store().path),
+            "present": present,
+            "valid": problem is None,
+            "problem": problem,
+        },
+        "topology": {
+            "cpus": topo.num_cpus,
+            "sockets": topo.num_sockets,
+            "numaNodes": topo.num_numa_nodes,
+            "threadsPerCore": topo.threads_per_core(),
+            "online": str(topo.online_cpus),
+        },
         "pools": {
             "online": str(topo.online_cpus),
             "reserved": str(policy.reserved_cpus),
@@ -135,17 +154,28 @@ def describe(settings: NodeSettings) -> dict[str, Any]:
 
 def _assignments(topo: Topology, state: MemoryState) -> list[dict[str, Any]]:
     return [
-        {"podUID": pod, "container": name, "cpus": str(cpus),
-         "numaNodes": sorted(topo.numa_nodes_of(cpus)), "sockets": sorted(topo.sockets_of(cpus))}
-        for pod, containers in sorted(state.assignments().items()) if pod != POOL_POD_UID
+        {
+            "podUID": pod,
+            "container": name,
+            "cpus": str(cpus),
+            "numaNodes": sorted(topo.numa_nodes_of(cpus)),
+            "sockets": sorted(topo.sockets_of(cpus)),
+        }
+        for pod, containers in sorted(state.assignments().items())
+        if pod != POOL_POD_UID
         for name, cpus in sorted(containers.items())
     ]
 
 
 def _hugepages(topo: Topology) -> list[dict[str, Any]]:
     return [
-        {"numaNode": node.id, "sizeKiB": pages.size_kb, "resource": pages.resource_name,
-         "total": pages.total, "free": pages.free}
+        {
+            "numaNode": node.id,
+            "sizeKiB": pages.size_kb,
+            "resource": pages.resource_name,
+            "total": pages.total,
+            "free": pages.free,
+        }
         for node in sorted(topo.numa_nodes.values(), key=lambda n: n.id)
         for pages in sorted(node.hugepages.values(), key=lambda p: p.size_kb)
     ]
@@ -182,8 +212,10 @@ def _print_tables(console: Console, doc: dict[str, Any]) -> None:
         console.print(f"no checkpoint yet at {cp['path']}: pools as a fresh static policy starts them")
     elif not cp["valid"]:
         console.print(f"[bold red]checkpoint {cp['path']} does not match this node:[/] {cp['problem']}")
-    pools = Table(title=f"CPU pools ({doc['topology']['cpus']} CPUs, {doc['topology']['sockets']} sockets, "
-                        f"{doc['topology']['numaNodes']} NUMA nodes)")
+    pools = Table(
+        title=f"CPU pools ({doc['topology']['cpus']} CPUs, {doc['topology']['sockets']} sockets, "
+        f"{doc['topology']['numaNodes']} NUMA nodes)"
+    )
     pools.add_column("pool")
     pools.add_column("cpus")
     for key, cpus in doc["pools"].items():

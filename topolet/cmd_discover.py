@@ -62,10 +62,16 @@ def register(subparsers: Any) -> None:
     )
     nrt = p.add_argument_group("nrt format")
     nrt.add_argument("--node-name", default=None, help="object name (default: this host's name)")
-    nrt.add_argument("--topology-manager-policy", default="none",
-                     help="kubelet's topology manager policy to advertise (default none, as kubelet)")
-    nrt.add_argument("--topology-manager-scope", default="container",
-                     help="kubelet's topology manager scope to advertise (default container, as kubelet)")
+    nrt.add_argument(
+        "--topology-manager-policy",
+        default="none",
+        help="kubelet's topology manager policy to advertise (default none, as kubelet)",
+    )
+    nrt.add_argument(
+        "--topology-manager-scope",
+        default="container",
+        help="kubelet's topology manager scope to advertise (default container, as kubelet)",
+    )
     p.set_defaults(func=run)
 
 

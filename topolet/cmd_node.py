@@ -36,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (default: none)")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the configuration (defaults, then --config, then flags) as YAML and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the configuration (defaults, then --config, then flags) as YAML and exit",
+    )
     add_config_flags(p)
     p.set_defaults(func=run)
 

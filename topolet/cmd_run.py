@@ -41,21 +41,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--cpus", required=True, metavar="QUANTITY",
-                   help="CPU request: whole CPUs ('2') or a fraction ('500m', '1.5')")
-    p.add_argument("--guaranteed", action="store_true",
-                   help="Guaranteed QoS: with a whole --cpus count, take exclusive CPUs")
-    p.add_argument("--isolated", action="store_true",
-                   help="take the exclusive CPUs from the isolated pool (isolcpus=); "
-                        "needs --guaranteed and a whole --cpus count")
-    p.add_argument("--hugepages-2Mi", dest="hugepages_2mi", default=None, metavar="SIZE",
-                   help="hugepages of 2 MiB to account for the container, e.g. '512Mi'")
-    p.add_argument("--hugepages-1Gi", dest="hugepages_1gi", default=None, metavar="SIZE",
-                   help="hugepages of 1 GiB to account for the container, e.g. '2Gi'")
+    p.add_argument(
+        "--cpus",
+        required=True,
+        metavar="QUANTITY",
+        help="CPU request: whole CPUs ('2') or a fraction ('500m', '1.5')",
+    )
+    p.add_argument(
+        "--guaranteed",
+        action="store_true",
+        help="Guaranteed QoS: with a whole --cpus count, take exclusive CPUs",
+    )
+    p.add_argument(
+        "--isolated",
+        action="store_true",
+        help="take the exclusive CPUs from the isolated pool (isolcpus=); "
+        "needs --guaranteed and a whole --cpus count",
+    )
+    p.add_argument(
+        "--hugepages-2Mi",
+        dest="hugepages_2mi",
+        default=None,
+        metavar="SIZE",
+        help="hugepages of 2 MiB to account for the container, e.g. '512Mi'",
+    )
+    p.add_argument(
+        "--hugepages-1Gi",
+        dest="hugepages_1gi",
+        default=None,
+        metavar="SIZE",
+        help="hugepages of 1 GiB to account for the container, e.g. '2Gi'",
+    )
     p.add_argument("--name", default="run", help="container name shown in status (default 'run')")
-    p.add_argument("--cgroup-root", default=None, metavar="DIR",
-                   help="cpuset cgroup sub-tree for standalone containers "
-                        "(default <cpuset mount>/topolet)")
+    p.add_argument(
+        "--cgroup-root",
+        default=None,
+        metavar="DIR",
+        help="cpuset cgroup sub-tree for standalone containers (default <cpuset mount>/topolet)",
+    )
     p.add_argument("--cgroup-version", choices=["auto", "v1", "v2"], default="auto")
     add_node_options(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
@@ -67,16 +90,20 @@ def _whole_cpus(quantity: str, guaranteed: bool) -> int:
     try:
         value = Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
     except InvalidOperation:
-        raise CommandError(f"--cpus: {quantity!r} is not a CPU quantity (expected '2', '1.5' or '500m')") \
-            from None
+        raise CommandError(
+            f"--cpus: {quantity!r} is not a CPU quantity (expected '2', '1.5' or '500m')"
+        ) from None
     if value <= 0:
         raise CommandError(f"--cpus: expected a positive quantity, got {quantity!r}")
     return int(value) if guaranteed and value == value.to_integral_value() else 0
 
 
 def _hugepages(args: argparse.Namespace) -> dict[str, int]:
-    raw = {name: text for name, text in (("hugepages-2Mi", args.hugepages_2mi),
-                                         ("hugepages-1Gi", args.hugepages_1gi)) if text is not None}
+    raw = {
+        name: text
+        for name, text in (("hugepages-2Mi", args.hugepages_2mi), ("hugepages-1Gi", args.hugepages_1gi))
+        if text is not None
+    }
     try:
         return parse_hugepages_requests(raw)
     except CPUManagerError as e:
@@ -120,9 +147,15 @@ def run(args: argparse.Namespace) -> int:
     writer = _writer(args)
     source = StandaloneSource(settings.state_dir, writer)
     uid = str(uuid.uuid4())
-    rec = StandaloneRecord(pod_uid=uid, name=args.name, exclusive_cpus=exclusive,
-                           qos="guaranteed" if args.guaranteed else "burstable", command=tuple(cmd),
-                           isolated=args.isolated, hugepages=hugepages)
+    rec = StandaloneRecord(
+        pod_uid=uid,
+        name=args.name,
+        exclusive_cpus=exclusive,
+        qos="guaranteed" if args.guaranteed else "burstable",
+        command=tuple(cmd),
+        isolated=args.isolated,
+        hugepages=hugepages,
+    )
     path = writer.path_for(rec.cgroup())
     with _transaction(settings, topo, writer) as mgr:
         mgr.reconcile(source.running())
@@ -134,8 +167,14 @@ def run(args: argparse.Namespace) -> int:
             source.remove(rec.pod_uid)
             _remove_cgroup(writer, rec)
             raise CommandError(f"container {args.name} not admitted: {e}") from e
-    log.info("container %s (pod %s): %s cpus %s mems %s", args.name, uid,
-             "exclusive" if pin.exclusive else "shared", pin.cpus, pin.mems or "all")
+    log.info(
+        "container %s (pod %s): %s cpus %s mems %s",
+        args.name,
+        uid,
+        "exclusive" if pin.exclusive else "shared",
+        pin.cpus,
+        pin.mems or "all",
+    )
     procs = str(path / "cgroup.procs")
 
     def join_cgroup() -> None:
@@ -181,8 +220,13 @@ class _transaction:
         self.mgr.close()
 
 
-def _cleanup(settings: NodeSettings, topo: Topology, writer: CpusetWriter, source: StandaloneSource,
-             rec: StandaloneRecord) -> None:
+def _cleanup(
+    settings: NodeSettings,
+    topo: Topology,
+    writer: CpusetWriter,
+    source: StandaloneSource,
+    rec: StandaloneRecord,
+) -> None:
     with _transaction(settings, topo, writer) as mgr:
         source.remove(rec.pod_uid)
         freed = mgr.remove_container(rec.pod_uid, rec.name)

@@ -55,10 +55,16 @@ def isolation_section(out: Path, settings: DemoSettings) -> Section:
 
     wanted = {"solo/static-off", "aggressor/static-off", "aggressor/static-on"}
     scenarios = [s for s in isolation.SCENARIOS if s.name in wanted]
-    report = isolation.run(runs=settings.isolation_runs, scale=settings.isolation_scale,
-                           out=out / "isolation", scenarios=scenarios)
-    table = Table(title=f"Isolation: victim beside a CPU aggressor ({report.placement} placement, "
-                        f"{report.aggressor} aggressor, {report.runs} runs)")
+    report = isolation.run(
+        runs=settings.isolation_runs,
+        scale=settings.isolation_scale,
+        out=out / "isolation",
+        scenarios=scenarios,
+    )
+    table = Table(
+        title=f"Isolation: victim beside a CPU aggressor ({report.placement} placement, "
+        f"{report.aggressor} aggressor, {report.runs} runs)"
+    )
     for col in ("kernel", "solo s", "off: s (IQR)", "on: s (IQR)", "on/solo", "IQR on/off"):
         table.add_column(col, justify="right")
     rows, summary_rows = [], []
@@ -69,36 +75,55 @@ def isolation_section(out: Path, settings: DemoSettings) -> Section:
         if solo is None or off is None or on is None:
             continue
         ratio = f"{on.iqr_s / off.iqr_s:.2f}" if off.iqr_s > 0 else "-"
-        cells = (kernel, f"{solo.median_s:.3f}", f"{off.median_s:.3f} ({off.iqr_s:.3f})",
-                 f"{on.median_s:.3f} ({on.iqr_s:.3f})", f"{on.median_s / solo.median_s:.2f}x", ratio)
+        cells = (
+            kernel,
+            f"{solo.median_s:.3f}",
+            f"{off.median_s:.3f} ({off.iqr_s:.3f})",
+            f"{on.median_s:.3f} ({on.iqr_s:.3f})",
+            f"{on.median_s / solo.median_s:.2f}x",
+            ratio,
+        )
         table.add_row(*cells)
         rows.append("| " + " | ".join(cells) + " |")
-        summary_rows.append({"kernel": kernel, "solo_median_s": solo.median_s,
-                             "off_median_s": off.median_s, "off_iqr_s": off.iqr_s,
-                             "on_median_s": on.median_s, "on_iqr_s": on.iqr_s})
-    markdown = "\n".join([
-        "## Isolation",
-        "",
-        f"Each victim kernel ran {report.runs} time{'s' if report.runs != 1 else ''} alone, then beside "
-        "a CPU aggressor on every CPU, "
-        f"with the static policy off (everyone shares every CPU) and on (the victim is a Guaranteed "
-        f"container with an exclusive CPU, the aggressor stays in the shared pool). Placement: "
-        f"**{report.placement}** ({_PLACEMENT.get(report.placement, report.placement)}); "
-        f"aggressor: **{report.aggressor}**. A short run on a busy or 2-vCPU machine is noisy: "
-        "`topolet bench isolation` runs 10 rounds of every scenario.",
-        "",
-        "| kernel | solo median s | static off: median s (IQR) | static on: median s (IQR) "
-        "| on vs solo | IQR on/off |",
-        "|---|---:|---:|---:|---:|---:|",
-        *rows,
-        "",
-        "![isolation](isolation/isolation.png)",
-        "",
-        "Raw timings: [`isolation/isolation.json`](isolation/isolation.json).",
-        "",
-    ])
-    summary = {"placement": report.placement, "aggressor": report.aggressor, "runs": report.runs,
-               "kernels": summary_rows}
+        summary_rows.append(
+            {
+                "kernel": kernel,
+                "solo_median_s": solo.median_s,
+                "off_median_s": off.median_s,
+                "off_iqr_s": off.iqr_s,
+                "on_median_s": on.median_s,
+                "on_iqr_s": on.iqr_s,
+            }
+        )
+    markdown = "\n".join(
+        [
+            "## Isolation",
+            "",
+            f"Each victim kernel ran {report.runs} time{'s' if report.runs != 1 else ''} alone, then beside "
+            "a CPU aggressor on every CPU, "
+            f"with the static policy off (everyone shares every CPU) and on (the victim is a Guaranteed "
+            f"container with an exclusive CPU, the aggressor stays in the shared pool). Placement: "
+            f"**{report.placement}** ({_PLACEMENT.get(report.placement, report.placement)}); "
+            f"aggressor: **{report.aggressor}**. A short run on a busy or 2-vCPU machine is noisy: "
+            "`topolet bench isolation` runs 10 rounds of every scenario.",
+            "",
+            "| kernel | solo median s | static off: median s (IQR) | static on: median s (IQR) "
+            "| on vs solo | IQR on/off |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "![isolation](isolation/isolation.png)",
+            "",
+            "Raw timings: [`isolation/isolation.json`](isolation/isolation.json).",
+            "",
+        ]
+    )
+    summary = {
+        "placement": report.placement,
+        "aggressor": report.aggressor,
+        "runs": report.runs,
+        "kernels": summary_rows,
+    }
     return Section(markdown, table, summary)
 
 
@@ -107,47 +132,56 @@ def simulation_section(out: Path, settings: DemoSettings) -> Section:
     from bench.simulate import QUICK
     from bench.simulate import run as simulate
 
-    config = dataclasses.replace(QUICK, nodes=settings.sim_nodes, pods=settings.sim_pods,
-                                 out_dir=out / "simulate")
+    config = dataclasses.replace(
+        QUICK, nodes=settings.sim_nodes, pods=settings.sim_pods, out_dir=out / "simulate"
+    )
     report = simulate(config)
     names = list(report["schedulers"])
-    table = Table(title=f"Simulation: {report['cluster']['nodes']} nodes, {report['trace']['pods']} pods "
-                        f"(LP bound {report['lp_bound']['pods'] if report.get('lp_bound') else '-'} pods)")
+    table = Table(
+        title=f"Simulation: {report['cluster']['nodes']} nodes, {report['trace']['pods']} pods "
+        f"(LP bound {report['lp_bound']['pods'] if report.get('lp_bound') else '-'} pods)"
+    )
     table.add_column("")
     for name in names:
         table.add_column(name, justify="right")
-    metrics = [("pods admitted", "admitted", "{}"),
-               ("TopologyAffinityErrors", "topology_affinity_errors", "{}"),
-               ("unschedulable", "unschedulable", "{}"),
-               ("pinned pods on one NUMA node", "single_numa_fraction", "{:.1%}"),
-               ("pinned pods on one socket", "single_socket_fraction", "{:.1%}"),
-               ("packing vs LP bound", "packing_vs_lp_bound", "{:.1%}")]
+    metrics = [
+        ("pods admitted", "admitted", "{}"),
+        ("TopologyAffinityErrors", "topology_affinity_errors", "{}"),
+        ("unschedulable", "unschedulable", "{}"),
+        ("pinned pods on one NUMA node", "single_numa_fraction", "{:.1%}"),
+        ("pinned pods on one socket", "single_socket_fraction", "{:.1%}"),
+        ("packing vs LP bound", "packing_vs_lp_bound", "{:.1%}"),
+    ]
     rows = []
     for label, key, fmt in metrics:
-        cells = [fmt.format(report["schedulers"][n][key]) if report["schedulers"][n].get(key) is not None
-                 else "-" for n in names]
+        cells = [
+            fmt.format(report["schedulers"][n][key]) if report["schedulers"][n].get(key) is not None else "-"
+            for n in names
+        ]
         table.add_row(label, *cells)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     types = ", ".join(f"{n} x {t}" for t, n in report["cluster"]["types"].items())
-    markdown = "\n".join([
-        "## Simulation",
-        "",
-        f"An in-memory cluster ({types}) receives {report['trace']['pods']} generated pods "
-        "(Guaranteed CPU/GPU/hugepage pods and Burstable pods, arriving and leaving). Each node "
-        "admits pods as kubelet does under `topologyManagerPolicy: single-numa-node`, with the real "
-        "static CPU manager; topolet's extender places them, then a topology-blind scheduler does.",
-        "",
-        "| | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-        *rows,
-        "",
-        "![timeline](simulate/simulate-timeline.png)",
-        "",
-        "![outcomes](simulate/simulate-outcomes.png)",
-        "",
-        "Full figures: [`simulate/simulate.json`](simulate/simulate.json).",
-        "",
-    ])
+    markdown = "\n".join(
+        [
+            "## Simulation",
+            "",
+            f"An in-memory cluster ({types}) receives {report['trace']['pods']} generated pods "
+            "(Guaranteed CPU/GPU/hugepage pods and Burstable pods, arriving and leaving). Each node "
+            "admits pods as kubelet does under `topologyManagerPolicy: single-numa-node`, with the real "
+            "static CPU manager; topolet's extender places them, then a topology-blind scheduler does.",
+            "",
+            "| | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+            *rows,
+            "",
+            "![timeline](simulate/simulate-timeline.png)",
+            "",
+            "![outcomes](simulate/simulate-outcomes.png)",
+            "",
+            "Full figures: [`simulate/simulate.json`](simulate/simulate.json).",
+            "",
+        ]
+    )
     summary = {n: {k: report["schedulers"][n].get(k) for _, k, _ in metrics} for n in names}
     summary["lp_bound_pods"] = report["lp_bound"]["pods"] if report.get("lp_bound") else None
     return Section(markdown, table, summary)

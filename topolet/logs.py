@@ -21,8 +21,18 @@ from typing import TextIO
 __all__ = ["FIELDS", "PIN_MESSAGES", "JSONFormatter", "PinFields", "TextFormatter", "setup_logging"]
 
 #: Structured fields a record may carry (``extra=``); JSON output copies them as keys.
-FIELDS = ("pod", "namespace", "container", "cpus", "mems", "shared", "to_pod", "to_container",
-          "resource", "node")
+FIELDS = (
+    "pod",
+    "namespace",
+    "container",
+    "cpus",
+    "mems",
+    "shared",
+    "to_pod",
+    "to_container",
+    "resource",
+    "node",
+)
 
 #: CPU manager messages that change a pin, and the field each positional argument fills.
 PIN_MESSAGES: dict[str, tuple[str, ...]] = {
@@ -30,8 +40,13 @@ PIN_MESSAGES: dict[str, tuple[str, ...]] = {
     "exclusive cpus %s -> pod %s container %s (shared now %s)": ("cpus", "pod", "container", "shared"),
     "released cpus %s of pod %s container %s": ("cpus", "pod", "container"),
     "isolated cpus %s -> pod %s container %s": ("cpus", "pod", "container"),
-    "exclusive cpus %s moved from pod %s container %s to pod %s container %s":
-        ("cpus", "pod", "container", "to_pod", "to_container"),
+    "exclusive cpus %s moved from pod %s container %s to pod %s container %s": (
+        "cpus",
+        "pod",
+        "container",
+        "to_pod",
+        "to_container",
+    ),
 }
 
 

@@ -51,8 +51,14 @@ from topology.model import Topology
 from topology.nrt import NodeResourceTopology
 from topology.sysfs import discover
 
-__all__ = ["PLACEHOLDER_GRACE_S", "AgentError", "NodeAgent", "RekeyingView", "SharedStateCPUManager",
-           "SwappableGPUs"]
+__all__ = [
+    "PLACEHOLDER_GRACE_S",
+    "AgentError",
+    "NodeAgent",
+    "RekeyingView",
+    "SharedStateCPUManager",
+    "SwappableGPUs",
+]
 
 log = logging.getLogger("topolet.node")
 
@@ -118,8 +124,9 @@ class SharedStateCPUManager(CPUManager):
         with self.transaction():
             super().close()
 
-    def allocate(self, pod_uid: str, container_name: str, num_cpus: int, *,
-                 numa_affinity: Any = None) -> CPUSet:
+    def allocate(
+        self, pod_uid: str, container_name: str, num_cpus: int, *, numa_affinity: Any = None
+    ) -> CPUSet:
         with self.transaction():
             return super().allocate(pod_uid, container_name, num_cpus, numa_affinity=numa_affinity)
 
@@ -127,8 +134,9 @@ class SharedStateCPUManager(CPUManager):
         with self.transaction():
             return super().assign_exact(pod_uid, container_name, cpus)
 
-    def reassign(self, pod_uid: str, container_name: str, new_pod_uid: str,
-                 new_container_name: str) -> CPUSet:
+    def reassign(
+        self, pod_uid: str, container_name: str, new_pod_uid: str, new_container_name: str
+    ) -> CPUSet:
         with self.transaction():
             return super().reassign(pod_uid, container_name, new_pod_uid, new_container_name)
 
@@ -167,8 +175,9 @@ class SwappableGPUs:
     def devices(self) -> list[Device]:
         return self.current.devices()
 
-    def preferred_allocation(self, available: Sequence[str], must_include: Sequence[str],
-                             size: int) -> list[str]:
+    def preferred_allocation(
+        self, available: Sequence[str], must_include: Sequence[str], size: int
+    ) -> list[str]:
         return self.current.preferred_allocation(available, must_include, size)
 
     def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
@@ -255,8 +264,13 @@ class NodeAgent:
         self._start_udev()
         self._loop = threading.Thread(target=self._run, name="topolet-node-reconcile", daemon=True)
         self._loop.start()
-        log.info("node agent started on %s (pod source %s, %d device plugins)", self.node_name,
-                 self.config.pod_source, len(self.servers), extra={"node": self.node_name})
+        log.info(
+            "node agent started on %s (pod source %s, %d device plugins)",
+            self.node_name,
+            self.config.pod_source,
+            len(self.servers),
+            extra={"node": self.node_name},
+        )
 
     def stop(self) -> None:
         """Stop accepting, finish in-flight work, checkpoint, remove our sockets."""
@@ -300,8 +314,9 @@ class NodeAgent:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            raise AgentError(f"another topolet node agent holds {path}; stop it, or give this one "
-                             "another stateDir") from None
+            raise AgentError(
+                f"another topolet node agent holds {path}; stop it, or give this one another stateDir"
+            ) from None
         self._lockfile = f
 
     def _discover(self) -> Topology:
@@ -314,8 +329,13 @@ class NodeAgent:
         if c.pod_source == "standalone":
             writer.ensure_root()
         store = c.settings().store()
-        manager = SharedStateCPUManager(topo, c.settings().policy(topo), store=store, writer=writer,
-                                        metrics=CPUManagerMetrics(self.registry))
+        manager = SharedStateCPUManager(
+            topo,
+            c.settings().policy(topo),
+            store=store,
+            writer=writer,
+            metrics=CPUManagerMetrics(self.registry),
+        )
         manager.start()
         return manager
 
@@ -331,8 +351,9 @@ class NodeAgent:
         c = self.config
         assert self.manager is not None
         if c.exclusive_cpu_resource_name:
-            self.cpu_resource = ExclusiveCPUResource(self.manager,
-                                                     resource_name=c.exclusive_cpu_resource_name)
+            self.cpu_resource = ExclusiveCPUResource(
+                self.manager, resource_name=c.exclusive_cpu_resource_name
+            )
             self.servers.append(DevicePluginServer(self.cpu_resource, plugin_dir=c.device_plugin_dir))
         for resource in gpu_resources(topo, root=c.sysfs_root, resource_names=c.gpu_resource_names):
             self._add_gpu_plugin(resource)
@@ -363,8 +384,12 @@ class NodeAgent:
         from deviceplugin.nvml import NVMLXidHealth, discover_links
 
         ids = list(resource.gpus)
-        linked = GPUResource(list(resource.gpus.values()), resource.resource_name, root=resource.root,
-                             links=discover_links(nvml, ids))
+        linked = GPUResource(
+            list(resource.gpus.values()),
+            resource.resource_name,
+            root=resource.root,
+            links=discover_links(nvml, ids),
+        )
         log.info("NVML: link scores and XID health for %d GPUs of %s", len(ids), resource.resource_name)
         return linked, [NVMLXidHealth(ids, nvml)]
 
@@ -383,8 +408,13 @@ class NodeAgent:
             health = MergedHealth(sources)
         server = DevicePluginServer(slot, health, plugin_dir=self.config.device_plugin_dir)
         self.servers.append(server)
-        log.info("GPU plugin %s: %d GPUs %s", resource.resource_name, len(resource.gpus),
-                 ", ".join(resource.gpus), extra={"resource": resource.resource_name})
+        log.info(
+            "GPU plugin %s: %d GPUs %s",
+            resource.resource_name,
+            len(resource.gpus),
+            ", ".join(resource.gpus),
+            extra={"resource": resource.resource_name},
+        )
         return server
 
     def _start_publisher(self) -> None:
@@ -394,9 +424,12 @@ class NodeAgent:
         from kubernetes.client import CustomObjectsApi
 
         self.publisher = NRTPublisher(
-            CustomObjectsApi(kube_api_client(c.kubeconfig)), self.build_nrt, resync_s=c.nrt_resync_period_s,
+            CustomObjectsApi(kube_api_client(c.kubeconfig)),
+            self.build_nrt,
+            resync_s=c.nrt_resync_period_s,
             on_write=lambda verb: self.metrics.nrt_publishes.labels(verb).inc(),
-            on_error=self.metrics.nrt_errors.inc)
+            on_error=self.metrics.nrt_errors.inc,
+        )
         assert self.manager is not None
         self.manager.subscribe(self.publisher.trigger)
         self.publisher.start()
@@ -407,8 +440,9 @@ class NodeAgent:
         try:
             from topology.udev import GPUMonitor
 
-            self._monitor = GPUMonitor(lambda action, _dev: self._rediscover.set()
-                                       if action in ("add", "remove") else None)
+            self._monitor = GPUMonitor(
+                lambda action, _dev: self._rediscover.set() if action in ("add", "remove") else None
+            )
             self._monitor.start()
         except Exception as e:
             self._monitor = None
@@ -427,11 +461,17 @@ class NodeAgent:
                     per[numa] = (total + 1, free + int(d.healthy and d.id not in self._gpus_in_use))
             counts[name] = per
         c = self.config
-        return node_nrt(self.topology, node_name=self.node_name, policy=c.topology_manager_policy,
-                        scope=c.topology_manager_scope, reserved=self.manager.policy.reserved_cpus,
-                        assignable=self.manager.assignable_cpus(),
-                        exclusive_cpu_resource=c.exclusive_cpu_resource_name, gpus=counts,
-                        hugepages=free_hugepages(c.sysfs_root, self.topology))
+        return node_nrt(
+            self.topology,
+            node_name=self.node_name,
+            policy=c.topology_manager_policy,
+            scope=c.topology_manager_scope,
+            reserved=self.manager.policy.reserved_cpus,
+            assignable=self.manager.assignable_cpus(),
+            exclusive_cpu_resource=c.exclusive_cpu_resource_name,
+            gpus=counts,
+            hugepages=free_hugepages(c.sysfs_root, self.topology),
+        )
 
     # ---------------------------------------------------------------- sweep
     def sweep(self) -> dict[str, int] | None:
@@ -468,11 +508,18 @@ class NodeAgent:
         """Placeholder owners younger than the grace period, as containers to keep."""
         assert self.manager is not None
         now = time.monotonic()
-        keys = [(pod, name) for pod, names in self.manager.state.assignments().items()
-                if pod.startswith(PLACEHOLDER_PREFIX) for name in names]
+        keys = [
+            (pod, name)
+            for pod, names in self.manager.state.assignments().items()
+            if pod.startswith(PLACEHOLDER_PREFIX)
+            for name in names
+        ]
         self._placeholders = {k: self._placeholders.get(k, now) for k in keys}
-        return [ContainerInfo(pod, name, None) for (pod, name), seen in self._placeholders.items()
-                if now - seen < self.placeholder_grace_s]
+        return [
+            ContainerInfo(pod, name, None)
+            for (pod, name), seen in self._placeholders.items()
+            if now - seen < self.placeholder_grace_s
+        ]
 
     def _run(self) -> None:
         period = self.config.reconcile_period_s
@@ -510,8 +557,10 @@ class NodeAgent:
         """udev said a GPU came or went: discover again and update the GPU plugins."""
         c = self.config
         topo = self._discover()
-        found = {r.resource_name: r for r in gpu_resources(topo, root=c.sysfs_root,
-                                                           resource_names=c.gpu_resource_names)}
+        found = {
+            r.resource_name: r
+            for r in gpu_resources(topo, root=c.sysfs_root, resource_names=c.gpu_resource_names)
+        }
         for name, slot in self.gpus.items():
             new = found.pop(name, None) or GPUResource([], name, root=c.sysfs_root)
             if set(new.gpus) != set(slot.current.gpus):
@@ -524,8 +573,14 @@ class NodeAgent:
 
 
 def _device_ids(pods: Sequence[PodResources], resources: set[str]) -> set[str]:
-    return {i for p in pods for c in p.containers for d in c.devices if d.resource_name in resources
-            for i in d.device_ids}
+    return {
+        i
+        for p in pods
+        for c in p.containers
+        for d in c.devices
+        if d.resource_name in resources
+        for i in d.device_ids
+    }
 
 
 def _mtime(path: Path) -> int:

@@ -199,68 +199,183 @@ class ConfigKey:
 
 
 KEYS: tuple[ConfigKey, ...] = (
-    ConfigKey("nodeName", "node_name", _string,
-              "Node name: the NRT object's name. Empty: env NODE_NAME, else the hostname.", metavar="NAME"),
-    ConfigKey("podSource", "pod_source", _choice("kubernetes", "standalone"),
-              "Where running containers come from: 'kubernetes' (pod watch on this node plus "
-              "podresources) or 'standalone' (containers started by 'topolet run').", metavar="SOURCE"),
-    ConfigKey("kubeconfig", "kubeconfig", _string,
-              "kubeconfig file for the Kubernetes API. Empty: the in-cluster service account.",
-              metavar="FILE"),
-    ConfigKey("stateDir", "state_dir", _path,
-              "Directory of the cpu_manager_state checkpoint, the agent lock and standalone records.",
-              metavar="DIR"),
-    ConfigKey("sysfsRoot", "sysfs_root", _path,
-              "Filesystem root holding sys/ and proc/ that the topology is read from.", metavar="DIR"),
-    ConfigKey("cgroupRoot", "cgroup_root", _optional_path,
-              "cpuset cgroup directory holding the pod cgroups. Empty: /sys/fs/cgroup/cpuset "
-              "(v1) or /sys/fs/cgroup (v2).", metavar="DIR"),
-    ConfigKey("cgroupVersion", "cgroup_version", _choice("auto", "v1", "v2"),
-              "cgroup version: 'auto' uses v1 when its cpuset hierarchy is mounted.", metavar="V"),
-    ConfigKey("cgroupDriver", "cgroup_driver", _choice("cgroupfs", "systemd"),
-              "Pod cgroup layout, as kubelet's cgroupDriver.", metavar="DRIVER"),
-    ConfigKey("cpuManagerReconcilePeriod", "reconcile_period_s", _duration,
-              "How often cpusets are checked against the state and stale assignments released "
-              "(kubelet: cpuManagerReconcilePeriod).", render=format_duration, metavar="DURATION"),
-    ConfigKey("reservedSystemCPUs", "reserved_system_cpus", _cpus,
-              "CPUs kept for the system and never exclusive, as a cpu list (kubelet: "
-              "reservedSystemCPUs). Empty: numReservedCPUs whole CPUs chosen as kubelet does.",
-              metavar="LIST", flag_name="reserved-cpus"),
-    ConfigKey("numReservedCPUs", "num_reserved_cpus", _count,
-              "CPUs reserved when reservedSystemCPUs is empty (kubelet derives it from "
-              "kubeReserved + systemReserved cpu; the static policy needs at least 1).", metavar="N",
-              yaml_flag=True),
-    ConfigKey("topologyManagerPolicy", "topology_manager_policy", _choice(*POLICIES),
-              "kubelet's topologyManagerPolicy, published in the NRT attributes.", metavar="POLICY"),
-    ConfigKey("topologyManagerScope", "topology_manager_scope", _choice(*SCOPES),
-              "kubelet's topologyManagerScope, published in the NRT attributes.", metavar="SCOPE"),
-    ConfigKey("devicePluginDir", "device_plugin_dir", _path,
-              "kubelet's device-plugin directory (kubelet.sock and the plugins' sockets).", metavar="DIR"),
-    ConfigKey("podResourcesSocket", "pod_resources_socket", _path,
-              "kubelet's Pod Resources API socket, read to re-key CPU device-plugin allocations.",
-              metavar="FILE"),
-    ConfigKey("gpuResourceNames", "gpu_resource_names", _gpu_names,
-              "Extended resource name of each GPU vendor's plugin.", metavar="YAML", yaml_flag=True),
-    ConfigKey("exclusiveCPUResourceName", "exclusive_cpu_resource_name", _resource_name,
-              "Extended resource of the exclusive-CPU device plugin. Empty: no such plugin.",
-              metavar="NAME", flag_name="exclusive-cpu-resource-name"),
-    ConfigKey("watchUdev", "watch_udev", _bool,
-              "Follow udev GPU add/remove events: health of GPUs and re-discovery.", metavar="BOOL",
-              yaml_flag=True),
-    ConfigKey("nvml", "nvml", _choice("auto", "true", "false"),
-              "NVIDIA GPUs: NVML (the 'nvidia' extra) for XID health events and NVLink/PCIe link "
-              "scores. auto: when it loads; true: refuse to start without it; false: never.",
-              metavar="MODE"),
-    ConfigKey("publishNRT", "publish_nrt", _bool,
-              "Publish the NodeResourceTopology object also with podSource standalone "
-              "(always published with kubernetes).", metavar="BOOL", yaml_flag=True),
-    ConfigKey("nrtResyncPeriod", "nrt_resync_period_s", _duration,
-              "How often the published NRT object is compared with the API server's copy "
-              "(changes are published at once).", render=format_duration, metavar="DURATION"),
-    ConfigKey("metricsBindAddress", "metrics_bind_address", _address,
-              "HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz.", metavar="ADDR"),
-    ConfigKey("logFormat", "log_format", _choice("text", "json"),
-              "'text' (human-readable) or 'json' (one JSON object per line).", metavar="FORMAT"),
+    ConfigKey(
+        "nodeName",
+        "node_name",
+        _string,
+        "Node name: the NRT object's name. Empty: env NODE_NAME, else the hostname.",
+        metavar="NAME",
+    ),
+    ConfigKey(
+        "podSource",
+        "pod_source",
+        _choice("kubernetes", "standalone"),
+        "Where running containers come from: 'kubernetes' (pod watch on this node plus "
+        "podresources) or 'standalone' (containers started by 'topolet run').",
+        metavar="SOURCE",
+    ),
+    ConfigKey(
+        "kubeconfig",
+        "kubeconfig",
+        _string,
+        "kubeconfig file for the Kubernetes API. Empty: the in-cluster service account.",
+        metavar="FILE",
+    ),
+    ConfigKey(
+        "stateDir",
+        "state_dir",
+        _path,
+        "Directory of the cpu_manager_state checkpoint, the agent lock and standalone records.",
+        metavar="DIR",
+    ),
+    ConfigKey(
+        "sysfsRoot",
+        "sysfs_root",
+        _path,
+        "Filesystem root holding sys/ and proc/ that the topology is read from.",
+        metavar="DIR",
+    ),
+    ConfigKey(
+        "cgroupRoot",
+        "cgroup_root",
+        _optional_path,
+        "cpuset cgroup directory holding the pod cgroups. Empty: /sys/fs/cgroup/cpuset "
+        "(v1) or /sys/fs/cgroup (v2).",
+        metavar="DIR",
+    ),
+    ConfigKey(
+        "cgroupVersion",
+        "cgroup_version",
+        _choice("auto", "v1", "v2"),
+        "cgroup version: 'auto' uses v1 when its cpuset hierarchy is mounted.",
+        metavar="V",
+    ),
+    ConfigKey(
+        "cgroupDriver",
+        "cgroup_driver",
+        _choice("cgroupfs", "systemd"),
+        "Pod cgroup layout, as kubelet's cgroupDriver.",
+        metavar="DRIVER",
+    ),
+    ConfigKey(
+        "cpuManagerReconcilePeriod",
+        "reconcile_period_s",
+        _duration,
+        "How often cpusets are checked against the state and stale assignments released "
+        "(kubelet: cpuManagerReconcilePeriod).",
+        render=format_duration,
+        metavar="DURATION",
+    ),
+    ConfigKey(
+        "reservedSystemCPUs",
+        "reserved_system_cpus",
+        _cpus,
+        "CPUs kept for the system and never exclusive, as a cpu list (kubelet: "
+        "reservedSystemCPUs). Empty: numReservedCPUs whole CPUs chosen as kubelet does.",
+        metavar="LIST",
+        flag_name="reserved-cpus",
+    ),
+    ConfigKey(
+        "numReservedCPUs",
+        "num_reserved_cpus",
+        _count,
+        "CPUs reserved when reservedSystemCPUs is empty (kubelet derives it from "
+        "kubeReserved + systemReserved cpu; the static policy needs at least 1).",
+        metavar="N",
+        yaml_flag=True,
+    ),
+    ConfigKey(
+        "topologyManagerPolicy",
+        "topology_manager_policy",
+        _choice(*POLICIES),
+        "kubelet's topologyManagerPolicy, published in the NRT attributes.",
+        metavar="POLICY",
+    ),
+    ConfigKey(
+        "topologyManagerScope",
+        "topology_manager_scope",
+        _choice(*SCOPES),
+        "kubelet's topologyManagerScope, published in the NRT attributes.",
+        metavar="SCOPE",
+    ),
+    ConfigKey(
+        "devicePluginDir",
+        "device_plugin_dir",
+        _path,
+        "kubelet's device-plugin directory (kubelet.sock and the plugins' sockets).",
+        metavar="DIR",
+    ),
+    ConfigKey(
+        "podResourcesSocket",
+        "pod_resources_socket",
+        _path,
+        "kubelet's Pod Resources API socket, read to re-key CPU device-plugin allocations.",
+        metavar="FILE",
+    ),
+    ConfigKey(
+        "gpuResourceNames",
+        "gpu_resource_names",
+        _gpu_names,
+        "Extended resource name of each GPU vendor's plugin.",
+        metavar="YAML",
+        yaml_flag=True,
+    ),
+    ConfigKey(
+        "exclusiveCPUResourceName",
+        "exclusive_cpu_resource_name",
+        _resource_name,
+        "Extended resource of the exclusive-CPU device plugin. Empty: no such plugin.",
+        metavar="NAME",
+        flag_name="exclusive-cpu-resource-name",
+    ),
+    ConfigKey(
+        "watchUdev",
+        "watch_udev",
+        _bool,
+        "Follow udev GPU add/remove events: health of GPUs and re-discovery.",
+        metavar="BOOL",
+        yaml_flag=True,
+    ),
+    ConfigKey(
+        "nvml",
+        "nvml",
+        _choice("auto", "true", "false"),
+        "NVIDIA GPUs: NVML (the 'nvidia' extra) for XID health events and NVLink/PCIe link "
+        "scores. auto: when it loads; true: refuse to start without it; false: never.",
+        metavar="MODE",
+    ),
+    ConfigKey(
+        "publishNRT",
+        "publish_nrt",
+        _bool,
+        "Publish the NodeResourceTopology object also with podSource standalone "
+        "(always published with kubernetes).",
+        metavar="BOOL",
+        yaml_flag=True,
+    ),
+    ConfigKey(
+        "nrtResyncPeriod",
+        "nrt_resync_period_s",
+        _duration,
+        "How often the published NRT object is compared with the API server's copy "
+        "(changes are published at once).",
+        render=format_duration,
+        metavar="DURATION",
+    ),
+    ConfigKey(
+        "metricsBindAddress",
+        "metrics_bind_address",
+        _address,
+        "HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz.",
+        metavar="ADDR",
+    ),
+    ConfigKey(
+        "logFormat",
+        "log_format",
+        _choice("text", "json"),
+        "'text' (human-readable) or 'json' (one JSON object per line).",
+        metavar="FORMAT",
+    ),
 )
 _BY_NAME = {k.name: k for k in KEYS}
 
@@ -367,8 +482,9 @@ class NodeConfig:
 
     def settings(self) -> NodeSettings:
         """The subset the CPU manager needs, as the short-lived commands use it."""
-        return NodeSettings(self.sysfs_root, self.state_dir, self.reserved_system_cpus,
-                            self.num_reserved_cpus)
+        return NodeSettings(
+            self.sysfs_root, self.state_dir, self.reserved_system_cpus, self.num_reserved_cpus
+        )
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -379,9 +495,15 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     for key in KEYS:
         shown = defaults[key.name]
         flag_is_switch = key.parse is _bool  # "--publish-nrt" alone means true
-        g.add_argument(key.flag, dest=f"cfg_{key.attr}", default=None, metavar=key.metavar,
-                       nargs="?" if flag_is_switch else None, const="true" if flag_is_switch else None,
-                       help=f"{key.name}: {key.meaning} (default {shown!r})".replace("%", "%%"))
+        g.add_argument(
+            key.flag,
+            dest=f"cfg_{key.attr}",
+            default=None,
+            metavar=key.metavar,
+            nargs="?" if flag_is_switch else None,
+            const="true" if flag_is_switch else None,
+            help=f"{key.name}: {key.meaning} (default {shown!r})".replace("%", "%%"),
+        )
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -407,15 +529,32 @@ def detect_cgroup_writer(root: Path | None, version: str, driver: str) -> Cpuset
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("node settings")
-    g.add_argument("--root", type=Path, default=Path("/"),
-                   help="filesystem root holding sys/ and proc/ to discover the topology from (default /)")
-    g.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                   help=f"where the cpu_manager_state checkpoint lives (default {DEFAULT_STATE_DIR})")
-    g.add_argument("--reserved-cpus", default=None, metavar="LIST",
-                   help="CPUs kept for the system, as a cpu list ('0,1'); like kubelet's --reserved-cpus")
-    g.add_argument("--num-reserved-cpus", type=int, default=1, metavar="N",
-                   help="whole CPUs reserved when --reserved-cpus is not given, chosen as kubelet "
-                        "chooses them (default 1: the static policy needs at least one)")
+    g.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="filesystem root holding sys/ and proc/ to discover the topology from (default /)",
+    )
+    g.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"where the cpu_manager_state checkpoint lives (default {DEFAULT_STATE_DIR})",
+    )
+    g.add_argument(
+        "--reserved-cpus",
+        default=None,
+        metavar="LIST",
+        help="CPUs kept for the system, as a cpu list ('0,1'); like kubelet's --reserved-cpus",
+    )
+    g.add_argument(
+        "--num-reserved-cpus",
+        type=int,
+        default=1,
+        metavar="N",
+        help="whole CPUs reserved when --reserved-cpus is not given, chosen as kubelet "
+        "chooses them (default 1: the static policy needs at least one)",
+    )
 
 
 @dataclass(frozen=True)

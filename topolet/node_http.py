@@ -54,27 +54,50 @@ class AgentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.ready = Gauge("topolet_node_ready", "1 when /readyz answers 200.", registry=registry)
         self.reconcile_seconds = Histogram(
-            "topolet_node_reconcile_duration_seconds", "Duration of a reconcile sweep (re-key included).",
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0), registry=registry)
-        self.rekeyed = Counter("topolet_node_rekeyed",
-                               "CPU device-plugin allocations re-keyed to the container holding them.",
-                               registry=registry)
-        self.step_errors = Counter("topolet_node_step_errors",
-                                   "Background steps of the agent that failed (retried next tick), by step.",
-                                   ["step"], registry=registry)
-        self.registered = Gauge("topolet_node_device_plugin_registered",
-                                "1 while the device plugin of a resource is registered with kubelet.",
-                                ["resource"], registry=registry)
-        self.devices = Gauge("topolet_node_devices", "Devices a plugin advertises, by health.",
-                             ["resource", "health"], registry=registry)
-        self.nrt_publishes = Counter("topolet_node_nrt_publish",
-                                     "NodeResourceTopology writes to the API server, by verb.",
-                                     ["verb"], registry=registry)
-        self.nrt_errors = Counter("topolet_node_nrt_publish_errors",
-                                  "NodeResourceTopology writes that failed (retried with backoff).",
-                                  registry=registry)
-        self.discoveries = Counter("topolet_node_topology_discoveries",
-                                   "Topology discoveries (start and udev GPU events).", registry=registry)
+            "topolet_node_reconcile_duration_seconds",
+            "Duration of a reconcile sweep (re-key included).",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
+        self.rekeyed = Counter(
+            "topolet_node_rekeyed",
+            "CPU device-plugin allocations re-keyed to the container holding them.",
+            registry=registry,
+        )
+        self.step_errors = Counter(
+            "topolet_node_step_errors",
+            "Background steps of the agent that failed (retried next tick), by step.",
+            ["step"],
+            registry=registry,
+        )
+        self.registered = Gauge(
+            "topolet_node_device_plugin_registered",
+            "1 while the device plugin of a resource is registered with kubelet.",
+            ["resource"],
+            registry=registry,
+        )
+        self.devices = Gauge(
+            "topolet_node_devices",
+            "Devices a plugin advertises, by health.",
+            ["resource", "health"],
+            registry=registry,
+        )
+        self.nrt_publishes = Counter(
+            "topolet_node_nrt_publish",
+            "NodeResourceTopology writes to the API server, by verb.",
+            ["verb"],
+            registry=registry,
+        )
+        self.nrt_errors = Counter(
+            "topolet_node_nrt_publish_errors",
+            "NodeResourceTopology writes that failed (retried with backoff).",
+            registry=registry,
+        )
+        self.discoveries = Counter(
+            "topolet_node_topology_discoveries",
+            "Topology discoveries (start and udev GPU events).",
+            registry=registry,
+        )
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -150,8 +173,9 @@ class NodeHTTPServer:
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
     def start(self) -> NodeHTTPServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
-                                        name="topolet-node-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="topolet-node-http", daemon=True
+        )
         self._thread.start()
         log.info("serving /metrics, /healthz and /readyz on %s", self.url)
         return self

@@ -63,9 +63,18 @@ def free_hugepages(root: Path, topo: Topology) -> dict[int, dict[str, int]]:
     return out
 
 
-def node_nrt(topo: Topology, *, node_name: str, policy: str, scope: str, reserved: CPUSet,
-             assignable: CPUSet, exclusive_cpu_resource: str = "", gpus: GPUCounts | None = None,
-             hugepages: Mapping[int, Mapping[str, int]] | None = None) -> NodeResourceTopology:
+def node_nrt(
+    topo: Topology,
+    *,
+    node_name: str,
+    policy: str,
+    scope: str,
+    reserved: CPUSet,
+    assignable: CPUSet,
+    exclusive_cpu_resource: str = "",
+    gpus: GPUCounts | None = None,
+    hugepages: Mapping[int, Mapping[str, int]] | None = None,
+) -> NodeResourceTopology:
     """The NRT object of this node with what is free now (see the module docstring)."""
     extra: dict[int, dict[str, int]] = {}
     avail: dict[int, dict[str, int]] = {}
@@ -80,8 +89,15 @@ def node_nrt(topo: Topology, *, node_name: str, policy: str, scope: str, reserve
             total, available = per_numa.get(numa, (0, 0))
             if total:
                 extra[numa][resource], avail[numa][resource] = total, min(available, total)
-    return build_nrt(topo, node_name=node_name, policy=policy, scope=scope, reserved_cpus=reserved,
-                     extra_resources=extra, available_by_numa=avail)
+    return build_nrt(
+        topo,
+        node_name=node_name,
+        policy=policy,
+        scope=scope,
+        reserved_cpus=reserved,
+        extra_resources=extra,
+        available_by_numa=avail,
+    )
 
 
 class CustomObjects(Protocol):
@@ -91,8 +107,9 @@ class CustomObjects(Protocol):
 
     def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> Any: ...
 
-    def replace_cluster_custom_object(self, group: str, version: str, plural: str, name: str,
-                                      body: Any) -> Any: ...
+    def replace_cluster_custom_object(
+        self, group: str, version: str, plural: str, name: str, body: Any
+    ) -> Any: ...
 
 
 def kube_api_client(kubeconfig: str) -> Any:
@@ -107,8 +124,10 @@ def kube_api_client(kubeconfig: str) -> Any:
         config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError) as e:
         where = kubeconfig or "in-cluster service account"
-        raise ValueError(f"kubeconfig: cannot use {where}: {e}; set kubeconfig to a kubeconfig file, "
-                         "or run inside the cluster") from e
+        raise ValueError(
+            f"kubeconfig: cannot use {where}: {e}; set kubeconfig to a kubeconfig file, "
+            "or run inside the cluster"
+        ) from e
     return client.ApiClient(conf)
 
 
@@ -123,10 +142,18 @@ class NRTPublisher:
     (metrics).
     """
 
-    def __init__(self, api: CustomObjects, build: Callable[[], NodeResourceTopology], *,
-                 resync_s: float = 60.0, coalesce_s: float = 0.1, min_backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, on_write: Callable[[str], None] | None = None,
-                 on_error: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        api: CustomObjects,
+        build: Callable[[], NodeResourceTopology],
+        *,
+        resync_s: float = 60.0,
+        coalesce_s: float = 0.1,
+        min_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        on_write: Callable[[str], None] | None = None,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
         self.api, self.build = api, build
         self.resync_s, self.coalesce_s = resync_s, coalesce_s
         self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
@@ -199,8 +226,12 @@ class NRTPublisher:
             try:
                 self.publish(force=force)
             except Exception as e:
-                log.warning("publishing NodeResourceTopology failed (%s: %s); retrying in %.1fs",
-                            type(e).__name__, str(e).splitlines()[0] if str(e) else "", backoff)
+                log.warning(
+                    "publishing NodeResourceTopology failed (%s: %s); retrying in %.1fs",
+                    type(e).__name__,
+                    str(e).splitlines()[0] if str(e) else "",
+                    backoff,
+                )
                 if self._on_error is not None:
                     self._on_error()
                 self._dirty.set()

@@ -427,8 +427,9 @@ def _isolated(r: SysfsReader) -> CPUSet:
 # ------------------------------------------------------------------------- PCI
 
 
-def _pci_devices(r: SysfsReader, online: CPUSet, topo_nodes: dict[int, CPUSet],
-                 pkgs: dict[int, CPUSet]) -> list[PCIDevice]:
+def _pci_devices(
+    r: SysfsReader, online: CPUSet, topo_nodes: dict[int, CPUSet], pkgs: dict[int, CPUSet]
+) -> list[PCIDevice]:
     out: list[PCIDevice] = []
     for addr in r.listdir(SYS_PCI):
         d = f"{SYS_PCI}/{addr}"
@@ -461,8 +462,9 @@ def _pci_devices(r: SysfsReader, online: CPUSet, topo_nodes: dict[int, CPUSet],
     return out
 
 
-def _locality(local: CPUSet | None, online: CPUSet, nodes: dict[int, CPUSet],
-              pkgs: dict[int, CPUSet]) -> tuple[int | None, int | None]:
+def _locality(
+    local: CPUSet | None, online: CPUSet, nodes: dict[int, CPUSet], pkgs: dict[int, CPUSet]
+) -> tuple[int | None, int | None]:
     """The single NUMA node and package whose CPUs cover the device's local CPUs."""
     if local is None:
         return None, None
@@ -510,8 +512,9 @@ def discover(root: Path | str = "/") -> Topology:
     return _assemble(r, present, online, pus, raw, nodes)
 
 
-def _assemble(r: SysfsReader, present: dict[int, str], online: CPUSet, pus: CPUSet,
-              raw: _Raw, nodes: list[_Node]) -> Topology:
+def _assemble(
+    r: SysfsReader, present: dict[int, str], online: CPUSet, pus: CPUSet, raw: _Raw, nodes: list[_Node]
+) -> Topology:
     node_full = {n.id: n.cpus & online for n in nodes}
     numa_nodes: list[NumaNode]
     if nodes:
@@ -546,8 +549,10 @@ def _assemble(r: SysfsReader, present: dict[int, str], online: CPUSet, pus: CPUS
             gid = cid if cid is not None else cs.first()
             l3.append(CacheGroup(id=gid, level=3, cpus=cs & pus, size_bytes=size))
     if len({g.id for g in l3}) != len(l3):  # cache ids not unique machine-wide: use first CPU
-        l3 = [CacheGroup(id=g.cpus.first() if g.cpus else -i - 1, level=3, cpus=g.cpus,
-                         size_bytes=g.size_bytes) for i, g in enumerate(l3)]
+        l3 = [
+            CacheGroup(id=g.cpus.first() if g.cpus else -i - 1, level=3, cpus=g.cpus, size_bytes=g.size_bytes)
+            for i, g in enumerate(l3)
+        ]
     dies = [
         Die(package=pid, die_id=did, cpus=cs & pus)
         for pid, did, cs in raw.dies

@@ -107,9 +107,7 @@ def _canonical_partitions(partitions: Iterable[Sequence[Sequence[Any]]]) -> list
     return sorted(tuple(_canonical_sets(p)) for p in partitions)
 
 
-@pytest.mark.parametrize(
-    "case", DATA["enumeration_cases"], ids=lambda c: f"{c['test']}/{c['description']}"
-)
+@pytest.mark.parametrize("case", DATA["enumeration_cases"], ids=lambda c: f"{c['test']}/{c['description']}")
 def test_enumeration(case: Mapping[str, Any]) -> None:
     """Subset and partition enumeration match upstream's tables, compared order-insensitively."""
     if "sets" in case:

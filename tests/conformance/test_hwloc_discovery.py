@@ -30,8 +30,6 @@ def cpus(text: str) -> CPUSet:
     return CPUSet.parse(text)
 
 
-
-
 def _root(case: dict[str, Any], tmp: Path) -> Path:
     with tarfile.open(HWLOC / "snapshots" / f"{case['name']}.tar.bz2") as tar:
         tar.extractall(tmp, filter="data")

@@ -60,8 +60,9 @@ def kubelet(plugin_dir: Path) -> Iterator[KubeletStandin]:
 
 
 @pytest.fixture
-def gpu_server(hwloc_snapshot: Callable[[str], Path], plugin_dir: Path,
-               kubelet: KubeletStandin) -> Iterator[tuple[DevicePluginServer, QueueHealth]]:
+def gpu_server(
+    hwloc_snapshot: Callable[[str], Path], plugin_dir: Path, kubelet: KubeletStandin
+) -> Iterator[tuple[DevicePluginServer, QueueHealth]]:
     root = hwloc_snapshot("nvidiagpunumanodes")
     (resource,) = gpu_resources(discover(root), root=root)
     health = QueueHealth()
@@ -80,35 +81,47 @@ def small_topology() -> Topology:
     )
 
 
-ALL_GPUS = {"0004:05:00.0": 0, "0004:06:00.0": 0, "0006:00:00.0": 0,
-            "0007:00:00.0": 8, "0035:04:00.0": 8, "0035:05:00.0": 8}
+ALL_GPUS = {
+    "0004:05:00.0": 0,
+    "0004:06:00.0": 0,
+    "0006:00:00.0": 0,
+    "0007:00:00.0": 8,
+    "0035:04:00.0": 8,
+    "0035:05:00.0": 8,
+}
 
 
 def healthy_all() -> dict[str, tuple[str, tuple[int, ...]]]:
     return {gpu: ("Healthy", (node,)) for gpu, node in ALL_GPUS.items()}
 
 
-def test_register_after_serving_with_file_name_endpoint(gpu_server: tuple[DevicePluginServer, QueueHealth],
-                                                         kubelet: KubeletStandin, plugin_dir: Path) -> None:
+def test_register_after_serving_with_file_name_endpoint(
+    gpu_server: tuple[DevicePluginServer, QueueHealth], kubelet: KubeletStandin, plugin_dir: Path
+) -> None:
     reg = kubelet.wait_registered(GPU)
-    assert (reg.request.version, reg.request.endpoint, reg.request.resource_name) == \
-        ("v1beta1", "nvidia-gpu.sock", GPU)
+    assert (reg.request.version, reg.request.endpoint, reg.request.resource_name) == (
+        "v1beta1",
+        "nvidia-gpu.sock",
+        GPU,
+    )
     assert reg.socket_path == plugin_dir / "nvidia-gpu.sock"
     assert reg.options.get_preferred_allocation_available
     assert reg.request.options == reg.options
     assert kubelet.rejections == []
 
 
-def test_first_snapshot_is_immediate_and_full(gpu_server: tuple[DevicePluginServer, QueueHealth],
-                                              kubelet: KubeletStandin) -> None:
+def test_first_snapshot_is_immediate_and_full(
+    gpu_server: tuple[DevicePluginServer, QueueHealth], kubelet: KubeletStandin
+) -> None:
     reg = kubelet.wait_registered(GPU)
     kubelet.wait_snapshot(GPU, timeout=1.0)
     assert reg.snapshots[0] == healthy_all()
     assert kubelet.allocatable(GPU) == 6
 
 
-def test_health_change_sends_full_snapshot_and_recovers(gpu_server: tuple[DevicePluginServer, QueueHealth],
-                                                        kubelet: KubeletStandin) -> None:
+def test_health_change_sends_full_snapshot_and_recovers(
+    gpu_server: tuple[DevicePluginServer, QueueHealth], kubelet: KubeletStandin
+) -> None:
     _, health = gpu_server
     kubelet.wait_snapshot(GPU)
     health.queue.put(HealthEvent("0007:00:00.0", False))
@@ -120,8 +133,9 @@ def test_health_change_sends_full_snapshot_and_recovers(gpu_server: tuple[Device
     assert kubelet.allocatable(GPU) == 6
 
 
-def test_kubelet_restart_reregisters_within_a_second(gpu_server: tuple[DevicePluginServer, QueueHealth],
-                                                     kubelet: KubeletStandin) -> None:
+def test_kubelet_restart_reregisters_within_a_second(
+    gpu_server: tuple[DevicePluginServer, QueueHealth], kubelet: KubeletStandin
+) -> None:
     server, _ = gpu_server
     kubelet.wait_snapshot(GPU)
     kubelet.restart()
@@ -134,8 +148,9 @@ def test_kubelet_restart_reregisters_within_a_second(gpu_server: tuple[DevicePlu
     assert kubelet.allocate(GPU, ["0004:05:00.0"]).envs["NVIDIA_VISIBLE_DEVICES"] == "0004:05:00.0"
 
 
-def test_own_socket_removed_alone_is_served_again(gpu_server: tuple[DevicePluginServer, QueueHealth],
-                                                  kubelet: KubeletStandin, plugin_dir: Path) -> None:
+def test_own_socket_removed_alone_is_served_again(
+    gpu_server: tuple[DevicePluginServer, QueueHealth], kubelet: KubeletStandin, plugin_dir: Path
+) -> None:
     kubelet.wait_snapshot(GPU)
     (plugin_dir / "nvidia-gpu.sock").unlink()
     kubelet.wait_registered(GPU, count=2, timeout=2.0)
@@ -143,8 +158,9 @@ def test_own_socket_removed_alone_is_served_again(gpu_server: tuple[DevicePlugin
     assert GPU not in kubelet.stopped_resources
 
 
-def test_stop_removes_only_its_own_socket(hwloc_snapshot: Callable[[str], Path], plugin_dir: Path,
-                                          kubelet: KubeletStandin) -> None:
+def test_stop_removes_only_its_own_socket(
+    hwloc_snapshot: Callable[[str], Path], plugin_dir: Path, kubelet: KubeletStandin
+) -> None:
     root = hwloc_snapshot("nvidiagpunumanodes")
     (resource,) = gpu_resources(discover(root), root=root)
     foreign = plugin_dir / "other-vendor.sock"
@@ -155,14 +171,18 @@ def test_stop_removes_only_its_own_socket(hwloc_snapshot: Callable[[str], Path],
     kubelet.wait_snapshot(GPU)
     server.stop()
     server.stop()  # idempotent
-    assert sorted(p.name for p in plugin_dir.iterdir()) == \
-        ["kubelet.sock", "kubelet_internal_checkpoint", "other-vendor.sock"]
+    assert sorted(p.name for p in plugin_dir.iterdir()) == [
+        "kubelet.sock",
+        "kubelet_internal_checkpoint",
+        "other-vendor.sock",
+    ]
     kubelet.wait_for(lambda: kubelet.endpoint(GPU) is not None and kubelet.endpoint(GPU).ended)
     assert GPU in kubelet.stopped_resources  # kubelet sees the stream end and marks the devices
 
 
-def test_plugin_started_before_kubelet_registers_when_it_comes(hwloc_snapshot: Callable[[str], Path],
-                                                               plugin_dir: Path) -> None:
+def test_plugin_started_before_kubelet_registers_when_it_comes(
+    hwloc_snapshot: Callable[[str], Path], plugin_dir: Path
+) -> None:
     root = hwloc_snapshot("nvidiagpunumanodes")
     (resource,) = gpu_resources(discover(root), root=root)
     server = DevicePluginServer(resource, None, plugin_dir=plugin_dir, socket_name="nvidia-gpu.sock")

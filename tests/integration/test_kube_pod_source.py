@@ -24,8 +24,11 @@ NODE = "node-a"
 
 def four_cpus() -> Topology:
     cpus = CPUSet.range(0, 3)
-    return Topology.build(packages=[Package(0, cpus, 0)], numa_nodes=[NumaNode(0, cpus)],
-                          cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)])
+    return Topology.build(
+        packages=[Package(0, cpus, 0)],
+        numa_nodes=[NumaNode(0, cpus)],
+        cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)],
+    )
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> bool:
@@ -37,8 +40,9 @@ def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> bool:
     return False
 
 
-def pod(name: str, uid: str, *, cpu: str, node: str = NODE, cid: str | None = None,
-        state: str = "running") -> dict[str, Any]:
+def pod(
+    name: str, uid: str, *, cpu: str, node: str = NODE, cid: str | None = None, state: str = "running"
+) -> dict[str, Any]:
     res = {"requests": {"cpu": cpu, "memory": "64Mi"}, "limits": {"cpu": cpu, "memory": "64Mi"}}
     obj: dict[str, Any] = {
         "metadata": {"name": name, "namespace": "default", "uid": uid},
@@ -46,8 +50,12 @@ def pod(name: str, uid: str, *, cpu: str, node: str = NODE, cid: str | None = No
         "status": {"phase": "Pending"},
     }
     if cid is not None:
-        obj["status"] = {"phase": "Running", "containerStatuses": [
-            {"name": "app", "containerID": f"containerd://{cid}", "state": {state: {}}}]}
+        obj["status"] = {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "app", "containerID": f"containerd://{cid}", "state": {state: {}}}
+            ],
+        }
     return obj
 
 
@@ -84,16 +92,18 @@ def make_cgroup(writer: CgroupV1Cpuset, uid: str, cid: str) -> Path:
 
 
 def test_guaranteed_pod_is_pinned_then_released(
-    apiserver: ApiServerStandIn, api: client.ApiClient, node: tuple[CPUManager, CgroupV1Cpuset],
+    apiserver: ApiServerStandIn,
+    api: client.ApiClient,
+    node: tuple[CPUManager, CgroupV1Cpuset],
 ) -> None:
     mgr, writer = node
     source = KubePodSource(api, NODE, mgr, watch_timeout_s=1).start()
     try:
         assert source.synced.wait(2)
-        apiserver.put_pod(pod("db", "uid-db", cpu="2"))                     # scheduled, not started
+        apiserver.put_pod(pod("db", "uid-db", cpu="2"))  # scheduled, not started
         apiserver.put_pod(pod("other", "uid-o", cpu="2", node="node-b", cid="ccc"))  # another node
         path = make_cgroup(writer, "uid-db", "abc123")
-        apiserver.put_pod(pod("db", "uid-db", cpu="2", cid="abc123"))       # container id appears
+        apiserver.put_pod(pod("db", "uid-db", cpu="2", cid="abc123"))  # container id appears
         assert wait_for(lambda: (path / "cpuset.cpus").read_text() != "0-3")
         pinned = CPUSet.parse((path / "cpuset.cpus").read_text())
         assert len(pinned) == 2 and mgr.exclusive_cpus() == pinned
@@ -106,14 +116,16 @@ def test_guaranteed_pod_is_pinned_then_released(
 
 
 def test_terminated_container_releases_its_cpus(
-    apiserver: ApiServerStandIn, api: client.ApiClient, node: tuple[CPUManager, CgroupV1Cpuset],
+    apiserver: ApiServerStandIn,
+    api: client.ApiClient,
+    node: tuple[CPUManager, CgroupV1Cpuset],
 ) -> None:
     mgr, writer = node
     make_cgroup(writer, "uid-j", "job1")
     apiserver.put_pod(pod("job", "uid-j", cpu="1", cid="job1"))
     source = KubePodSource(api, NODE, mgr, watch_timeout_s=1).start()
     try:
-        assert wait_for(lambda: len(mgr.exclusive_cpus()) == 1)           # from the initial list
+        assert wait_for(lambda: len(mgr.exclusive_cpus()) == 1)  # from the initial list
         apiserver.put_pod(pod("job", "uid-j", cpu="1", cid="job1", state="terminated"))
         assert wait_for(lambda: mgr.exclusive_cpus() == CPUSet())
     finally:
@@ -121,7 +133,9 @@ def test_terminated_container_releases_its_cpus(
 
 
 def test_pod_moved_off_the_node_by_selector_is_a_delete(
-    apiserver: ApiServerStandIn, api: client.ApiClient, node: tuple[CPUManager, CgroupV1Cpuset],
+    apiserver: ApiServerStandIn,
+    api: client.ApiClient,
+    node: tuple[CPUManager, CgroupV1Cpuset],
 ) -> None:
     mgr, writer = node
     make_cgroup(writer, "uid-m", "m1")
@@ -137,7 +151,9 @@ def test_pod_moved_off_the_node_by_selector_is_a_delete(
 
 
 def test_relist_after_410_gone_forgets_deleted_pods(
-    apiserver: ApiServerStandIn, api: client.ApiClient, node: tuple[CPUManager, CgroupV1Cpuset],
+    apiserver: ApiServerStandIn,
+    api: client.ApiClient,
+    node: tuple[CPUManager, CgroupV1Cpuset],
 ) -> None:
     mgr, writer = node
     make_cgroup(writer, "uid-g", "g1")
@@ -146,8 +162,8 @@ def test_relist_after_410_gone_forgets_deleted_pods(
     assert wait_for(lambda: len(mgr.exclusive_cpus()) == 1)
     source.stop()
     old_rv = source.resource_version
-    apiserver.delete_pod("default", "g")       # missed while not watching
-    apiserver.compact()                        # ... and out of the watch history
+    apiserver.delete_pod("default", "g")  # missed while not watching
+    apiserver.compact()  # ... and out of the watch history
     source.start()
     try:
         assert wait_for(lambda: mgr.exclusive_cpus() == CPUSet())
@@ -161,8 +177,7 @@ def test_unreachable_api_server_backs_off_and_stops_promptly(
 ) -> None:
     cfg = client.Configuration()
     cfg.host = "http://127.0.0.1:9"  # discard port: connection refused
-    source = KubePodSource(client.ApiClient(cfg), NODE, node[0], watch_timeout_s=1,
-                           backoff_s=0.05).start()
+    source = KubePodSource(client.ApiClient(cfg), NODE, node[0], watch_timeout_s=1, backoff_s=0.05).start()
     time.sleep(0.3)
     started = time.monotonic()
     source.stop()

@@ -52,12 +52,19 @@ needs_cgroup = pytest.mark.skipif(
 )
 GPU, CPUS = "nvidia.com/gpu", "topolet.io/exclusive-cpus"
 GPU_ADDR = "0000:3b:00.0"
-MACHINE = FakeSpec(sockets=(0,), cores_per_socket=2, threads_per_core=1, hugepages_2m=8,
-                   pci=(FakePCI(GPU_ADDR, 0x10DE, 0x1DB4, 0x030200, numa_node=0, driver="nvidia"),))
+MACHINE = FakeSpec(
+    sockets=(0,),
+    cores_per_socket=2,
+    threads_per_core=1,
+    hugepages_2m=8,
+    pci=(FakePCI(GPU_ADDR, 0x10DE, 0x1DB4, 0x030200, numa_node=0, driver="nvidia"),),
+)
 #: Registers cmd_node when cli does not list it yet, so the agent can be started either way.
-LAUNCH = ("import sys; from topolet import cli; "
-          "cli.COMMAND_MODULES += tuple(m for m in ('topolet.cmd_node',) if m not in cli.COMMAND_MODULES); "
-          "sys.exit(cli.main(sys.argv[1:]))")
+LAUNCH = (
+    "import sys; from topolet import cli; "
+    "cli.COMMAND_MODULES += tuple(m for m in ('topolet.cmd_node',) if m not in cli.COMMAND_MODULES); "
+    "sys.exit(cli.main(sys.argv[1:]))"
+)
 
 
 def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
@@ -88,12 +95,18 @@ def allowed(pid: int) -> CPUSet:
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": server}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-        "users": [{"name": "t", "user": {}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "t",
+                "clusters": [{"name": "t", "cluster": {"server": server}}],
+                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+                "users": [{"name": "t", "user": {}}],
+            }
+        )
+    )
     return path
 
 
@@ -117,13 +130,28 @@ class Node:
     runs: list[subprocess.Popen[bytes]]
 
     def run(self, *args: str) -> subprocess.Popen[bytes]:
-        self.runs.append(subprocess.Popen([
-            sys.executable, "-m", "topolet", "run", "--state-dir", str(self.state_dir),
-            "--cgroup-root", str(self.cgroup_root), "--root", str(self.sysfs), *args]))
+        self.runs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "topolet",
+                    "run",
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--cgroup-root",
+                    str(self.cgroup_root),
+                    "--root",
+                    str(self.sysfs),
+                    *args,
+                ]
+            )
+        )
         return self.runs[-1]
 
     def wait_devices(self, resource: str, want: dict[str, tuple[str, tuple[int, ...]]]) -> None:
         """Wait until kubelet's latest snapshot of *resource* is *want* (which may be empty)."""
+
         def latest_is_wanted() -> bool:
             reg = self.kubelet.endpoint(resource)
             return reg is not None and bool(reg.snapshots) and reg.snapshots[-1] == want
@@ -150,19 +178,32 @@ def node(tmp_path: Path) -> Iterator[Node]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     port = free_port()
     config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({
-        "nodeName": "node-a", "podSource": "standalone", "publishNRT": True, "kubeconfig": str(kubeconfig),
-        "stateDir": str(state_dir), "sysfsRoot": str(sysfs), "cgroupRoot": str(cgroup_root),
-        "cgroupVersion": "v1", "devicePluginDir": str(plugin_dir),
-        "podResourcesSocket": str(tmp_path / "pr" / "kubelet.sock"), "watchUdev": False,
-        "cpuManagerReconcilePeriod": "500ms", "metricsBindAddress": f"127.0.0.1:{port}",
-        "logFormat": "json",
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "nodeName": "node-a",
+                "podSource": "standalone",
+                "publishNRT": True,
+                "kubeconfig": str(kubeconfig),
+                "stateDir": str(state_dir),
+                "sysfsRoot": str(sysfs),
+                "cgroupRoot": str(cgroup_root),
+                "cgroupVersion": "v1",
+                "devicePluginDir": str(plugin_dir),
+                "podResourcesSocket": str(tmp_path / "pr" / "kubelet.sock"),
+                "watchUdev": False,
+                "cpuManagerReconcilePeriod": "500ms",
+                "metricsBindAddress": f"127.0.0.1:{port}",
+                "logFormat": "json",
+            }
+        )
+    )
     log = tmp_path / "node.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "node", "--config", str(config)], stderr=err)
-    n = Node(proc, f"http://127.0.0.1:{port}", kubelet, api, plugin_dir, state_dir, cgroup_root, sysfs,
-             log, [])
+    n = Node(
+        proc, f"http://127.0.0.1:{port}", kubelet, api, plugin_dir, state_dir, cgroup_root, sysfs, log, []
+    )
     try:
         yield n
     finally:
@@ -197,8 +238,9 @@ def nrt_available(api: NRTApiServerStandIn, resource: str) -> str | None:
 
 
 def test_node_command_is_registered() -> None:
-    assert "topolet.cmd_node" in cli.COMMAND_MODULES, \
+    assert "topolet.cmd_node" in cli.COMMAND_MODULES, (
         "add 'topolet.cmd_node' to topolet.cli.COMMAND_MODULES so that `topolet node` exists"
+    )
 
 
 @pytest.mark.root
@@ -270,11 +312,30 @@ def test_corrupt_checkpoint_is_refused_with_the_file_named(tmp_path: Path) -> No
     (state / "cpu_manager_state").write_text("{not json")
     sysfs = write_fake_sysfs(tmp_path / "sysfs", MACHINE)
     out = subprocess.run(
-        [sys.executable, "-c", LAUNCH, "node", "--pod-source", "standalone", "--state-dir", str(state),
-         "--sysfs-root", str(sysfs), "--device-plugin-dir", str(tmp_path / "dp"), "--watch-udev", "false",
-         "--cgroup-root", str(V1 / f"topolet-node-test-corrupt-{os.getpid()}"),
-         "--metrics-bind-address", "127.0.0.1:0"],
-        capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            "node",
+            "--pod-source",
+            "standalone",
+            "--state-dir",
+            str(state),
+            "--sysfs-root",
+            str(sysfs),
+            "--device-plugin-dir",
+            str(tmp_path / "dp"),
+            "--watch-udev",
+            "false",
+            "--cgroup-root",
+            str(V1 / f"topolet-node-test-corrupt-{os.getpid()}"),
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     remove_tree(V1 / f"topolet-node-test-corrupt-{os.getpid()}")
     assert out.returncode == 1
     assert str(state / "cpu_manager_state") in out.stderr
@@ -297,9 +358,20 @@ def fake_cgroup(root: Path, rec: StandaloneRecord, pid: int) -> Path:
 
 
 def pod_resources(namespace: str, name: str, container: str, cpu_ids: list[str]) -> Any:
-    return pr_pb2.ListPodResourcesResponse(pod_resources=[pr_pb2.PodResources(
-        name=name, namespace=namespace, containers=[pr_pb2.ContainerResources(
-            name=container, devices=[pr_pb2.ContainerDevices(resource_name=CPUS, device_ids=cpu_ids)])])])
+    return pr_pb2.ListPodResourcesResponse(
+        pod_resources=[
+            pr_pb2.PodResources(
+                name=name,
+                namespace=namespace,
+                containers=[
+                    pr_pb2.ContainerResources(
+                        name=container,
+                        devices=[pr_pb2.ContainerDevices(resource_name=CPUS, device_ids=cpu_ids)],
+                    )
+                ],
+            )
+        ]
+    )
 
 
 @pytest.fixture
@@ -313,10 +385,18 @@ Running = tuple[NodeAgent, KubeletStandin, PodResourcesStandin]
 def run_agent(tmp_path: Path, spec: FakeSpec) -> Iterator[Running]:
     (tmp_path / "cg").mkdir()
     config = NodeConfig(
-        node_name="n1", pod_source="standalone", state_dir=tmp_path / "state",
-        sysfs_root=write_fake_sysfs(tmp_path / "sysfs", spec), cgroup_root=tmp_path / "cg",
-        cgroup_version="v2", device_plugin_dir=tmp_path / "dp", pod_resources_socket=tmp_path / "pr.sock",
-        watch_udev=False, reconcile_period_s=3600.0, metrics_bind_address="127.0.0.1:0")
+        node_name="n1",
+        pod_source="standalone",
+        state_dir=tmp_path / "state",
+        sysfs_root=write_fake_sysfs(tmp_path / "sysfs", spec),
+        cgroup_root=tmp_path / "cg",
+        cgroup_version="v2",
+        device_plugin_dir=tmp_path / "dp",
+        pod_resources_socket=tmp_path / "pr.sock",
+        watch_udev=False,
+        reconcile_period_s=3600.0,
+        metrics_bind_address="127.0.0.1:0",
+    )
     kubelet = KubeletStandin(tmp_path / "dp")
     kubelet.start()
     with PodResourcesStandin(tmp_path / "pr.sock") as pods:
@@ -330,7 +410,8 @@ def run_agent(tmp_path: Path, spec: FakeSpec) -> Iterator[Running]:
 
 
 def test_device_plugin_cpus_are_kept_until_rekeyed_then_owned_by_the_container(
-        agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin], tmp_path: Path) -> None:
+    agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin], tmp_path: Path
+) -> None:
     a, kubelet, pods = agent
     assert a.manager is not None and a.readiness() == (True, "")
     kubelet.wait_registered(CPUS)
@@ -339,8 +420,9 @@ def test_device_plugin_cpus_are_kept_until_rekeyed_then_owned_by_the_container(
     a.sweep()  # the container does not exist yet: the allocation must survive the sweep
     assert a.manager.state.get_cpuset(*placeholder) == CPUSet.of(2, 6)
 
-    rec = StandaloneRecord(pod_uid="0f6c7d2e-1111-4a5b-9c8d-000000000001", name="app", exclusive_cpus=0,
-                           qos="guaranteed")
+    rec = StandaloneRecord(
+        pod_uid="0f6c7d2e-1111-4a5b-9c8d-000000000001", name="app", exclusive_cpus=0, qos="guaranteed"
+    )
     cgroup = fake_cgroup(tmp_path / "cg", rec, os.getpid())
     StandaloneSource(a.config.state_dir, a.manager.writer).add(rec)  # type: ignore[arg-type]
     pods.list_response = pod_resources("standalone", "app", "app", ["cpu2", "cpu6"])
@@ -353,7 +435,8 @@ def test_device_plugin_cpus_are_kept_until_rekeyed_then_owned_by_the_container(
 
 
 def test_unclaimed_placeholder_is_released_after_the_grace_period(
-        agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin]) -> None:
+    agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin],
+) -> None:
     a, kubelet, _ = agent
     assert a.manager is not None
     kubelet.wait_registered(CPUS)
@@ -367,7 +450,8 @@ def test_unclaimed_placeholder_is_released_after_the_grace_period(
 
 
 def test_second_agent_on_the_same_state_dir_is_refused(
-        agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin]) -> None:
+    agent: tuple[NodeAgent, KubeletStandin, PodResourcesStandin],
+) -> None:
     a, _, _ = agent
     other = NodeAgent(a.config)
     with pytest.raises(AgentError, match=r"another topolet node agent holds .*topolet-node\.lock"):
@@ -386,16 +470,23 @@ def test_rediscovery_updates_the_gpu_plugin(tmp_path: Path) -> None:
     try:
         assert kubelet.wait_snapshot(GPU) == {"0000:3b:00.0": ("Healthy", (0,))}
         for spec, want in [
-            (replace(one, pci=(gpu("0000:3b:00.0"), gpu("0000:86:00.0"))),
-             {"0000:3b:00.0": ("Healthy", (0,)), "0000:86:00.0": ("Healthy", (0,))}),
+            (
+                replace(one, pci=(gpu("0000:3b:00.0"), gpu("0000:86:00.0"))),
+                {"0000:3b:00.0": ("Healthy", (0,)), "0000:86:00.0": ("Healthy", (0,))},
+            ),
             (replace(one, pci=()), {}),
         ]:
             for tree in ("sys", "proc"):
                 shutil.rmtree(tmp_path / "sysfs" / tree)
             write_fake_sysfs(tmp_path / "sysfs", spec)
             a.rediscover_gpus()
-            kubelet.wait_for(lambda w=want: (r := kubelet.endpoint(GPU)) is not None  # type: ignore[misc]
-                             and bool(r.snapshots) and r.snapshots[-1] == w)
+            kubelet.wait_for(
+                lambda w=want: (
+                    (r := kubelet.endpoint(GPU)) is not None  # type: ignore[misc]
+                    and bool(r.snapshots)
+                    and r.snapshots[-1] == w
+                )
+            )
     finally:
         runner.close()
 
@@ -406,10 +497,19 @@ def test_kubernetes_pod_source_pins_pods_and_publishes_availability(tmp_path: Pa
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     (tmp_path / "cg").mkdir()
     config = NodeConfig(
-        node_name="n1", pod_source="kubernetes", kubeconfig=str(kubeconfig), state_dir=tmp_path / "state",
-        sysfs_root=write_fake_sysfs(tmp_path / "sysfs", EIGHT), cgroup_root=tmp_path / "cg",
-        cgroup_version="v2", device_plugin_dir=tmp_path / "dp", pod_resources_socket=tmp_path / "pr.sock",
-        watch_udev=False, metrics_bind_address="127.0.0.1:0", exclusive_cpu_resource_name="")
+        node_name="n1",
+        pod_source="kubernetes",
+        kubeconfig=str(kubeconfig),
+        state_dir=tmp_path / "state",
+        sysfs_root=write_fake_sysfs(tmp_path / "sysfs", EIGHT),
+        cgroup_root=tmp_path / "cg",
+        cgroup_version="v2",
+        device_plugin_dir=tmp_path / "dp",
+        pod_resources_socket=tmp_path / "pr.sock",
+        watch_udev=False,
+        metrics_bind_address="127.0.0.1:0",
+        exclusive_cpu_resource_name="",
+    )
     a = NodeAgent(config)
     a.start()
     try:
@@ -422,13 +522,21 @@ def test_kubernetes_pod_source_pins_pods_and_publishes_availability(tmp_path: Pa
         for name, text in (("cpuset.cpus", "0-7"), ("cpuset.mems", "0")):
             (cgroup / name).write_text(text)
         limits = {"cpu": "2", "memory": "1Gi"}
-        api.put_pod({
-            "metadata": {"name": "app", "namespace": "default", "uid": uid},
-            "spec": {"nodeName": "n1", "containers": [
-                {"name": "app", "resources": {"requests": limits, "limits": limits}}]},
-            "status": {"phase": "Running", "containerStatuses": [
-                {"name": "app", "containerID": f"containerd://{cid}", "state": {"running": {}}}]},
-        })
+        api.put_pod(
+            {
+                "metadata": {"name": "app", "namespace": "default", "uid": uid},
+                "spec": {
+                    "nodeName": "n1",
+                    "containers": [{"name": "app", "resources": {"requests": limits, "limits": limits}}],
+                },
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {"name": "app", "containerID": f"containerd://{cid}", "state": {"running": {}}}
+                    ],
+                },
+            }
+        )
         wait_for(lambda: len(CPUSet.parse((cgroup / "cpuset.cpus").read_text())) == 2, what="pod pinned")
         pinned = CPUSet.parse((cgroup / "cpuset.cpus").read_text())
         assert 0 not in pinned and a.manager.state.get_cpuset(uid, "app") == pinned
@@ -448,8 +556,9 @@ def nrt_cpu(api: NRTApiServerStandIn, name: str) -> str | None:
     return next(str(r["available"]) for r in obj["zones"][0]["resources"] if r["name"] == "cpu")
 
 
-def test_nvml_link_scores_and_xid_health_reach_kubelet(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nvml_link_scores_and_xid_health_reach_kubelet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four NVIDIA GPUs on one NUMA node, NVLinked in pairs (0-2, 1-3) per the NVML stand-in:
     GetPreferredAllocation of 2 picks a linked pair, and a critical XID turns one Unhealthy."""
     import deviceplugin.nvml
@@ -458,21 +567,24 @@ def test_nvml_link_scores_and_xid_health_reach_kubelet(tmp_path: Path,
     addresses = ["0000:3b:00.0", "0000:5e:00.0", "0000:86:00.0", "0000:af:00.0"]
     nvml = NVMLStandIn(addresses)
     for i, a in enumerate(addresses):
-        for b in addresses[i + 1:]:
+        for b in addresses[i + 1 :]:
             nvml.link(a, b, "NODE", 0)
     nvml.link(addresses[0], addresses[2], None, 2)
     nvml.link(addresses[1], addresses[3], None, 2)
     nvml.nvmlInit()
     monkeypatch.setattr(deviceplugin.nvml, "load_nvml", lambda: nvml)
-    spec = FakeSpec(sockets=(0,), cores_per_socket=2, threads_per_core=1,
-                    pci=tuple(gpu(a) for a in addresses))
+    spec = FakeSpec(
+        sockets=(0,), cores_per_socket=2, threads_per_core=1, pci=tuple(gpu(a) for a in addresses)
+    )
     runner = run_agent(tmp_path, spec)
     a, kubelet, _ = next(runner)
     try:
         kubelet.wait_snapshot(GPU, lambda s: len(s) == 4)
         # Without link scores every pair scores the same (NODE) and the first candidate wins.
-        assert sorted(kubelet.preferred_allocation(GPU, addresses, [addresses[1]], 2)) == \
-            [addresses[1], addresses[3]]
+        assert sorted(kubelet.preferred_allocation(GPU, addresses, [addresses[1]], 2)) == [
+            addresses[1],
+            addresses[3],
+        ]
         assert sorted(kubelet.preferred_allocation(GPU, addresses, [], 2)) == [addresses[0], addresses[2]]
         nvml.inject_xid(addresses[2], 79)
         snapshot = kubelet.wait_snapshot(GPU, lambda s: s.get(addresses[2], ("",))[0] == "Unhealthy")

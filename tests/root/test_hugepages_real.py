@@ -42,23 +42,27 @@ def reserved_pages() -> Iterator[int]:
 
 def test_discovery_sees_the_pages_and_the_manager_admits_what_fits(reserved_pages: int) -> None:
     topo = discover(Path("/"))
-    per_node = {n: node.hugepages[2048].total
-                for n, node in topo.numa_nodes.items() if 2048 in node.hugepages}
+    per_node = {
+        n: node.hugepages[2048].total for n, node in topo.numa_nodes.items() if 2048 in node.hugepages
+    }
     assert sum(per_node.values()) == reserved_pages
     mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
     mgr.start()
     largest = max(per_node.values())
-    fits = ContainerInfo("uid-fit", "app", None, exclusive_cpus=1,
-                         hugepages={"hugepages-2Mi": largest * 2 * MI})
+    fits = ContainerInfo(
+        "uid-fit", "app", None, exclusive_cpus=1, hugepages={"hugepages-2Mi": largest * 2 * MI}
+    )
     pin = mgr.add_container(fits)
     assert pin.mems is not None and sum(per_node[n] for n in pin.mems) >= largest
-    too_big = ContainerInfo("uid-big", "app", None, exclusive_cpus=1,
-                            hugepages={"hugepages-2Mi": (reserved_pages + 1) * 2 * MI})
+    too_big = ContainerInfo(
+        "uid-big", "app", None, exclusive_cpus=1, hugepages={"hugepages-2Mi": (reserved_pages + 1) * 2 * MI}
+    )
     with pytest.raises(InsufficientHugePagesError, match=r"hugepages-2Mi: \d+Mi requested"):
         mgr.add_container(too_big)
     mgr.remove_container("uid-fit", "app")
-    again = ContainerInfo("uid-2", "app", None, exclusive_cpus=1,
-                          hugepages={"hugepages-2Mi": largest * 2 * MI})
+    again = ContainerInfo(
+        "uid-2", "app", None, exclusive_cpus=1, hugepages={"hugepages-2Mi": largest * 2 * MI}
+    )
     assert mgr.add_container(again).exclusive  # the released pages are free again
 
 
@@ -68,9 +72,29 @@ def test_topolet_run_admits_and_refuses_hugepages(reserved_pages: int, tmp_path:
 
     def run(size: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "topolet", "run", "--state-dir", str(tmp_path), "--cgroup-root", str(cg),
-             "--cpus", "1", "--guaranteed", "--hugepages-2Mi", size, "--", "grep", "Mems_allowed_list",
-             "/proc/self/status"], capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "topolet",
+                "run",
+                "--state-dir",
+                str(tmp_path),
+                "--cgroup-root",
+                str(cg),
+                "--cpus",
+                "1",
+                "--guaranteed",
+                "--hugepages-2Mi",
+                size,
+                "--",
+                "grep",
+                "Mems_allowed_list",
+                "/proc/self/status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     try:
         ok = run(f"{PAGES * 2}Mi")

@@ -20,8 +20,10 @@ from topology.cpuset import CPUSet
 V1 = Path("/sys/fs/cgroup/cpuset")
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(not (os.geteuid() == 0 and (V1 / "cpuset.cpus").exists()),
-                       reason="needs root and the cgroup v1 cpuset hierarchy"),
+    pytest.mark.skipif(
+        not (os.geteuid() == 0 and (V1 / "cpuset.cpus").exists()),
+        reason="needs root and the cgroup v1 cpuset hierarchy",
+    ),
 ]
 ONLINE = CPUSet.parse(Path("/sys/devices/system/cpu/online").read_text())
 
@@ -52,8 +54,17 @@ def test_victims_and_aggressor_sit_where_the_cpu_manager_put_them(tmp_path: Path
         assert root.is_dir()
 
     picked = [s for s in SCENARIOS if s.aggressor]
-    report = run(runs=1, kernels=["blackscholes-like"], scale=0.6, placement="cgroup", aggressor="auto",
-                 out=tmp_path, progress=False, scenarios=picked, on_start=look)
+    report = run(
+        runs=1,
+        kernels=["blackscholes-like"],
+        scale=0.6,
+        placement="cgroup",
+        aggressor="auto",
+        out=tmp_path,
+        progress=False,
+        scenarios=picked,
+        on_start=look,
+    )
     assert report.placement == "cgroup"
     # One reserved CPU (the lowest) stays in the shared pool; the victim takes the next one.
     exclusive = ONLINE - CPUSet([min(ONLINE)])

@@ -60,8 +60,9 @@ def runner(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     cg = f"/sys/fs/cgroup/cpuset/topolet-test-{tmp_path.name[-12:]}"
 
     def start(*args: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen([sys.executable, "-m", "topolet", "run", "--state-dir", str(tmp_path),
-                              "--cgroup-root", cg, *args])
+        p = subprocess.Popen(
+            [sys.executable, "-m", "topolet", "run", "--state-dir", str(tmp_path), "--cgroup-root", cg, *args]
+        )
         procs.append(p)
         return p
 
@@ -77,14 +78,29 @@ def runner(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
 
 def status(state_dir: Path) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-m", "topolet", "cpumanager", "status", "--state-dir",
-                          str(state_dir), "--format", "json"], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "topolet",
+            "cpumanager",
+            "status",
+            "--state-dir",
+            str(state_dir),
+            "--format",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 @pytest.mark.skipif(len(ONLINE) < 2, reason="needs at least 2 CPUs")
-def test_guaranteed_gets_exclusive_cpu_and_returns_it(runner: Callable[..., subprocess.Popen[bytes]],
-                                                      tmp_path: Path) -> None:
+def test_guaranteed_gets_exclusive_cpu_and_returns_it(
+    runner: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     shared_run = runner("--cpus", "500m", "--name", "shared", "--", "sleep", "60")
     shared = child_of(shared_run)
     wait_for(lambda: allowed(shared) == ONLINE)

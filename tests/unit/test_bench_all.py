@@ -34,8 +34,11 @@ def test_a_failing_benchmark_is_recorded_and_fails_the_run(
     rc = cli.main(["bench", "all", "--quick", "--only", "alloc", "--out", str(out)])
     assert rc == 1
     doc = json.loads(out.read_text())
-    assert doc["benchmarks"]["alloc"] == {"ok": False, "error": "RuntimeError: no such device",
-                                           "seconds": doc["benchmarks"]["alloc"]["seconds"]}
+    assert doc["benchmarks"]["alloc"] == {
+        "ok": False,
+        "error": "RuntimeError: no such device",
+        "seconds": doc["benchmarks"]["alloc"]["seconds"],
+    }
     assert "no such device" in capsys.readouterr().out
 
 

@@ -50,7 +50,11 @@ def test_overload_counts_failed_allocations() -> None:
 def test_run_replays_each_seed_with_both_choices() -> None:
     report = fragmentation.run(seeds=2, steps=300)
     assert [(r.seed, r.choice) for r in report.runs] == [
-        (0, "kubelet"), (0, "fragmentation-aware"), (1, "kubelet"), (1, "fragmentation-aware")]
+        (0, "kubelet"),
+        (0, "fragmentation-aware"),
+        (1, "kubelet"),
+        (1, "fragmentation-aware"),
+    ]
     assert [s.samples for s in report.summary] == [2 * 270, 2 * 270]
     by_choice = {s.choice: s for s in report.summary}
     # Same trace, same CPU counts: failures agree; only kubelet splits fitting requests.
@@ -74,8 +78,11 @@ def test_parser_options() -> None:
     assert (args.seeds, args.steps, args.json, args.load) == (2, 50, True, 0.5)
 
 
-@pytest.mark.parametrize("argv", [["--seeds", "0"], ["--steps", "x"], ["--load", "1.5"]],
-                         ids=["zero-seeds", "steps-not-a-number", "load-above-one"])
+@pytest.mark.parametrize(
+    "argv",
+    [["--seeds", "0"], ["--steps", "x"], ["--load", "1.5"]],
+    ids=["zero-seeds", "steps-not-a-number", "load-above-one"],
+)
 def test_parser_rejects_bad_values(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         _parser().parse_args(["fragmentation", *argv])

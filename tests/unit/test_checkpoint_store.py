@@ -91,8 +91,9 @@ def test_inconsistent_state_refused_at_start(tmp_path: Path, topo64) -> None:  #
     # CPU 4 is both shared and exclusive.
     bad = CPUManagerCheckpoint("static", CPUSet.parse("0-63"), {"p": {"c": CPUSet.parse("4")}})
     CheckpointStore(path, policy_name="static").save(bad)
-    mgr = CPUManager(topo64, StaticPolicy(topo64, num_reserved_cpus=1),
-                     store=CheckpointStore(path, policy_name="static"))
+    mgr = CPUManager(
+        topo64, StaticPolicy(topo64, num_reserved_cpus=1), store=CheckpointStore(path, policy_name="static")
+    )
     with pytest.raises(Exception, match="drain this node") as err:
         mgr.start()
     assert "4" in str(err.value)

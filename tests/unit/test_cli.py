@@ -153,8 +153,12 @@ def test_demo_writes_the_report(tmp_path: Path) -> None:
     report = tmp_path / "report"
     doc = json.loads((report / "topology.json").read_text())
     assert doc["schema"] == "topolet.topology/v1"
-    for png in ("topology.png", "isolation/isolation.png", "simulate/simulate-timeline.png",
-                "simulate/simulate-outcomes.png"):
+    for png in (
+        "topology.png",
+        "isolation/isolation.png",
+        "simulate/simulate-timeline.png",
+        "simulate/simulate-outcomes.png",
+    ):
         assert (report / png).read_bytes()[:8] == PNG_MAGIC, png
     text = (report / "report.md").read_text()
     for heading in ("## Exclusive CPU requests", "## Isolation", "## Simulation"):

@@ -28,13 +28,15 @@ REQUESTS = [("pod-a", "app", 4), ("pod-b", "app", 2), ("pod-b", "sidecar", 1), (
 def _describe(root: Path, state_dir: Path, *extra: str, fmt: str = "json") -> None:
     parser = argparse.ArgumentParser(prog="topolet")
     cmd_describe.register(parser.add_subparsers())
-    args = parser.parse_args(["describe", "--root", str(root), "--state-dir", str(state_dir),
-                              "--format", fmt, *extra])
+    args = parser.parse_args(
+        ["describe", "--root", str(root), "--state-dir", str(state_dir), "--format", fmt, *extra]
+    )
     assert args.func(args) == 0
 
 
-def _run(capsys: pytest.CaptureFixture[str], root: Path, state_dir: Path, *extra: str,
-         fmt: str = "json") -> str:
+def _run(
+    capsys: pytest.CaptureFixture[str], root: Path, state_dir: Path, *extra: str, fmt: str = "json"
+) -> str:
     _describe(root, state_dir, *extra, fmt=fmt)
     return capsys.readouterr().out
 
@@ -58,18 +60,35 @@ def allocated(root: Path, tmp_path: Path) -> tuple[MemoryState, StaticPolicy]:
     return state, policy
 
 
-def test_json_reports_the_checkpoint(capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path,
-                                     allocated: tuple[MemoryState, StaticPolicy]) -> None:
+def test_json_reports_the_checkpoint(
+    capsys: pytest.CaptureFixture[str],
+    root: Path,
+    tmp_path: Path,
+    allocated: tuple[MemoryState, StaticPolicy],
+) -> None:
     state, policy = allocated
     doc: dict[str, Any] = json.loads(_run(capsys, root, tmp_path))
-    assert doc["checkpoint"] == {"path": str(tmp_path / "cpu_manager_state"), "present": True,
-                                 "valid": True, "problem": None}
-    assert doc["topology"] == {"cpus": 32, "sockets": 2, "numaNodes": 2, "threadsPerCore": 2,
-                               "online": "0-31"}
+    assert doc["checkpoint"] == {
+        "path": str(tmp_path / "cpu_manager_state"),
+        "present": True,
+        "valid": True,
+        "problem": None,
+    }
+    assert doc["topology"] == {
+        "cpus": 32,
+        "sockets": 2,
+        "numaNodes": 2,
+        "threadsPerCore": 2,
+        "online": "0-31",
+    }
     held = CPUSet().union(*(c for cs in state.assignments().values() for c in cs.values()))
     assert doc["pools"] == {
-        "online": "0-31", "reserved": str(policy.reserved_cpus), "shared": str(state.get_default_cpuset()),
-        "isolated": "", "isolatedFree": "", "exclusive": str(held),
+        "online": "0-31",
+        "reserved": str(policy.reserved_cpus),
+        "shared": str(state.get_default_cpuset()),
+        "isolated": "",
+        "isolatedFree": "",
+        "exclusive": str(held),
         "assignable": str(state.get_default_cpuset() - policy.reserved_cpus),
     }
     assert len(held) == sum(n for _, _, n in REQUESTS)
@@ -83,9 +102,12 @@ def test_json_reports_the_checkpoint(capsys: pytest.CaptureFixture[str], root: P
         assert row["numaNodes"] == expected_nodes and row["sockets"] == expected_nodes
 
 
-def test_json_reports_hugepages_and_fragmentation(capsys: pytest.CaptureFixture[str], root: Path,
-                                                  tmp_path: Path,
-                                                  allocated: tuple[MemoryState, StaticPolicy]) -> None:
+def test_json_reports_hugepages_and_fragmentation(
+    capsys: pytest.CaptureFixture[str],
+    root: Path,
+    tmp_path: Path,
+    allocated: tuple[MemoryState, StaticPolicy],
+) -> None:
     state, policy = allocated
     doc = json.loads(_run(capsys, root, tmp_path))
     two_mib = [h for h in doc["hugepages"] if h["sizeKiB"] == 2048]
@@ -97,12 +119,20 @@ def test_json_reports_hugepages_and_fragmentation(capsys: pytest.CaptureFixture[
     frag = doc["fragmentation"]
     assert frag["freeCPUs"] == len(state.get_default_cpuset() - policy.reserved_cpus) == 32 - 1 - 15
     assert 0.0 <= frag["score"] <= 1.0
-    assert set(frag) >= {"freeWholeCores", "partlyFreeCores", "freeNUMANodes", "freeSockets",
-                         "largestNUMAFraction", "largestSocketFraction", "coreScore"}
+    assert set(frag) >= {
+        "freeWholeCores",
+        "partlyFreeCores",
+        "freeNUMANodes",
+        "freeSockets",
+        "largestNUMAFraction",
+        "largestSocketFraction",
+        "coreScore",
+    }
 
 
-def test_missing_checkpoint_shows_a_fresh_policys_pools(capsys: pytest.CaptureFixture[str], root: Path,
-                                                        tmp_path: Path) -> None:
+def test_missing_checkpoint_shows_a_fresh_policys_pools(
+    capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path
+) -> None:
     doc = json.loads(_run(capsys, root, tmp_path / "empty", "--num-reserved-cpus", "2"))
     assert doc["checkpoint"]["present"] is False
     assert doc["assignments"] == []
@@ -114,8 +144,9 @@ def test_missing_checkpoint_shows_a_fresh_policys_pools(capsys: pytest.CaptureFi
     assert "no checkpoint yet" in text
 
 
-def test_checkpoint_that_does_not_fit_the_policy_is_flagged(capsys: pytest.CaptureFixture[str],
-                                                           root: Path, tmp_path: Path) -> None:
+def test_checkpoint_that_does_not_fit_the_policy_is_flagged(
+    capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path
+) -> None:
     with CheckpointStore(tmp_path / "cpu_manager_state", policy_name="static") as store:
         cp = CPUManagerCheckpoint("static", CPUSet.parse("0-15"), {"pod": {"app": CPUSet.parse("16-20")}})
         store.save(cp)
@@ -130,8 +161,12 @@ def test_corrupt_checkpoint_is_a_command_error(root: Path, tmp_path: Path) -> No
         _describe(root, tmp_path)
 
 
-def test_tables_list_every_assignment(capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path,
-                                      allocated: tuple[MemoryState, StaticPolicy]) -> None:
+def test_tables_list_every_assignment(
+    capsys: pytest.CaptureFixture[str],
+    root: Path,
+    tmp_path: Path,
+    allocated: tuple[MemoryState, StaticPolicy],
+) -> None:
     text = _run(capsys, root, tmp_path, fmt="table")
     for title in ("CPU pools", "exclusive assignments", "hugepages per NUMA node", "fragmentation"):
         assert title in text

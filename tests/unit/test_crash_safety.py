@@ -40,8 +40,9 @@ def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
 
 
 def _manager(topo: Topology, state: Path) -> CPUManager:
-    return CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1),
-                      store=CheckpointStore(state, policy_name="static"))
+    return CPUManager(
+        topo, StaticPolicy(topo, num_reserved_cpus=1), store=CheckpointStore(state, policy_name="static")
+    )
 
 
 def _run_child(topo: Topology, state: Path, history: list[Op]) -> None:

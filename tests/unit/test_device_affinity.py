@@ -26,8 +26,15 @@ def dual_socket_ht_with_gpu() -> Topology:
             cpus |= threads
         nodes.append(NumaNode(id=s, cpus=cpus))
         pkgs.append(Package(id=s, cpus=cpus, os_index=s))
-    gpu = PCIDevice(address="0000:81:00.0", vendor=0x10DE, device=0x20B0, class_code=0x030200,
-                    numa_node=1, package=1, kernel_numa_node=1)
+    gpu = PCIDevice(
+        address="0000:81:00.0",
+        vendor=0x10DE,
+        device=0x20B0,
+        class_code=0x030200,
+        numa_node=1,
+        package=1,
+        kernel_numa_node=1,
+    )
     return Topology.build(packages=pkgs, numa_nodes=nodes, cores=cores, pci_devices=[gpu])
 
 
@@ -41,8 +48,13 @@ def test_cpus_follow_the_device(holds_gpu: bool, expect_node: int) -> None:
     mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
     mgr.start()
     gpu_nodes = frozenset(g.kernel_numa_node for g in topo.gpus() if g.kernel_numa_node is not None)
-    info = ContainerInfo(pod_uid="p", container_name="train", cgroup=None, exclusive_cpus=4,
-                         numa_affinity=gpu_nodes if holds_gpu else None)
+    info = ContainerInfo(
+        pod_uid="p",
+        container_name="train",
+        cgroup=None,
+        exclusive_cpus=4,
+        numa_affinity=gpu_nodes if holds_gpu else None,
+    )
     mgr.add_container(info)
     got = mgr.state.get_cpuset("p", "train")
     assert got is not None and len(got) == 4

@@ -72,13 +72,19 @@ def test_devices_are_assignable_cpus_with_numa(manager: CPUManager) -> None:
         ("5,20,52", "", 2, "20,52"),
         ("1-63", "", 0, ""),
     ],
-    ids=["all-free/size2/one-whole-core", "all-free/size4/two-whole-cores",
-         "must-cpu40/size2/its-sibling", "must-two-sockets/size4/their-siblings",
-         "must-cpu20/size3/sibling-then-same-node", "few-free/size2/prefer-whole-core",
-         "size0/empty"],
+    ids=[
+        "all-free/size2/one-whole-core",
+        "all-free/size4/two-whole-cores",
+        "must-cpu40/size2/its-sibling",
+        "must-two-sockets/size4/their-siblings",
+        "must-cpu20/size3/sibling-then-same-node",
+        "few-free/size2/prefer-whole-core",
+        "size0/empty",
+    ],
 )
-def test_preferred_allocation(manager: CPUManager, available: str, must: str, size: int,
-                              expected: str) -> None:
+def test_preferred_allocation(
+    manager: CPUManager, available: str, must: str, size: int, expected: str
+) -> None:
     resource = ExclusiveCPUResource(manager)
     assert sorted(resource.preferred_allocation(ids(available), ids(must), size)) == sorted(ids(expected))
 
@@ -92,8 +98,9 @@ def test_preferred_allocation(manager: CPUManager, available: str, must: str, si
     ],
     ids=["foreign-id", "leading-zero", "reserved-cpu"],
 )
-def test_allocate_rejects(manager: CPUManager, device_ids: list[str], error: type[Exception],
-                          text: str) -> None:
+def test_allocate_rejects(
+    manager: CPUManager, device_ids: list[str], error: type[Exception], text: str
+) -> None:
     with pytest.raises(error, match=text.replace("(", r"\(")):
         ExclusiveCPUResource(manager).allocate(device_ids)
     assert manager.exclusive_cpus() == CPUSet()
@@ -113,9 +120,22 @@ def test_allocate_records_placeholder_and_refuses_a_second_time(manager: CPUMana
 def test_reassign_rekeys_placeholder_from_podresources(manager: CPUManager) -> None:
     resource = ExclusiveCPUResource(manager)
     resource.allocate(["cpu3", "cpu35"])
-    pods = [PodResources("web", "default", (ContainerResources("app", (
-        ContainerDevices(RES, ("cpu35", "cpu3"), (0,)), ContainerDevices("nvidia.com/gpu", ("x",)))),)),
-        PodResources("other", "default", (ContainerResources("side"),))]
+    pods = [
+        PodResources(
+            "web",
+            "default",
+            (
+                ContainerResources(
+                    "app",
+                    (
+                        ContainerDevices(RES, ("cpu35", "cpu3"), (0,)),
+                        ContainerDevices("nvidia.com/gpu", ("x",)),
+                    ),
+                ),
+            ),
+        ),
+        PodResources("other", "default", (ContainerResources("side"),)),
+    ]
     uids = {("default", "web"): "uid-web"}
     assert resource.reassign(pods, lambda ns, name: uids.get((ns, name))) == 1
     assert manager.state.get_cpuset("uid-web", "app") == CPUSet.of(3, 35)

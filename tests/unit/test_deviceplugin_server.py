@@ -52,13 +52,19 @@ def own_kubelet(tmp_path: Path, resource: GPUResource) -> Iterator[KubeletStandi
 
 
 def preferred(available: list[str], must: list[str], size: int) -> object:
-    return api_pb2.PreferredAllocationRequest(container_requests=[api_pb2.ContainerPreferredAllocationRequest(
-        available_deviceIDs=available, must_include_deviceIDs=must, allocation_size=size)])
+    return api_pb2.PreferredAllocationRequest(
+        container_requests=[
+            api_pb2.ContainerPreferredAllocationRequest(
+                available_deviceIDs=available, must_include_deviceIDs=must, allocation_size=size
+            )
+        ]
+    )
 
 
 def allocate(*containers: list[str]) -> object:
-    return api_pb2.AllocateRequest(container_requests=[
-        api_pb2.ContainerAllocateRequest(devices_ids=ids) for ids in containers])
+    return api_pb2.AllocateRequest(
+        container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=ids) for ids in containers]
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,26 +72,56 @@ def allocate(*containers: list[str]) -> object:
     [
         ("Allocate", allocate(), "INVALID_ARGUMENT", "container_requests: expected at least one"),
         ("Allocate", allocate([]), "INVALID_ARGUMENT", "devices_ids: expected at least one device id"),
-        ("Allocate", allocate(["GPU-nope"]), "INVALID_ARGUMENT",
-         "devices_ids: unknown device id(s) ['GPU-nope']"),
+        (
+            "Allocate",
+            allocate(["GPU-nope"]),
+            "INVALID_ARGUMENT",
+            "devices_ids: unknown device id(s) ['GPU-nope']",
+        ),
         ("Allocate", allocate([A, A]), "INVALID_ARGUMENT", "listed more than once"),
-        ("GetPreferredAllocation", preferred([A, B], [], 3), "RESOURCE_EXHAUSTED",
-         "3 devices requested, only 2 available"),
+        (
+            "GetPreferredAllocation",
+            preferred([A, B], [], 3),
+            "RESOURCE_EXHAUSTED",
+            "3 devices requested, only 2 available",
+        ),
         ("GetPreferredAllocation", preferred([A], [], 0), "INVALID_ARGUMENT", "allocation_size: got 0"),
-        ("GetPreferredAllocation", preferred([A, "x"], [], 1), "INVALID_ARGUMENT",
-         "available_deviceIDs: unknown device id(s) ['x']"),
+        (
+            "GetPreferredAllocation",
+            preferred([A, "x"], [], 1),
+            "INVALID_ARGUMENT",
+            "available_deviceIDs: unknown device id(s) ['x']",
+        ),
         ("GetPreferredAllocation", preferred([A], [B], 1), "INVALID_ARGUMENT", "not in available_deviceIDs"),
-        ("GetPreferredAllocation", preferred([A, B], [A, B], 1), "INVALID_ARGUMENT",
-         "exceed allocation_size"),
-        ("GetPreferredAllocation", api_pb2.PreferredAllocationRequest(), "INVALID_ARGUMENT",
-         "container_requests"),
+        (
+            "GetPreferredAllocation",
+            preferred([A, B], [A, B], 1),
+            "INVALID_ARGUMENT",
+            "exceed allocation_size",
+        ),
+        (
+            "GetPreferredAllocation",
+            api_pb2.PreferredAllocationRequest(),
+            "INVALID_ARGUMENT",
+            "container_requests",
+        ),
     ],
-    ids=["allocate/no-containers", "allocate/no-ids", "allocate/unknown-id", "allocate/duplicate-id",
-         "preferred/oversize", "preferred/size0", "preferred/unknown-id", "preferred/must-not-available",
-         "preferred/must-exceeds-size", "preferred/no-containers"],
+    ids=[
+        "allocate/no-containers",
+        "allocate/no-ids",
+        "allocate/unknown-id",
+        "allocate/duplicate-id",
+        "preferred/oversize",
+        "preferred/size0",
+        "preferred/unknown-id",
+        "preferred/must-not-available",
+        "preferred/must-exceeds-size",
+        "preferred/no-containers",
+    ],
 )
 def test_bad_input_gets_clear_status_and_server_keeps_serving(
-        kubelet: KubeletStandin, method: str, request_: object, code: str, text: str) -> None:
+    kubelet: KubeletStandin, method: str, request_: object, code: str, text: str
+) -> None:
     with pytest.raises(grpc.RpcError) as info:
         kubelet.call(GPU, method, request_, timeout=5)
     assert info.value.code() is getattr(grpc.StatusCode, code)
@@ -125,8 +161,11 @@ def test_options_are_the_registered_ones(kubelet: KubeletStandin) -> None:
     assert reg.options == api_pb2.DevicePluginOptions(get_preferred_allocation_available=True)
 
 
-@pytest.mark.parametrize("name", ["/abs/path.sock", "", "kubelet.sock", "..", "a/b.sock"],
-                         ids=["absolute", "empty", "kubelet-socket", "dotdot", "subdir"])
+@pytest.mark.parametrize(
+    "name",
+    ["/abs/path.sock", "", "kubelet.sock", "..", "a/b.sock"],
+    ids=["absolute", "empty", "kubelet-socket", "dotdot", "subdir"],
+)
 def test_socket_name_must_be_a_plain_file_name(resource: GPUResource, tmp_path: Path, name: str) -> None:
     with pytest.raises(RegistrationError, match="socket_name"):
         DevicePluginServer(resource, None, plugin_dir=tmp_path, socket_name=name or "/")
@@ -134,11 +173,26 @@ def test_socket_name_must_be_a_plain_file_name(resource: GPUResource, tmp_path: 
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("nvidia.com/gpu", True), ("topolet.io/exclusive-cpus", True), ("gpu", False),
-     ("kubernetes.io/gpu", False), ("requests.x.io/gpu", False), ("x.io/" + "a" * 64, False),
-     ("x.io/-gpu", False), ("X_io/gpu", False)],
-    ids=["nvidia", "topolet-cpus", "no-domain", "kubernetes-namespace", "requests-prefix", "name-too-long",
-         "leading-dash", "bad-domain"],
+    [
+        ("nvidia.com/gpu", True),
+        ("topolet.io/exclusive-cpus", True),
+        ("gpu", False),
+        ("kubernetes.io/gpu", False),
+        ("requests.x.io/gpu", False),
+        ("x.io/" + "a" * 64, False),
+        ("x.io/-gpu", False),
+        ("X_io/gpu", False),
+    ],
+    ids=[
+        "nvidia",
+        "topolet-cpus",
+        "no-domain",
+        "kubernetes-namespace",
+        "requests-prefix",
+        "name-too-long",
+        "leading-dash",
+        "bad-domain",
+    ],
 )
 def test_standin_resource_name_rules(name: str, valid: bool) -> None:
     assert valid_extended_resource_name(name) is valid
@@ -153,8 +207,9 @@ class _Renamed(GPUResource):
 def test_standin_rejects_invalid_resource_name(resource: GPUResource, tmp_path: Path) -> None:
     kubelet = KubeletStandin(tmp_path)
     kubelet.start()
-    server = DevicePluginServer(_Renamed(resource, "kubernetes.io/gpu"), None, plugin_dir=tmp_path,
-                                socket_name="bad.sock")
+    server = DevicePluginServer(
+        _Renamed(resource, "kubernetes.io/gpu"), None, plugin_dir=tmp_path, socket_name="bad.sock"
+    )
     try:
         server.start()
         kubelet.wait_for(lambda: kubelet.rejections)
@@ -169,10 +224,13 @@ def test_standin_rejects_other_versions(tmp_path: Path, resource: GPUResource) -
     kubelet = KubeletStandin(tmp_path)
     kubelet.start()
     try:
-        with grpc.insecure_channel(f"unix://{tmp_path / 'kubelet.sock'}") as ch, \
-                pytest.raises(grpc.RpcError) as info:
-            api_pb2_grpc.RegistrationStub(ch).Register(api_pb2.RegisterRequest(
-                version="v1", endpoint="x.sock", resource_name=GPU), timeout=5)
+        with (
+            grpc.insecure_channel(f"unix://{tmp_path / 'kubelet.sock'}") as ch,
+            pytest.raises(grpc.RpcError) as info,
+        ):
+            api_pb2_grpc.RegistrationStub(ch).Register(
+                api_pb2.RegisterRequest(version="v1", endpoint="x.sock", resource_name=GPU), timeout=5
+            )
         assert "requested API version 'v1' is not supported by kubelet" in info.value.details()
     finally:
         kubelet.stop()

@@ -14,9 +14,22 @@ from topology.nrt import NodeResourceTopology
 
 def _nrt(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "topolet", "discover", "--root", str(root), "--format", "nrt",
-         "--node-name", "worker-1", *extra],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "topolet",
+            "discover",
+            "--root",
+            str(root),
+            "--format",
+            "nrt",
+            "--node-name",
+            "worker-1",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -44,20 +44,43 @@ def _policy(*, fragmentation_aware: bool, full_pcpus_only: bool = False) -> Stat
 
 # (available, request, kubelet's choice, fragmentation-aware choice)
 SITUATIONS = [
-    pytest.param("0-1,3-5,9-11", 2, "3,9", "0-1",
-                 id="dual-socket-HT/half-cores-on-used-socket/2-cpus/expect-socket1-kept-whole"),
-    pytest.param("0-2,3-6,9-11", 4, "0,3,6,9", "0-2,6",
-                 id="dual-socket-HT/whole-core-plus-halves/4-cpus/expect-single-socket"),
-    pytest.param("0-2,3-5,9-11", 3, "0,3,9", "0-2",
-                 id="dual-socket-HT/three-halves-on-used-socket/3-cpus/expect-single-socket"),
-    pytest.param("0-1,3-5,9-11", 3, "0,3,9", "3-4,9",
-                 id="dual-socket-HT/used-socket-too-small/3-cpus/expect-aligned-on-free-socket"),
-    pytest.param("0-2,6-7,3-5,9-11", 3, "0,2,6", "0,2,6",
-                 id="dual-socket-HT/odd-request/3-cpus/expect-half-core-used-both"),
-    pytest.param("0-11", 6, "0-2,6-8", "0-2,6-8",
-                 id="dual-socket-HT/all-free/whole-socket/expect-same"),
-    pytest.param("1,3-5,7,9-11", 1, "1", "1",
-                 id="dual-socket-HT/one-core-left-on-socket0/1-cpu/expect-same"),
+    pytest.param(
+        "0-1,3-5,9-11",
+        2,
+        "3,9",
+        "0-1",
+        id="dual-socket-HT/half-cores-on-used-socket/2-cpus/expect-socket1-kept-whole",
+    ),
+    pytest.param(
+        "0-2,3-6,9-11",
+        4,
+        "0,3,6,9",
+        "0-2,6",
+        id="dual-socket-HT/whole-core-plus-halves/4-cpus/expect-single-socket",
+    ),
+    pytest.param(
+        "0-2,3-5,9-11",
+        3,
+        "0,3,9",
+        "0-2",
+        id="dual-socket-HT/three-halves-on-used-socket/3-cpus/expect-single-socket",
+    ),
+    pytest.param(
+        "0-1,3-5,9-11",
+        3,
+        "0,3,9",
+        "3-4,9",
+        id="dual-socket-HT/used-socket-too-small/3-cpus/expect-aligned-on-free-socket",
+    ),
+    pytest.param(
+        "0-2,6-7,3-5,9-11",
+        3,
+        "0,2,6",
+        "0,2,6",
+        id="dual-socket-HT/odd-request/3-cpus/expect-half-core-used-both",
+    ),
+    pytest.param("0-11", 6, "0-2,6-8", "0-2,6-8", id="dual-socket-HT/all-free/whole-socket/expect-same"),
+    pytest.param("1,3-5,7,9-11", 1, "1", "1", id="dual-socket-HT/one-core-left-on-socket0/1-cpu/expect-same"),
 ]
 
 
@@ -137,8 +160,9 @@ MEASURES = [
 
 
 @pytest.mark.parametrize(("free", "whole", "partly", "sockets", "scores"), MEASURES)
-def test_measure(free: str, whole: int, partly: int, sockets: tuple[int, ...],
-                 scores: tuple[float, float, float]) -> None:
+def test_measure(
+    free: str, whole: int, partly: int, sockets: tuple[int, ...], scores: tuple[float, float, float]
+) -> None:
     frag = measure(VIEW, CPUSet.parse(free))
     assert frag.free_cpus == len(CPUSet.parse(free))
     assert (frag.free_whole_cores, frag.partly_free_cores, frag.free_sockets) == (whole, partly, sockets)

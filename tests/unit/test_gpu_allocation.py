@@ -71,28 +71,65 @@ class Case:
 
 CASES = [
     # must_include honoured
-    Case("MustInclude, TwoNodes, ExpectItsNVLinkPartner", TWO_NODES, ids(*range(8)), ids(2), 2,
-         set(ids(2, 3))),
-    Case("MustIncludeTwo, TwoNodes, ExpectBothPlusBestPair", TWO_NODES, ids(*range(8)), ids(0, 6), 4,
-         set(ids(0, 1, 6, 7))),  # spans two nodes anyway: 0-1 (250) beats any other partner
-    Case("MustIncludeAll, TwoNodes, ExpectExactlyThem", TWO_NODES, ids(*range(8)), ids(1, 5, 7), 3,
-         set(ids(1, 5, 7))),
+    Case(
+        "MustInclude, TwoNodes, ExpectItsNVLinkPartner", TWO_NODES, ids(*range(8)), ids(2), 2, set(ids(2, 3))
+    ),
+    Case(
+        "MustIncludeTwo, TwoNodes, ExpectBothPlusBestPair",
+        TWO_NODES,
+        ids(*range(8)),
+        ids(0, 6),
+        4,
+        set(ids(0, 1, 6, 7)),
+    ),  # spans two nodes anyway: 0-1 (250) beats any other partner
+    Case(
+        "MustIncludeAll, TwoNodes, ExpectExactlyThem",
+        TWO_NODES,
+        ids(*range(8)),
+        ids(1, 5, 7),
+        3,
+        set(ids(1, 5, 7)),
+    ),
     # {5,6,7} scores 60 against 290 for {4,5,7}, but leaves the partition {0,1}{2,3,4}{5,6,7}
     # (250 + 670 + 60 = 980), which beats every partition holding {4,5,7} (at most 810)
-    Case("MustIncludeOnNode1, TwoNodes, ExpectPartitionKeepingBridge", TWO_NODES, ids(*range(8)), ids(7), 3,
-         set(ids(5, 6, 7))),
+    Case(
+        "MustIncludeOnNode1, TwoNodes, ExpectPartitionKeepingBridge",
+        TWO_NODES,
+        ids(*range(8)),
+        ids(7),
+        3,
+        set(ids(5, 6, 7)),
+    ),
     # NUMA packing beats link score: 3-4 (4 NVLinks, 410) crosses nodes, so 2-3 (250) wins
-    Case("PairWith3, TwoNodes, ExpectSameNodePartnerNotBridge", TWO_NODES, ids(*range(8)), ids(3), 2,
-         set(ids(2, 3))),
+    Case(
+        "PairWith3, TwoNodes, ExpectSameNodePartnerNotBridge",
+        TWO_NODES,
+        ids(*range(8)),
+        ids(3),
+        2,
+        set(ids(2, 3)),
+    ),
     Case("Pair, Free 3 4 6, ExpectNodeOnePairOverBridge", TWO_NODES, ids(3, 4, 6), [], 2, set(ids(4, 6))),
     Case("Four, TwoNodes, ExpectOneWholeNode", TWO_NODES, ids(*range(8)), [], 4, set(ids(0, 1, 2, 3))),
-    Case("Five, TwoNodes, ExpectNodePlusBridgePartner", TWO_NODES, ids(*range(8)), ids(0), 5,
-         set(ids(0, 1, 2, 3, 4))),
+    Case(
+        "Five, TwoNodes, ExpectNodePlusBridgePartner",
+        TWO_NODES,
+        ids(*range(8)),
+        ids(0),
+        5,
+        set(ids(0, 1, 2, 3, 4)),
+    ),
     # sparse NUMA ids and an unknown node
     Case("Pair, Sparse, ExpectNVLinkedPairOnNode2", SPARSE, ids(*range(6)), [], 2, set(ids(2, 3))),
     Case("Three, Sparse, ExpectWholeNode2", SPARSE, ids(*range(6)), [], 3, set(ids(2, 3, 4))),
-    Case("MustIncludeUnknownNode, Sparse, ExpectFillFromBiggestNode", SPARSE, ids(*range(6)), ids(5), 4,
-         set(ids(2, 3, 4, 5))),
+    Case(
+        "MustIncludeUnknownNode, Sparse, ExpectFillFromBiggestNode",
+        SPARSE,
+        ids(*range(6)),
+        ids(5),
+        4,
+        set(ids(2, 3, 4, 5)),
+    ),
     Case("Pair, Sparse, Only 0 1 5 Free, ExpectNode7Pair", SPARSE, ids(0, 1, 5), [], 2, set(ids(0, 1))),
 ]
 
@@ -113,12 +150,25 @@ def test_preferred_allocation(case: Case) -> None:
         pytest.param(ids(0, 1), ["nope"], 1, UnknownDeviceError, "must_include_deviceIDs", id="unknown-must"),
         pytest.param(ids(0, 0, 1), [], 2, InvalidRequestError, "more than once", id="duplicate-available"),
         pytest.param(ids(0, 1), ids(0, 0), 2, InvalidRequestError, "more than once", id="duplicate-must"),
-        pytest.param(ids(1, 2), ids(0), 2, InvalidRequestError, "not in available_deviceIDs",
-                     id="must-include-not-available"),
-        pytest.param(ids(0, 1, 2), ids(0, 1, 2), 2, InvalidRequestError, "exceed allocation_size",
-                     id="must-include-more-than-size"),
-        pytest.param(ids(0, 1), [], 3, InsufficientDevicesError, "only 2 available",
-                     id="size-over-available"),
+        pytest.param(
+            ids(1, 2),
+            ids(0),
+            2,
+            InvalidRequestError,
+            "not in available_deviceIDs",
+            id="must-include-not-available",
+        ),
+        pytest.param(
+            ids(0, 1, 2),
+            ids(0, 1, 2),
+            2,
+            InvalidRequestError,
+            "exceed allocation_size",
+            id="must-include-more-than-size",
+        ),
+        pytest.param(
+            ids(0, 1), [], 3, InsufficientDevicesError, "only 2 available", id="size-over-available"
+        ),
         pytest.param([], [], 1, InsufficientDevicesError, "only 0 available", id="nothing-available"),
     ],
 )
@@ -145,12 +195,17 @@ def test_too_many_gpus_for_the_search() -> None:
         pytest.param(lambda: GPU("a", 0, numa_node=-1), "numa_node", id="negative-numa"),
         pytest.param(lambda: GPUTopology([GPU("a", 0), GPU("a", 1)], {}), "repeats", id="duplicate-id"),
         pytest.param(lambda: GPUTopology([GPU("a", 0), GPU("b", 0)], {}), "repeats", id="duplicate-index"),
-        pytest.param(lambda: GPUTopology([GPU("a", 0)], {("a", "z"): GPULink()}), "unknown GPU 'z'",
-                     id="link-to-unknown"),
+        pytest.param(
+            lambda: GPUTopology([GPU("a", 0)], {("a", "z"): GPULink()}),
+            "unknown GPU 'z'",
+            id="link-to-unknown",
+        ),
         pytest.param(lambda: GPUTopology([GPU("a", 0)], {("a", "a"): GPULink()}), "itself", id="self-link"),
-        pytest.param(lambda: GPUTopology([GPU("a", 0), GPU("b", 1)],
-                                         {("a", "b"): GPULink(), ("b", "a"): GPULink()}),
-                     "twice", id="pair-twice"),
+        pytest.param(
+            lambda: GPUTopology([GPU("a", 0), GPU("b", 1)], {("a", "b"): GPULink(), ("b", "a"): GPULink()}),
+            "twice",
+            id="pair-twice",
+        ),
     ],
 )
 def test_bad_model(build: object, message: str) -> None:
@@ -170,6 +225,7 @@ def test_unknown_policy_lists_valid_names() -> None:
 def scan(gpus: GPUTopology, available: Sequence[str], must: Sequence[str], size: int) -> list[str]:
     """The policy as written: visit every partition, keep the first best qualifying one,
     return its first best eligible group."""
+
     def nodes(group: Sequence[str | None]) -> int:
         return len({gpus.gpus[g].numa_node for g in group if g is not None})
 
@@ -214,8 +270,11 @@ EXHAUSTIVE = [
 ]
 
 
-@pytest.mark.parametrize(("seed", "n", "size", "must"), EXHAUSTIVE,
-                         ids=[f"seed{s}-{n}gpus-size{z}-must{m}" for s, n, z, m in EXHAUSTIVE])
+@pytest.mark.parametrize(
+    ("seed", "n", "size", "must"),
+    EXHAUSTIVE,
+    ids=[f"seed{s}-{n}gpus-size{z}-must{m}" for s, n, z, m in EXHAUSTIVE],
+)
 def test_search_matches_scan_of_every_partition(seed: int, n: int, size: int, must: int) -> None:
     gpus = random_node(seed, n)
     available = list(gpus.gpus)

@@ -21,52 +21,76 @@ def two_numa(pages_2m: tuple[int, int] = (512, 256), pages_1g: tuple[int, int] =
     """1 socket, 2 NUMA nodes: node 0 = CPUs 0-3, node 1 = CPUs 4-7, cores of 2 threads
     (n, n+1); hugepage pools per node as given (2 MiB and 1 GiB page counts)."""
     nodes = [
-        NumaNode(n, CPUSet.range(4 * n, 4 * n + 3), hugepages={
-            2048: HugePages(2048, pages_2m[n], pages_2m[n]),
-            1048576: HugePages(1048576, pages_1g[n], pages_1g[n]),
-        })
+        NumaNode(
+            n,
+            CPUSet.range(4 * n, 4 * n + 3),
+            hugepages={
+                2048: HugePages(2048, pages_2m[n], pages_2m[n]),
+                1048576: HugePages(1048576, pages_1g[n], pages_1g[n]),
+            },
+        )
         for n in (0, 1)
     ]
     cores = [Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c, c + 1)) for c in range(0, 8, 2)]
     return Topology.build(packages=[Package(0, CPUSet.range(0, 7), 0)], numa_nodes=nodes, cores=cores)
 
 
-@pytest.mark.parametrize(("raw", "expect"), [
-    pytest.param({"hugepages-2Mi": "1Gi"}, {"hugepages-2Mi": GI}, id="2Mi/1Gi"),
-    pytest.param({"hugepages-1Gi": "2Gi", "hugepages-2Mi": "4Mi"}, {"hugepages-1Gi": 2 * GI,
-                                                                   "hugepages-2Mi": 4 * MI}, id="both"),
-    pytest.param({"hugepages-2Mi": "0"}, {}, id="zero-dropped"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expect"),
+    [
+        pytest.param({"hugepages-2Mi": "1Gi"}, {"hugepages-2Mi": GI}, id="2Mi/1Gi"),
+        pytest.param(
+            {"hugepages-1Gi": "2Gi", "hugepages-2Mi": "4Mi"},
+            {"hugepages-1Gi": 2 * GI, "hugepages-2Mi": 4 * MI},
+            id="both",
+        ),
+        pytest.param({"hugepages-2Mi": "0"}, {}, id="zero-dropped"),
+    ],
+)
 def test_parse_requests(raw: dict[str, str], expect: dict[str, int]) -> None:
     assert parse_hugepages_requests(raw) == expect
 
 
-@pytest.mark.parametrize(("raw", "needle"), [
-    pytest.param({"hugepages-2Mi": "3Mi"}, "whole number of 2Mi pages", id="not-whole-pages"),
-    pytest.param({"hugepages-2Mi": "-2Mi"}, "whole number", id="negative"),
-    pytest.param({"memory": "1Gi"}, "not a hugepages resource", id="not-hugepages"),
-    pytest.param({"hugepages-2MB": "2Mi"}, "page size", id="bad-size"),
-    pytest.param({"hugepages-2Mi": "lots"}, "hugepages-2Mi", id="bad-amount"),
-])
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        pytest.param({"hugepages-2Mi": "3Mi"}, "whole number of 2Mi pages", id="not-whole-pages"),
+        pytest.param({"hugepages-2Mi": "-2Mi"}, "whole number", id="negative"),
+        pytest.param({"memory": "1Gi"}, "not a hugepages resource", id="not-hugepages"),
+        pytest.param({"hugepages-2MB": "2Mi"}, "page size", id="bad-size"),
+        pytest.param({"hugepages-2Mi": "lots"}, "hugepages-2Mi", id="bad-amount"),
+    ],
+)
 def test_parse_rejects(raw: dict[str, str], needle: str) -> None:
     with pytest.raises(HugePagesRequestError, match=needle):
         parse_hugepages_requests(raw)
 
 
-@pytest.mark.parametrize(("amount", "text"), [
-    (0, "0"), (512 * MI, "512Mi"), (GI, "1Gi"), (1536 * MI, "1536Mi"), (3 * 1024, "3Ki"), (100, "100"),
-])
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (0, "0"),
+        (512 * MI, "512Mi"),
+        (GI, "1Gi"),
+        (1536 * MI, "1536Mi"),
+        (3 * 1024, "3Ki"),
+        (100, "100"),
+    ],
+)
 def test_format_bytes(amount: int, text: str) -> None:
     assert format_bytes(amount) == text
 
 
-@pytest.mark.parametrize(("request_", "expect"), [
-    pytest.param({"hugepages-2Mi": 512 * MI}, ["{0}:T", "{1}:T", "{0,1}:F"], id="fits-either-node"),
-    pytest.param({"hugepages-2Mi": GI}, ["{0}:T", "{0,1}:F"], id="fits-node0-only"),
-    pytest.param({"hugepages-2Mi": 1280 * MI}, ["{0,1}:T"], id="needs-both"),
-    pytest.param({"hugepages-2Mi": 2 * GI}, [], id="fits-nowhere"),
-    pytest.param({"hugepages-1Gi": GI, "hugepages-2Mi": 512 * MI}, ["{0}:T", "{0,1}:F"], id="two-sizes"),
-])
+@pytest.mark.parametrize(
+    ("request_", "expect"),
+    [
+        pytest.param({"hugepages-2Mi": 512 * MI}, ["{0}:T", "{1}:T", "{0,1}:F"], id="fits-either-node"),
+        pytest.param({"hugepages-2Mi": GI}, ["{0}:T", "{0,1}:F"], id="fits-node0-only"),
+        pytest.param({"hugepages-2Mi": 1280 * MI}, ["{0,1}:T"], id="needs-both"),
+        pytest.param({"hugepages-2Mi": 2 * GI}, [], id="fits-nowhere"),
+        pytest.param({"hugepages-1Gi": GI, "hugepages-2Mi": 512 * MI}, ["{0}:T", "{0,1}:F"], id="two-sizes"),
+    ],
+)
 def test_hints(request_: dict[str, int], expect: list[str]) -> None:
     acc = HugePageAccounts.from_topology(two_numa())
     assert [str(h) for h in acc.hints(request_)] == expect
@@ -124,8 +148,9 @@ def manager(topo: Topology, tmp: Path | None = None) -> CPUManager:
 
 def guaranteed(name: str, cpus: int, **pages: int) -> ContainerInfo:
     request = {k.replace("_", "-"): v for k, v in pages.items()}
-    return ContainerInfo(pod_uid=f"uid-{name}", container_name=name, cgroup=None, exclusive_cpus=cpus,
-                         hugepages=request)
+    return ContainerInfo(
+        pod_uid=f"uid-{name}", container_name=name, cgroup=None, exclusive_cpus=cpus, hugepages=request
+    )
 
 
 def test_exclusive_cpus_follow_the_node_where_hugepages_fit() -> None:
@@ -143,8 +168,9 @@ def test_rejection_releases_the_cpus_just_taken() -> None:
     with pytest.raises(InsufficientHugePagesError) as err:
         mgr.add_container(guaranteed("big", 2, hugepages_2Mi=GI))
     assert str(err.value).startswith(
-        "hugepages-2Mi: 1Gi requested, NUMA node 0 has 256Mi free of 256Mi, node 1 has 256Mi free of 256Mi")
-    mgr.add_container(guaranteed("hog", 4))          # takes all of node 1's CPUs
+        "hugepages-2Mi: 1Gi requested, NUMA node 0 has 256Mi free of 256Mi, node 1 has 256Mi free of 256Mi"
+    )
+    mgr.add_container(guaranteed("hog", 4))  # takes all of node 1's CPUs
     mgr.add_container(guaranteed("p", 1, hugepages_2Mi=256 * MI))  # node 0's pages
     taken, shared = mgr.exclusive_cpus(), mgr.shared_pool()
     # Pages are left only on node 1, CPUs only on node 0: the CPUs just taken go back.
@@ -179,8 +205,9 @@ def test_shared_guaranteed_container_gets_mems_of_its_pages(tmp_path: Path) -> N
 def test_burstable_pages_count_against_every_node() -> None:
     mgr = manager(two_numa())
     ref = ContainerCgroup(pod_uid="uid-b", container_id="b", qos="burstable")
-    info = ContainerInfo(pod_uid="uid-b", container_name="b", cgroup=ref,
-                         hugepages={"hugepages-2Mi": 1280 * MI})
+    info = ContainerInfo(
+        pod_uid="uid-b", container_name="b", cgroup=ref, hugepages={"hugepages-2Mi": 1280 * MI}
+    )
     pin = mgr.add_container(info)
     assert pin.mems is None
     assert mgr.hugepages.nodes_of(info.key) == {0, 1}
@@ -189,8 +216,12 @@ def test_burstable_pages_count_against_every_node() -> None:
 def test_pages_return_on_remove_and_on_reconcile() -> None:
     mgr = manager(two_numa())
     a, b = guaranteed("a", 1, hugepages_2Mi=GI), guaranteed("b", 0, hugepages_1Gi=GI)
-    b = ContainerInfo(pod_uid=b.pod_uid, container_name="b",
-                      cgroup=ContainerCgroup(pod_uid=b.pod_uid, container_id="b"), hugepages=b.hugepages)
+    b = ContainerInfo(
+        pod_uid=b.pod_uid,
+        container_name="b",
+        cgroup=ContainerCgroup(pod_uid=b.pod_uid, container_id="b"),
+        hugepages=b.hugepages,
+    )
     mgr.add_container(a)
     mgr.add_container(b)
     assert mgr.hugepages.allocated()[0] == {"hugepages-2Mi": GI, "hugepages-1Gi": GI}
@@ -199,7 +230,8 @@ def test_pages_return_on_remove_and_on_reconcile() -> None:
     counts = mgr.reconcile([])
     assert counts["released"] == 1 and not mgr.hugepages.held
     text = mgr.metrics.registry.get_sample_value(
-        "topolet_cpu_manager_hugepages_allocated_bytes", {"numa_node": "0", "resource": "hugepages-1Gi"})
+        "topolet_cpu_manager_hugepages_allocated_bytes", {"numa_node": "0", "resource": "hugepages-1Gi"}
+    )
     assert text == 0
 
 
@@ -210,8 +242,9 @@ def test_restart_derives_the_same_accounts_from_running_containers(tmp_path: Pat
     store = tmp_path / "cpu_manager_state"
 
     def fresh() -> CPUManager:
-        mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1),
-                         store=CheckpointStore(store, policy_name="static"))
+        mgr = CPUManager(
+            topo, StaticPolicy(topo, num_reserved_cpus=1), store=CheckpointStore(store, policy_name="static")
+        )
         mgr.start()
         return mgr
 

@@ -16,8 +16,12 @@ def eight_cpus_ht(isolated: str) -> Topology:
     """1 socket, 4 cores x 2 threads (siblings n and n+4), isolated CPUs as given."""
     cores = [Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c, c + 4)) for c in range(4)]
     all_cpus = CPUSet.range(0, 7)
-    return Topology.build(packages=[Package(0, all_cpus, 0)], numa_nodes=[NumaNode(0, all_cpus)],
-                          cores=cores, isolated_cpus=CPUSet.parse(isolated))
+    return Topology.build(
+        packages=[Package(0, all_cpus, 0)],
+        numa_nodes=[NumaNode(0, all_cpus)],
+        cores=cores,
+        isolated_cpus=CPUSet.parse(isolated),
+    )
 
 
 @pytest.fixture
@@ -79,8 +83,11 @@ def test_manager_serves_isolated_on_request_and_survives_restart(tmp_path) -> No
     store_path = tmp_path / "cpu_manager_state"
 
     def manager() -> CPUManager:
-        return CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1),
-                          store=CheckpointStore(store_path, policy_name="static"))
+        return CPUManager(
+            topo,
+            StaticPolicy(topo, num_reserved_cpus=1),
+            store=CheckpointStore(store_path, policy_name="static"),
+        )
 
     mgr = manager()
     mgr.start()

@@ -33,18 +33,25 @@ def samples(kernel: str, series: str, times: list[float]) -> list[Sample]:
 # solo: 1,2,3,4,5 -> median 3, Q1 2, Q3 4 (linear); best of the kernel is 1.0.
 # pinned beside the aggressor: 3.0,3.1,3.2,3.3,3.4 -> median 3.2, IQR 0.2, slowdown 3.2/3.
 # unpinned beside the aggressor: 2,4,6,8,10 -> median 6, IQR 4, slowdown 2.
-STATS = (samples("k", "solo/static-off", [5, 1, 4, 2, 3])
-         + samples("k", "aggressor/static-on", [3.0, 3.1, 3.2, 3.3, 3.4])
-         + samples("k", "aggressor/static-off", [10, 2, 8, 4, 6]))
+STATS = (
+    samples("k", "solo/static-off", [5, 1, 4, 2, 3])
+    + samples("k", "aggressor/static-on", [3.0, 3.1, 3.2, 3.3, 3.4])
+    + samples("k", "aggressor/static-off", [10, 2, 8, 4, 6])
+)
 
 
-@pytest.mark.parametrize(("series", "median", "iqr", "median_norm", "slowdown"), [
-    ("solo/static-off", 3.0, 2.0, 3.0, 1.0),
-    ("aggressor/static-on", 3.2, 0.2, 3.2, 3.2 / 3.0),
-    ("aggressor/static-off", 6.0, 4.0, 6.0, 2.0),
-], ids=["solo/baseline-is-1x", "pinned/narrow-box", "unpinned/wide-box"])
-def test_summary_of_given_timings(series: str, median: float, iqr: float, median_norm: float,
-                                  slowdown: float) -> None:
+@pytest.mark.parametrize(
+    ("series", "median", "iqr", "median_norm", "slowdown"),
+    [
+        ("solo/static-off", 3.0, 2.0, 3.0, 1.0),
+        ("aggressor/static-on", 3.2, 0.2, 3.2, 3.2 / 3.0),
+        ("aggressor/static-off", 6.0, 4.0, 6.0, 2.0),
+    ],
+    ids=["solo/baseline-is-1x", "pinned/narrow-box", "unpinned/wide-box"],
+)
+def test_summary_of_given_timings(
+    series: str, median: float, iqr: float, median_norm: float, slowdown: float
+) -> None:
     stats = {s.series: s for s in summarize(STATS)}
     s = stats[series]
     assert (s.runs, s.best_s) == (5, 1.0)
@@ -63,15 +70,22 @@ def test_normalisation_is_per_kernel_and_without_baseline_no_slowdown() -> None:
     assert by["a"].slowdown is None and targets(stats) == []
 
 
-@pytest.mark.parametrize(("pinned", "median_ok", "iqr_ok"), [
-    ([1.0, 1.01, 1.02, 1.03, 1.04], True, True),
-    ([1.3, 1.31, 1.32, 1.33, 1.34], False, True),
-    ([0.5, 0.6, 1.0, 1.4, 3.0], True, False),
-], ids=["within-5pc/narrow/meets-both", "30pc-slower/misses-median", "wide-box/misses-iqr"])
+@pytest.mark.parametrize(
+    ("pinned", "median_ok", "iqr_ok"),
+    [
+        ([1.0, 1.01, 1.02, 1.03, 1.04], True, True),
+        ([1.3, 1.31, 1.32, 1.33, 1.34], False, True),
+        ([0.5, 0.6, 1.0, 1.4, 3.0], True, False),
+    ],
+    ids=["within-5pc/narrow/meets-both", "30pc-slower/misses-median", "wide-box/misses-iqr"],
+)
 def test_targets(pinned: list[float], median_ok: bool, iqr_ok: bool) -> None:
     # solo median 1.0; unpinned IQR 1.0 (Q1 1.5, Q3 2.5)
-    data = (samples("k", "solo/static-off", [0.9, 1.0, 1.1]) + samples("k", "aggressor/static-on", pinned)
-            + samples("k", "aggressor/static-off", [1.0, 1.5, 2.0, 2.5, 3.0]))
+    data = (
+        samples("k", "solo/static-off", [0.9, 1.0, 1.1])
+        + samples("k", "aggressor/static-on", pinned)
+        + samples("k", "aggressor/static-off", [1.0, 1.5, 2.0, 2.5, 3.0])
+    )
     (check,) = targets(summarize(data))
     assert (check.median_ok, check.iqr_ok) == (median_ok, iqr_ok)
 
@@ -80,10 +94,9 @@ def test_cpu_busy_seconds_counts_everything_but_idle_and_iowait(tmp_path: Path) 
     tick = os.sysconf("SC_CLK_TCK")
     stat = tmp_path / "stat"
     #          user nice system idle iowait irq softirq steal guest guest_nice
-    stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\n"
-                    "cpu0 10 1 5 1000 7 2 3 4 0 0\n"
-                    "cpu1 0 0 0 50 50 0 0 0 0 0\n"
-                    "intr 123 4 5\n")
+    stat.write_text(
+        "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 10 1 5 1000 7 2 3 4 0 0\ncpu1 0 0 0 50 50 0 0 0 0 0\nintr 123 4 5\n"
+    )
     assert cpu_busy_seconds(stat) == {0: 25 / tick, 1: 0.0}
 
 
@@ -91,8 +104,10 @@ def test_scenarios_cover_the_three_groups_on_and_off() -> None:
     names = {s.name for s in SCENARIOS}
     assert names == {f"{g}/static-{o}" for g in ("solo", "aggressor", "colocated") for o in ("on", "off")}
     pair = next(s for s in SCENARIOS if s.group == "colocated" and s.static)
-    assert [pair.series(v.name) for v in pair.victims] == ["colocated-guaranteed/static-on",
-                                                           "colocated-burstable/static-on"]
+    assert [pair.series(v.name) for v in pair.victims] == [
+        "colocated-guaranteed/static-on",
+        "colocated-burstable/static-on",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["builtin", "stress-ng"])
@@ -118,16 +133,26 @@ def test_unknown_aggressor_and_placement_are_named() -> None:
 
 def test_failing_victim_is_an_error_not_a_number() -> None:
     solo = next(s for s in SCENARIOS if s.name == "solo/static-off")
-    with (Placer(discover("/"), "affinity") as placer,
-          pytest.raises(IsolationError, match=r"victim victim:.*scale")):
+    with (
+        Placer(discover("/"), "affinity") as placer,
+        pytest.raises(IsolationError, match=r"victim victim:.*scale"),
+    ):
         execute(solo, "canneal-like", scale=-1.0, placer=placer, aggressor_kind="builtin")
 
 
 def test_tiny_end_to_end_run_writes_json_and_png(tmp_path: Path) -> None:
     seen: list[Running] = []
     t0 = time.monotonic()
-    report = run(runs=2, kernels=["blackscholes-like"], scale=0.02, placement="affinity",
-                 aggressor="builtin", out=tmp_path, progress=False, on_start=seen.append)
+    report = run(
+        runs=2,
+        kernels=["blackscholes-like"],
+        scale=0.02,
+        placement="affinity",
+        aggressor="builtin",
+        out=tmp_path,
+        progress=False,
+        on_start=seen.append,
+    )
     assert time.monotonic() - t0 < 20
     data = json.loads((tmp_path / "isolation.json").read_text())
     assert (data["placement"], data["aggressor"], data["runs"]) == ("affinity", "builtin", 2)

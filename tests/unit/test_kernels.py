@@ -66,26 +66,52 @@ class Corruption:
 
 
 CORRUPTIONS = [
-    Corruption("blackscholes/one-call-price-off/parity", "blackscholes-like",
-               lambda _i, p: p.call.__setitem__(5, p.call[5] + 0.01), "put-call parity"),
-    Corruption("blackscholes/anchor-shifted-with-parity/anchor", "blackscholes-like",
-               _bump_call_put(0), "anchor option"),
-    Corruption("blackscholes/sampled-option-shifted/closed-form", "blackscholes-like",
-               lambda i, p: _bump_call_put(_sampled_bs_index(i))(i, p), "closed form"),
-    Corruption("blackscholes/checksum-off", "blackscholes-like",
-               lambda _i, p: setattr(p, "total", p.total * 1.001), "checksum"),
-    Corruption("canneal/cost-off-by-one", "canneal-like", lambda _i, p: setattr(p, "cost", p.cost + 1),
-               "wire length"),
+    Corruption(
+        "blackscholes/one-call-price-off/parity",
+        "blackscholes-like",
+        lambda _i, p: p.call.__setitem__(5, p.call[5] + 0.01),
+        "put-call parity",
+    ),
+    Corruption(
+        "blackscholes/anchor-shifted-with-parity/anchor",
+        "blackscholes-like",
+        _bump_call_put(0),
+        "anchor option",
+    ),
+    Corruption(
+        "blackscholes/sampled-option-shifted/closed-form",
+        "blackscholes-like",
+        lambda i, p: _bump_call_put(_sampled_bs_index(i))(i, p),
+        "closed form",
+    ),
+    Corruption(
+        "blackscholes/checksum-off",
+        "blackscholes-like",
+        lambda _i, p: setattr(p, "total", p.total * 1.001),
+        "checksum",
+    ),
+    Corruption(
+        "canneal/cost-off-by-one", "canneal-like", lambda _i, p: setattr(p, "cost", p.cost + 1), "wire length"
+    ),
     Corruption("canneal/two-slots-swapped/cost-mismatch", "canneal-like", _swap_slots, "wire length"),
     Corruption("canneal/slot-duplicated/not-a-permutation", "canneal-like", _duplicate_slot, "permutation"),
-    Corruption("canneal/negative-accept-count", "canneal-like",
-               lambda _i, p: setattr(p, "accepted", -1), "accepted"),
-    Corruption("streamcluster/cost-off", "streamcluster-like",
-               lambda _i, r: setattr(r, "cost", r.cost * 1.01), "reported cost"),
+    Corruption(
+        "canneal/negative-accept-count", "canneal-like", lambda _i, p: setattr(p, "accepted", -1), "accepted"
+    ),
+    Corruption(
+        "streamcluster/cost-off",
+        "streamcluster-like",
+        lambda _i, r: setattr(r, "cost", r.cost * 1.01),
+        "reported cost",
+    ),
     Corruption("streamcluster/point-reassigned", "streamcluster-like", _reassign_point, "reported cost"),
     Corruption("streamcluster/centre-moved", "streamcluster-like", _move_centre, "reported cost"),
-    Corruption("streamcluster/assignment-out-of-range", "streamcluster-like",
-               lambda _i, r: r.assign.__setitem__(0, 99), "names no centre"),
+    Corruption(
+        "streamcluster/assignment-out-of-range",
+        "streamcluster-like",
+        lambda _i, r: r.assign.__setitem__(0, 99),
+        "names no centre",
+    ),
 ]
 
 
@@ -101,19 +127,29 @@ def test_corrupted_result_fails_the_self_check(case: Corruption) -> None:
     assert err.value.kernel == case.kernel
 
 
-@pytest.mark.parametrize(("name", "scale", "message"), [
-    ("no-such-kernel", 1.0, "unknown kernel 'no-such-kernel'"),
-    ("canneal-like", 0.0, "scale: expected a positive number"),
-    ("canneal-like", -1.0, "scale: expected a positive number"),
-], ids=["unknown-name", "zero-scale", "negative-scale"])
+@pytest.mark.parametrize(
+    ("name", "scale", "message"),
+    [
+        ("no-such-kernel", 1.0, "unknown kernel 'no-such-kernel'"),
+        ("canneal-like", 0.0, "scale: expected a positive number"),
+        ("canneal-like", -1.0, "scale: expected a positive number"),
+    ],
+    ids=["unknown-name", "zero-scale", "negative-scale"],
+)
 def test_bad_arguments_are_refused(name: str, scale: float, message: str) -> None:
     with pytest.raises((KeyError, ValueError), match=message):
         run_kernel(name, scale)
 
 
 def test_child_protocol_waits_for_go_then_prints_one_json_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.kernels", "streamcluster-like", "--scale", "0.01",
-                           "--wait"], input="go\n", capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.kernels", "streamcluster-like", "--scale", "0.01", "--wait"],
+        input="go\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     ready, line = proc.stdout.splitlines()
     data = json.loads(line)
     assert ready == "ready"
@@ -121,7 +157,11 @@ def test_child_protocol_waits_for_go_then_prints_one_json_line() -> None:
 
 
 def test_child_reports_a_bad_scale_as_an_error_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.kernels", "canneal-like", "--scale", "-2"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.kernels", "canneal-like", "--scale", "-2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "scale" in json.loads(proc.stdout)["error"]

@@ -15,8 +15,11 @@ from topology.model import Core, NumaNode, Package, Topology
 
 def four_cpus() -> Topology:
     cpus = CPUSet.range(0, 3)
-    return Topology.build(packages=[Package(0, cpus, 0)], numa_nodes=[NumaNode(0, cpus)],
-                          cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)])
+    return Topology.build(
+        packages=[Package(0, cpus, 0)],
+        numa_nodes=[NumaNode(0, cpus)],
+        cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)],
+    )
 
 
 def started() -> tuple[CPUManager, list[CPUSet]]:
@@ -33,8 +36,11 @@ STEPS: list[tuple[str, Callable[[CPUManager], object], list[str]]] = [
     ("allocate-twice-is-one-change", lambda m: (m.allocate("p", "c", 2), m.allocate("p", "c", 2)), ["0,3"]),
     ("assign-exact", lambda m: m.assign_exact("p", "c", CPUSet.of(3)), ["0-2"]),
     ("add-container", lambda m: m.add_container(ContainerInfo("p", "c", None, exclusive_cpus=1)), ["0,2-3"]),
-    ("allocate-then-release",
-     lambda m: (m.allocate("p", "c", 1), m.remove_container("p", "c")), ["0,2-3", "0-3"]),
+    (
+        "allocate-then-release",
+        lambda m: (m.allocate("p", "c", 1), m.remove_container("p", "c")),
+        ["0,2-3", "0-3"],
+    ),
 ]
 
 

@@ -24,8 +24,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "node-config.md"
     [
         pytest.param("reconcile_period_s", 10.0, id="cpuManagerReconcilePeriod-10s"),
         pytest.param("device_plugin_dir", Path("/var/lib/kubelet/device-plugins"), id="device-plugin-dir"),
-        pytest.param("pod_resources_socket", Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
-                     id="podresources-socket"),
+        pytest.param(
+            "pod_resources_socket",
+            Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
+            id="podresources-socket",
+        ),
         pytest.param("topology_manager_policy", "none", id="topologyManagerPolicy-none"),
         pytest.param("topology_manager_scope", "container", id="topologyManagerScope-container"),
         pytest.param("reserved_system_cpus", None, id="reservedSystemCPUs-empty"),
@@ -43,17 +46,33 @@ def test_defaults(attr: str, expected: object) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "attr", "expected"),
     [
-        pytest.param("cpuManagerReconcilePeriod", "1m30s", "reconcile_period_s", 90.0,
-                     id="duration-compound"),
+        pytest.param(
+            "cpuManagerReconcilePeriod", "1m30s", "reconcile_period_s", 90.0, id="duration-compound"
+        ),
         pytest.param("cpuManagerReconcilePeriod", "250ms", "reconcile_period_s", 0.25, id="duration-ms"),
         pytest.param("reservedSystemCPUs", "0,8-9", "reserved_system_cpus", CPUSet.parse("0,8-9"), id="cpus"),
         pytest.param("podSource", "standalone", "pod_source", "standalone", id="pod-source"),
-        pytest.param("topologyManagerPolicy", "single-numa-node", "topology_manager_policy",
-                     "single-numa-node", id="policy"),
-        pytest.param("cgroupRoot", "/sys/fs/cgroup/cpuset/kube", "cgroup_root",
-                     Path("/sys/fs/cgroup/cpuset/kube"), id="cgroup-root"),
-        pytest.param("gpuResourceNames", {"nvidia": "example.com/gpu"}, "gpu_resource_names",
-                     {"nvidia": "example.com/gpu"}, id="gpu-names"),
+        pytest.param(
+            "topologyManagerPolicy",
+            "single-numa-node",
+            "topology_manager_policy",
+            "single-numa-node",
+            id="policy",
+        ),
+        pytest.param(
+            "cgroupRoot",
+            "/sys/fs/cgroup/cpuset/kube",
+            "cgroup_root",
+            Path("/sys/fs/cgroup/cpuset/kube"),
+            id="cgroup-root",
+        ),
+        pytest.param(
+            "gpuResourceNames",
+            {"nvidia": "example.com/gpu"},
+            "gpu_resource_names",
+            {"nvidia": "example.com/gpu"},
+            id="gpu-names",
+        ),
         pytest.param("exclusiveCPUResourceName", "", "exclusive_cpu_resource_name", "", id="cpu-plugin-off"),
         pytest.param("metricsBindAddress", "[::1]:9000", "metrics_bind_address", "[::1]:9000", id="ipv6"),
         pytest.param("publishNRT", True, "publish_nrt", True, id="publish-nrt"),
@@ -69,17 +88,23 @@ def test_values_parse(key: str, value: object, attr: str, expected: object) -> N
         pytest.param({"cpuManagerReconcilePeriod": "10"}, "cpuManagerReconcilePeriod", "'10s'", id="no-unit"),
         pytest.param({"cpuManagerReconcilePeriod": "0s"}, "cpuManagerReconcilePeriod", "positive", id="zero"),
         pytest.param({"podSource": "docker"}, "podSource", "kubernetes, standalone", id="pod-source"),
-        pytest.param({"topologyManagerPolicy": "SingleNUMANode"}, "topologyManagerPolicy", "single-numa-node",
-                     id="policy-case"),
+        pytest.param(
+            {"topologyManagerPolicy": "SingleNUMANode"},
+            "topologyManagerPolicy",
+            "single-numa-node",
+            id="policy-case",
+        ),
         pytest.param({"reservedSystemCPUs": "3-1"}, "reservedSystemCPUs", "cpu list", id="cpus-reversed"),
         pytest.param({"stateDir": "var/lib"}, "stateDir", "absolute path", id="relative-path"),
         pytest.param({"metricsBindAddress": "9464"}, "metricsBindAddress", "HOST:PORT", id="no-host"),
-        pytest.param({"metricsBindAddress": "0.0.0.0:99999"}, "metricsBindAddress", "HOST:PORT",
-                     id="port-range"),
+        pytest.param(
+            {"metricsBindAddress": "0.0.0.0:99999"}, "metricsBindAddress", "HOST:PORT", id="port-range"
+        ),
         pytest.param({"numReservedCPUs": -1}, "numReservedCPUs", "non-negative", id="negative"),
         pytest.param({"watchUdev": "yes"}, "watchUdev", "true or false", id="bool-string"),
-        pytest.param({"gpuResourceNames": {"nvidia": "gpu"}}, "gpuResourceNames", "domain/name",
-                     id="gpu-name"),
+        pytest.param(
+            {"gpuResourceNames": {"nvidia": "gpu"}}, "gpuResourceNames", "domain/name", id="gpu-name"
+        ),
         pytest.param({"logFormat": "xml"}, "logFormat", "text, json", id="log-format"),
         pytest.param({"cpuManagerPolicy": "static"}, "cpuManagerPolicy", "unknown key", id="unknown-key"),
     ],
@@ -134,8 +159,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def test_flags_override_the_file(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("podSource: standalone\nlogFormat: json\nwatchUdev: true\n")
-    args = parse(["--config", str(f), "--log-format", "text", "--watch-udev", "false",
-                  "--reserved-cpus", "0-1", "--gpu-resource-names", "{amd: example.com/amd}"])
+    args = parse(
+        [
+            "--config",
+            str(f),
+            "--log-format",
+            "text",
+            "--watch-udev",
+            "false",
+            "--reserved-cpus",
+            "0-1",
+            "--gpu-resource-names",
+            "{amd: example.com/amd}",
+        ]
+    )
     config = cmd_node.load_config(args)
     assert (config.pod_source, config.log_format, config.watch_udev) == ("standalone", "text", False)
     assert config.reserved_system_cpus == CPUSet.parse("0-1")
@@ -167,15 +204,26 @@ def test_every_key_has_a_flag_in_help() -> None:
 
 
 def test_host_paths_cover_what_the_config_names(tmp_path: Path) -> None:
-    config = NodeConfig.from_mapping({
-        "stateDir": "/data/topolet", "devicePluginDir": "/k/dp", "podResourcesSocket": "/k/pr/kubelet.sock",
-        "cgroupRoot": "/sys/fs/cgroup/cpuset/k8s", "sysfsRoot": "/host"})
+    config = NodeConfig.from_mapping(
+        {
+            "stateDir": "/data/topolet",
+            "devicePluginDir": "/k/dp",
+            "podResourcesSocket": "/k/pr/kubelet.sock",
+            "cgroupRoot": "/sys/fs/cgroup/cpuset/k8s",
+            "sysfsRoot": "/host",
+        }
+    )
     paths = config.host_paths()
     for p in ("/data/topolet", "/k/dp", "/k/pr", "/sys/fs/cgroup/cpuset/k8s", "/host/sys", "/host/proc"):
         assert Path(p) in paths
     defaults = NodeConfig().host_paths()
-    for p in ("/sys", "/sys/fs/cgroup", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources",
-              "/var/lib/topolet"):
+    for p in (
+        "/sys",
+        "/sys/fs/cgroup",
+        "/var/lib/kubelet/device-plugins",
+        "/var/lib/kubelet/pod-resources",
+        "/var/lib/topolet",
+    ):
         assert Path(p) in defaults
 
 

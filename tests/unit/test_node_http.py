@@ -62,8 +62,12 @@ def test_metrics_parse_and_carry_every_agent_family(served: Served) -> None:
 @pytest.mark.parametrize(
     ("ready", "status", "body"),
     [
-        pytest.param(False, 503, "not ready: device plugins not registered with kubelet: nvidia.com/gpu\n",
-                     id="not-ready-says-why"),
+        pytest.param(
+            False,
+            503,
+            "not ready: device plugins not registered with kubelet: nvidia.com/gpu\n",
+            id="not-ready-says-why",
+        ),
         pytest.param(True, 200, "ok\n", id="ready"),
     ],
 )

@@ -21,8 +21,14 @@ from topology.nrt import NodeResourceTopology
 from topology.sysfs import discover
 
 #: Two sockets, one NUMA node each (ids 0 and 4: CPUs 0-3,8-11 and 4-7,12-15), 2 MiB pages.
-SPEC = FakeSpec(sockets=(0, 1), numa_ids=(0, 4), cores_per_socket=4, threads_per_core=2, hugepages_2m=16,
-                hugepages_2m_free=10)
+SPEC = FakeSpec(
+    sockets=(0, 1),
+    numa_ids=(0, 4),
+    cores_per_socket=4,
+    threads_per_core=2,
+    hugepages_2m=16,
+    hugepages_2m_free=10,
+)
 EXCL = "topolet.io/exclusive-cpus"
 GPU = "nvidia.com/gpu"
 
@@ -48,14 +54,26 @@ def available(nrt: NodeResourceTopology, zone: str) -> dict[str, int]:
         pytest.param("0-15", {}, {"cpu": 7000}, {"cpu": 8000}, id="reserved-never-counted-free"),
     ],
 )
-def test_availability_per_zone(machine: tuple[Path, Topology], assignable: str,
-                               gpus: dict[str, dict[int, tuple[int, int]]], expect0: dict[str, int],
-                               expect4: dict[str, int]) -> None:
+def test_availability_per_zone(
+    machine: tuple[Path, Topology],
+    assignable: str,
+    gpus: dict[str, dict[int, tuple[int, int]]],
+    expect0: dict[str, int],
+    expect4: dict[str, int],
+) -> None:
     root, topo = machine
     reserved = CPUSet.parse("0")
-    nrt = node_nrt(topo, node_name="n1", policy="single-numa-node", scope="pod", reserved=reserved,
-                   assignable=CPUSet.parse(assignable), exclusive_cpu_resource=EXCL, gpus=gpus,
-                   hugepages=free_hugepages(root, topo))
+    nrt = node_nrt(
+        topo,
+        node_name="n1",
+        policy="single-numa-node",
+        scope="pod",
+        reserved=reserved,
+        assignable=CPUSet.parse(assignable),
+        exclusive_cpu_resource=EXCL,
+        gpus=gpus,
+        hugepages=free_hugepages(root, topo),
+    )
     assert [z.name for z in nrt.zones] == ["node-0", "node-4"]
     assert expect0.items() <= available(nrt, "node-0").items()
     assert expect4.items() <= available(nrt, "node-4").items()
@@ -79,8 +97,15 @@ class Availability:
         self.topo, self.assignable = topo, CPUSet.parse("1-15")
 
     def build(self) -> NodeResourceTopology:
-        return node_nrt(self.topo, node_name="n1", policy="none", scope="container", reserved=CPUSet.of(0),
-                        assignable=self.assignable, exclusive_cpu_resource=EXCL)
+        return node_nrt(
+            self.topo,
+            node_name="n1",
+            policy="none",
+            scope="container",
+            reserved=CPUSet.of(0),
+            assignable=self.assignable,
+            exclusive_cpu_resource=EXCL,
+        )
 
 
 @pytest.fixture
@@ -119,8 +144,9 @@ def test_create_then_replace_only_on_change(api: NRTApiServerStandIn, machine: t
     assert NodeResourceTopology.from_dict(after) == node.build()
 
 
-def test_forced_resync_repairs_outside_changes(api: NRTApiServerStandIn,
-                                              machine: tuple[Path, Topology]) -> None:
+def test_forced_resync_repairs_outside_changes(
+    api: NRTApiServerStandIn, machine: tuple[Path, Topology]
+) -> None:
     node = Availability(machine[1])
     pub = NRTPublisher(client(api), node.build)
     pub.publish()
@@ -135,14 +161,22 @@ def test_forced_resync_repairs_outside_changes(api: NRTApiServerStandIn,
     assert pub.publish(force=True) == "unchanged"
 
 
-def test_background_publisher_retries_with_backoff(api: NRTApiServerStandIn,
-                                                   machine: tuple[Path, Topology]) -> None:
+def test_background_publisher_retries_with_backoff(
+    api: NRTApiServerStandIn, machine: tuple[Path, Topology]
+) -> None:
     node = Availability(machine[1])
     errors: list[float] = []
     writes: list[str] = []
     api.fail_next(2)
-    pub = NRTPublisher(client(api), node.build, coalesce_s=0.01, min_backoff_s=0.05, max_backoff_s=0.2,
-                       on_error=lambda: errors.append(time.monotonic()), on_write=writes.append)
+    pub = NRTPublisher(
+        client(api),
+        node.build,
+        coalesce_s=0.01,
+        min_backoff_s=0.05,
+        max_backoff_s=0.2,
+        on_error=lambda: errors.append(time.monotonic()),
+        on_write=writes.append,
+    )
     pub.start()
     try:
         assert pub.published.wait(5)
@@ -158,8 +192,9 @@ def test_background_publisher_retries_with_backoff(api: NRTApiServerStandIn,
     assert writes == ["create", "replace"]
 
 
-def test_stale_resource_version_is_refused_by_the_standin(api: NRTApiServerStandIn,
-                                                          machine: tuple[Path, Topology]) -> None:
+def test_stale_resource_version_is_refused_by_the_standin(
+    api: NRTApiServerStandIn, machine: tuple[Path, Topology]
+) -> None:
     from kubernetes.client.exceptions import ApiException
 
     node = Availability(machine[1])
@@ -168,5 +203,6 @@ def test_stale_resource_version_is_refused_by_the_standin(api: NRTApiServerStand
     body["metadata"]["resourceVersion"] = "1"
     with pytest.raises(ApiException) as err:
         client(api).replace_cluster_custom_object(
-            "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies", "n1", body)
+            "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies", "n1", body
+        )
     assert err.value.status == 409

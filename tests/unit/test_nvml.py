@@ -52,22 +52,37 @@ def test_discovered_links_score_as_the_reference_topology(topology: dict) -> Non
 def test_discovered_links_give_the_reference_preferred_allocations(topology: dict) -> None:
     nvml = _standin(topology)
     addresses = [_address(g["index"]) for g in topology["gpus"]]
-    model = GPUTopology([GPU(_address(g["index"]), g["index"], g["numa"]) for g in topology["gpus"]],
-                        discover_links(nvml, addresses))
-    cases = [c for c in DATA["cases"] if c["topology"] == topology["name"]
-             and c["policy"] == "besteffort" and isinstance(c["expected"], list) and c["expected"]]
+    model = GPUTopology(
+        [GPU(_address(g["index"]), g["index"], g["numa"]) for g in topology["gpus"]],
+        discover_links(nvml, addresses),
+    )
+    cases = [
+        c
+        for c in DATA["cases"]
+        if c["topology"] == topology["name"]
+        and c["policy"] == "besteffort"
+        and isinstance(c["expected"], list)
+        and c["expected"]
+    ]
     assert cases
     for case in cases:
-        got = preferred_allocation(model, [_address(i) for i in case["available"]],
-                                   [_address(i) for i in case["required"]], case["size"])
+        got = preferred_allocation(
+            model,
+            [_address(i) for i in case["available"]],
+            [_address(i) for i in case["required"]],
+            case["size"],
+        )
         assert sorted(got) == sorted(_address(i) for i in case["expected"]), case["id"]
 
 
-@pytest.mark.parametrize(("nvml_id", "sysfs"), [
-    ("00000000:3B:00.0", "0000:3b:00.0"),
-    (b"00000001:AF:10.3", "0001:af:10.3"),
-    ("0000:3b:00.0", "0000:3b:00.0"),
-])
+@pytest.mark.parametrize(
+    ("nvml_id", "sysfs"),
+    [
+        ("00000000:3B:00.0", "0000:3b:00.0"),
+        (b"00000001:AF:10.3", "0001:af:10.3"),
+        ("0000:3b:00.0", "0000:3b:00.0"),
+    ],
+)
 def test_pci_address(nvml_id: str | bytes, sysfs: str) -> None:
     assert pci_address(nvml_id) == sysfs
 
@@ -95,19 +110,33 @@ def _watch(nvml: NVMLStandIn, **kw: object) -> NVMLXidHealth:
     return health
 
 
-@pytest.mark.parametrize(("inject", "unhealthy"), [
-    (lambda n: n.inject_xid(GPUS[1], 79), {GPUS[1]}),           # fell off the bus
-    (lambda n: n.inject_xid(GPUS[0], 48), {GPUS[0]}),           # double-bit ECC
-    (lambda n: n.inject_xid(GPUS[1], 13), set()),               # application XID
-    (lambda n: n.inject_xid(GPUS[1], 43), set()),
-    (lambda n: n.inject_xid(GPUS[1], 79, event_type=0x2), set()),  # ECC event, not an XID
-    (lambda n: n.inject_xid(None, 79), set(GPUS)),              # unresolvable GPU
-    (lambda n: n.inject_xid("0000:99:00.0", 79), None),         # someone else's GPU: NVML can't name it
-    (lambda n: n.inject_wait_error(NVML_ERROR_GPU_IS_LOST), set(GPUS)),
-    (lambda n: n.inject_wait_error(NVML_ERROR_NOT_SUPPORTED), set()),
-    (lambda n: n.inject_wait_error(NVML_ERROR_TIMEOUT), set()),
-], ids=["xid79", "xid48", "xid13-ignored", "xid43-ignored", "ecc-event-skipped", "unknown-gpu",
-        "foreign-gpu", "gpu-lost", "not-supported-transient", "timeout"])
+@pytest.mark.parametrize(
+    ("inject", "unhealthy"),
+    [
+        (lambda n: n.inject_xid(GPUS[1], 79), {GPUS[1]}),  # fell off the bus
+        (lambda n: n.inject_xid(GPUS[0], 48), {GPUS[0]}),  # double-bit ECC
+        (lambda n: n.inject_xid(GPUS[1], 13), set()),  # application XID
+        (lambda n: n.inject_xid(GPUS[1], 43), set()),
+        (lambda n: n.inject_xid(GPUS[1], 79, event_type=0x2), set()),  # ECC event, not an XID
+        (lambda n: n.inject_xid(None, 79), set(GPUS)),  # unresolvable GPU
+        (lambda n: n.inject_xid("0000:99:00.0", 79), None),  # someone else's GPU: NVML can't name it
+        (lambda n: n.inject_wait_error(NVML_ERROR_GPU_IS_LOST), set(GPUS)),
+        (lambda n: n.inject_wait_error(NVML_ERROR_NOT_SUPPORTED), set()),
+        (lambda n: n.inject_wait_error(NVML_ERROR_TIMEOUT), set()),
+    ],
+    ids=[
+        "xid79",
+        "xid48",
+        "xid13-ignored",
+        "xid43-ignored",
+        "ecc-event-skipped",
+        "unknown-gpu",
+        "foreign-gpu",
+        "gpu-lost",
+        "not-supported-transient",
+        "timeout",
+    ],
+)
 def test_xid_events(inject, unhealthy: set[str] | None) -> None:
     nvml = NVMLStandIn(GPUS)
     nvml.nvmlInit()
@@ -153,7 +182,6 @@ def test_stop_returns_within_a_second() -> None:
     health.stop()
     assert time.monotonic() - t0 < 1.0
     assert nvml.freed
-
 
 
 def test_merged_health_forwards_udev_and_nvml_events() -> None:

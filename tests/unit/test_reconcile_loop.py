@@ -17,8 +17,11 @@ from topology.model import Core, NumaNode, Package, Topology
 
 def four_cpus() -> Topology:
     cpus = CPUSet.range(0, 3)
-    return Topology.build(packages=[Package(0, cpus, 0)], numa_nodes=[NumaNode(0, cpus)],
-                          cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)])
+    return Topology.build(
+        packages=[Package(0, cpus, 0)],
+        numa_nodes=[NumaNode(0, cpus)],
+        cores=[Core(id=c, core_id=c, package=0, cpus=CPUSet.of(c)) for c in range(4)],
+    )
 
 
 def cgroup_dir(writer: CgroupV1Cpuset, ref: ContainerCgroup) -> Path:
@@ -86,14 +89,19 @@ def test_loop_repairs_drift_within_one_period(
     try:
         (writer.path_for(shared.cgroup) / "cpuset.cpus").write_text("0-3")  # drift by hand
         (writer.path_for(excl.cgroup) / "cpuset.cpus").write_text("0")
-        assert wait_for(lambda: writer.read(shared.cgroup) == want_shared  # type: ignore[arg-type]
-                        and writer.read(excl.cgroup) == want_excl)  # type: ignore[arg-type]
+        assert wait_for(
+            lambda: (
+                writer.read(shared.cgroup) == want_shared  # type: ignore[arg-type]
+                and writer.read(excl.cgroup) == want_excl
+            )
+        )  # type: ignore[arg-type]
     finally:
         started = time.monotonic()
         loop.stop()
         assert time.monotonic() - started < 1.0
     repaired = mgr.metrics.registry.get_sample_value(
-        "topolet_cpu_manager_reconcile_repairs_total", {"action": "repinned"})
+        "topolet_cpu_manager_reconcile_repairs_total", {"action": "repinned"}
+    )
     assert repaired is not None and repaired >= 2
 
 
