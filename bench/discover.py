@@ -85,8 +85,8 @@ class DiscoverResult:
 
 
 def default_snapshots_dir() -> Path:
-    """``<repo>/../shared/conformance/hwloc``, where the conformance set is kept."""
-    return Path(__file__).resolve().parents[2] / "shared" / "conformance" / "hwloc"
+    """``<repo>/tests/conformance_data/hwloc``, where the hwloc conformance set is kept."""
+    return Path(__file__).resolve().parents[1] / "tests" / "conformance_data" / "hwloc"
 
 
 def find_snapshots(directory: Path, names: Sequence[str] = ()) -> list[Snapshot]:
