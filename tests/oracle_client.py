@@ -91,7 +91,11 @@ class Oracle:
 
     def __init__(self, binary: Path | None = None) -> None:
         self.binary = binary or build()
-        self._proc = subprocess.Popen(
+        self._proc = self._start()
+        self.requests = 0
+
+    def _start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             [str(self.binary)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -99,14 +103,20 @@ class Oracle:
             text=True,
             bufsize=1,
         )
-        self.requests = 0
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(request, separators=(",", ":")) + "\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline(_MAX_LINE)
+        try:
+            proc.stdin.write(json.dumps(request, separators=(",", ":")) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline(_MAX_LINE)
+        except BaseException:
+            # Interrupted between question and answer: a fresh process keeps later
+            # answers paired with their questions.
+            self.close()
+            self._proc = self._start()
+            raise
         if not line:
             raise OracleUnavailableError(f"oracle exited (code {proc.poll()}) on request {request!r}")
         self.requests += 1
