@@ -28,7 +28,7 @@ def test_merge_case(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", DATA["allocation_cases"], ids=[c["id"] for c in DATA["allocation_cases"]])
 def test_allocation_case(case: dict[str, Any]) -> None:
-    machine = Machine(tuple(tuple(c) for c in case["cpus"]), case["id"])  # type: ignore[misc]
+    machine = Machine(tuple(tuple(c) for c in case["cpus"]), case["id"])
     setup = Setup(machine, case["num_reserved"], tuple(case["reserved"]), case["options"], case["tm_policy"])
     policy, state = topolet_policy(setup)
     for step in case["steps"]:
