@@ -1,4 +1,4 @@
-"""GPU preferred-allocation conformance: every case of ``shared/conformance/gpualloc/cases.json``.
+"""GPU preferred-allocation conformance: every case of ``conformance_data/gpualloc``.
 
 The cases are NVIDIA go-gpuallocator's own test tables (DGX-1 Pascal, DGX-1 Volta, 4x RTX8000).
 Each GPU gets the device id ``GPU-<index>``. Every case runs through the policy named by its

@@ -1,4 +1,4 @@
-"""NodeResourceTopologyMatch conformance: every case of ``shared/conformance/nrt/cases.json``.
+"""NodeResourceTopologyMatch conformance: every case of the NRT set (``conformance_data/nrt``).
 
 Each case list present in the file is read at run time and every case is one test id
 (its ``id`` plus the upstream subtest name), so cases added later run with no code
