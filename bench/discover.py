@@ -1,7 +1,7 @@
 """How long does :func:`topology.sysfs.discover` take on real machines' trees?
 
 The inputs are hwloc's gathered sysfs snapshots (the topology conformance set, by
-default ``<repo>/../shared/conformance/hwloc``): every ``expected/NAME.json`` names its
+default ``<repo>/tests/conformance_data/hwloc``): every ``expected/NAME.json`` names its
 tarball ``snapshots/NAME.tar.bz2`` and the tree's top folder (``tarball_top_dir``), which
 is the root passed to ``discover``. Each tarball is extracted once into a temporary
 directory; then each root is discovered once untimed (warm-up: page cache, imports) and
@@ -85,8 +85,8 @@ class DiscoverResult:
 
 
 def default_snapshots_dir() -> Path:
-    """``<repo>/../shared/conformance/hwloc``, where the conformance set is kept."""
-    return Path(__file__).resolve().parents[2] / "shared" / "conformance" / "hwloc"
+    """``<repo>/tests/conformance_data/hwloc``, where the hwloc conformance set is kept."""
+    return Path(__file__).resolve().parents[1] / "tests" / "conformance_data" / "hwloc"
 
 
 def find_snapshots(directory: Path, names: Sequence[str] = ()) -> list[Snapshot]:

@@ -233,6 +233,11 @@ def _verify(stored: int, computed: int) -> bool:
     return stored == 0 or stored == computed  # 0: written without a checksum
 
 
+def _q(text: str) -> str:
+    """*text* double-quoted as kubelet's messages quote it (Go's %q)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _parse(text: str, what: str) -> CPUSet:
     try:
         return CPUSet.parse(text)
@@ -274,8 +279,8 @@ def _build_v1(
     policy: str, default: str, entries: Mapping[str, str], configured: str | None
 ) -> LegacyCheckpoint:
     _check_policy(policy, configured)
-    cpus = _parse(default, f"default cpu set {default!r}")
-    parsed = {cid: _parse(s, f"cpuset {s!r} for container id {cid!r}") for cid, s in entries.items()}
+    cpus = _parse(default, f"default cpu set {_q(default)}")
+    parsed = {cid: _parse(s, f"cpuset {_q(s)} for container id {_q(cid)}") for cid, s in entries.items()}
     return LegacyCheckpoint(policy, cpus, MappingProxyType(parsed))
 
 
@@ -283,11 +288,11 @@ def _build_v2(
     policy: str, default: str, entries: Mapping[str, Mapping[str, str]], configured: str | None
 ) -> CPUManagerCheckpoint:
     _check_policy(policy, configured)
-    cpus = _parse(default, f"default cpu set {default!r}")
+    cpus = _parse(default, f"default cpu set {_q(default)}")
     parsed = {
         pod: MappingProxyType(
             {
-                name: _parse(s, f"cpuset {s!r} for container {name!r} in pod {pod!r}")
+                name: _parse(s, f"cpuset {_q(s)} for container {_q(name)} in pod {_q(pod)}")
                 for name, s in ctrs.items()
             }
         )

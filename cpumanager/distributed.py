@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import combinations
 
 from cpumanager.allocation import CPUAccumulator, Strategy, _start, as_cpu_topology, take_by_topology
 from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import AllocationError
+from cpumanager.slice_combinations import SharedSlice, slice_combinations
 from topology.cpuset import CPUSet
 from topology.model import Topology
 
@@ -45,10 +45,13 @@ def _ceil_div(a: int, b: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _Choice:
-    """A NUMA combination, the nodes that take the remainder, and its balance score."""
+    """A NUMA combination, the nodes that take the remainder, and its balance score.
 
-    combo: tuple[int, ...]
-    remainder_nodes: tuple[int, ...]
+    Both node lists are kubelet's shared slices: read them (``values()``) only once the
+    search is over, as kubelet does."""
+
+    combo: SharedSlice
+    remainder_nodes: SharedSlice | None
     balance: float
 
 
@@ -79,15 +82,16 @@ def _spread_remainder(after: dict[int, int], subset: tuple[int, ...], rem: int, 
 
 def _best_remainder(
     after: dict[int, int], combo: tuple[int, ...], rem: int, group: int
-) -> tuple[float, tuple[int, ...]]:
+) -> tuple[float, SharedSlice | None]:
     """The most balanced subset of *combo* to absorb *rem* CPUs (largest subsets first;
     the first subset wins ties) and its score."""
     if rem == 0:
-        return balance_score(list(after.values())), ()
-    best: tuple[float, tuple[int, ...]] = (math.inf, ())
+        return balance_score(list(after.values())), None
+    best: tuple[float, SharedSlice | None] = (math.inf, None)
     candidates = [n for n in combo if after[n] >= group]
     for size in range(len(candidates), 0, -1):
-        for subset in combinations(candidates, size):
+        for shared in slice_combinations(candidates, size):
+            subset = shared.values()
             if sum(after[n] for n in subset) < rem:
                 continue
             trial = dict(after)
@@ -95,13 +99,14 @@ def _best_remainder(
                 continue
             score = balance_score(list(trial.values()))
             if score < best[0]:
-                best = (score, subset)
+                best = (score, shared)
     return best
 
 
-def _score_combo(free: dict[int, int], n: int, combo: tuple[int, ...], group: int) -> _Choice | None:
+def _score_combo(free: dict[int, int], n: int, shared: SharedSlice, group: int) -> _Choice | None:
     """Score one NUMA combination for *n* CPUs given each available node's free CPU
     count, or None when the combination cannot hold the request evenly."""
+    combo = shared.values()
     if sum(free[x] for x in combo) < n or sum(free[x] // group for x in combo) * group < n:
         return None
     share = (n // len(combo) // group) * group
@@ -111,7 +116,7 @@ def _score_combo(free: dict[int, int], n: int, combo: tuple[int, ...], group: in
     for x in combo:
         after[x] -= share
     balance, rem_nodes = _best_remainder(after, combo, n - share * len(combo), group)
-    return _Choice(combo, rem_nodes, balance)
+    return _Choice(shared, rem_nodes, balance)
 
 
 def _choose(acc: CPUAccumulator, group: int) -> _Choice | None:
@@ -121,7 +126,7 @@ def _choose(acc: CPUAccumulator, group: int) -> _Choice | None:
     free = {n: len(details & acc.topo.numa_cpus[n]) for n in numas}
     for k in _node_range(acc, numas, group):
         best: _Choice | None = None
-        for combo in combinations(numas, k):
+        for combo in slice_combinations(numas, k):
             if best is not None and best.balance == 0:
                 break
             choice = _score_combo(free, acc.need, combo, group)
@@ -135,13 +140,15 @@ def _choose(acc: CPUAccumulator, group: int) -> _Choice | None:
 def _allocate(acc: CPUAccumulator, choice: _Choice, group: int) -> CPUSet:
     """Take an even share from every node of the choice, then the remainder in groups."""
     topo, n = acc.topo, acc.need
-    share = (n // len(choice.combo) // group) * group
-    for numa in choice.combo:
+    combo = choice.combo.values()
+    remainder_nodes = () if choice.remainder_nodes is None else choice.remainder_nodes.values()
+    share = (n // len(combo) // group) * group
+    for numa in combo:
         acc.take(take_by_topology(topo, acc.details & topo.numa_cpus[numa], share, strategy=acc.strategy))
-    rem = n - share * len(choice.combo)
+    rem = n - share * len(combo)
     while rem > 0:
         progressed = False
-        for numa in choice.remainder_nodes:
+        for numa in remainder_nodes:
             node_free = acc.details & topo.numa_cpus[numa]
             if rem == 0 or len(node_free) < group:
                 continue

@@ -135,7 +135,8 @@ class StaticPolicyOptions:
             return
         if topology_manager_policy == "single-numa-node":
             raise PolicyConfigError(
-                f"topology manager single-numa-node policy is incompatible with CPU manager "
+                # kubelet's words, its misspelling included, so the message can be searched for
+                f"Topolgy manager single-numa-node policy is incompatible with CPUManager "
                 f"{ALIGN_BY_SOCKET} policy option",
                 f"turn {ALIGN_BY_SOCKET} off or use another topology manager policy",
             )

@@ -36,7 +36,7 @@ def _discover(quick: bool) -> Any:
 
     snapshots = bd.find_snapshots(bd.default_snapshots_dir())
     if not snapshots:
-        raise CommandError("no hwloc snapshots found (expected ../shared/conformance/hwloc)")
+        raise CommandError("no hwloc snapshots found (expected tests/conformance_data/hwloc)")
     if quick:
         snapshots = sorted(snapshots, key=lambda s: s.name)[:3]
     return bd.to_json(bd.run(snapshots, 3 if quick else 20))

@@ -46,7 +46,7 @@ def _register_discover(subparsers: Any) -> None:
         "--snapshots",
         type=Path,
         metavar="DIR",
-        help="the hwloc conformance directory (default: <repo>/../shared/conformance/hwloc)",
+        help="the hwloc conformance directory (default: <repo>/tests/conformance_data/hwloc)",
     )
     p.add_argument(
         "--repeat", type=positive_int, default=20, metavar="N", help="timed runs per root (default 20)"

@@ -183,18 +183,14 @@ def filter_providers_hints(providers_hints: Sequence[ProviderHints]) -> list[lis
 
 
 def max_of_min_affinity_counts(hint_lists: Sequence[Sequence[TopologyHint]]) -> int:
-    """The largest, over the lists, of each list's smallest non-empty NUMA count
-    (kubelet's ``maxOfMinAffinityCounts``; nil and empty affinities are ignored)."""
+    """The largest, over the lists, of each list's smallest NUMA count (kubelet's
+    ``maxOfMinAffinityCounts``). Nil affinities are ignored; an empty affinity counts 0,
+    so a list holding one contributes 0."""
     best = 0
     for hints in hint_lists:
-        smallest = 0
-        for hint in hints:
-            if hint.numa_affinity is None:
-                continue
-            n = len(hint.numa_affinity)
-            if smallest == 0 or n < smallest:
-                smallest = n
-        best = max(best, smallest)
+        counts = [len(h.numa_affinity) for h in hints if h.numa_affinity is not None]
+        if counts:
+            best = max(best, min(counts))
     return best
 
 

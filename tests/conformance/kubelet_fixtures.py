@@ -1,6 +1,6 @@
 """kubelet's CPU/topology manager test cases and its topology fixtures as topolet values.
 
-``load_kubelet_cases()`` reads ``shared/conformance/kubelet/cases.json``;
+``load_kubelet_cases()`` reads the kubelet set's ``cases.json`` (see :mod:`tests.conformance_sets`);
 ``build_topology(entry)`` turns one of its ``topologies[]`` entries into a
 :class:`~topology.model.Topology` with the fixture's own ids: core ids as ``Core.id``,
 socket ids as ``Package.id``, NUMA ids as ``NumaNode.id`` and uncore cache ids as L3
@@ -10,29 +10,17 @@ differ from their CPU lists; ``declared_counts(entry)`` gives those as written.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from functools import cache
-from pathlib import Path
 from typing import Any
 
+from tests.conformance_sets import load_cases
 from topology.cpuset import CPUSet
 from topology.model import CacheGroup, Core, NumaNode, Package, Topology
 
-KUBELET_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "kubelet"
-CASES_JSON = KUBELET_DIR / "cases.json"
-
-
-@cache
-def _load() -> dict[str, Any]:
-    with CASES_JSON.open(encoding="utf-8") as f:
-        data: dict[str, Any] = json.load(f)
-    return data
-
 
 def load_kubelet_cases() -> dict[str, Any]:
-    """The whole cases.json document (read once; treat it as read-only)."""
-    return _load()
+    """The whole merged cases.json document (read once; treat it as read-only)."""
+    return load_cases("kubelet")
 
 
 def topology_entry(name: str) -> dict[str, Any]:
@@ -40,7 +28,7 @@ def topology_entry(name: str) -> dict[str, Any]:
     for entry in load_kubelet_cases()["topologies"]:
         if entry["name"] == name:
             return dict(entry)
-    raise KeyError(f"no kubelet topology fixture named {name!r} in {CASES_JSON}")
+    raise KeyError(f"no kubelet topology fixture named {name!r}")
 
 
 def _grouped(cpus: list[dict[str, Any]], key: str) -> dict[int, CPUSet]:

@@ -1,4 +1,4 @@
-"""GPU preferred-allocation conformance: every case of ``shared/conformance/gpualloc/cases.json``.
+"""GPU preferred-allocation conformance: every case of ``conformance_data/gpualloc``.
 
 The cases are NVIDIA go-gpuallocator's own test tables (DGX-1 Pascal, DGX-1 Volta, 4x RTX8000).
 Each GPU gets the device id ``GPU-<index>``. Every case runs through the policy named by its
@@ -9,9 +9,7 @@ scores and enumeration tables are all read at collection time, so added cases ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,15 +25,9 @@ from deviceplugin.gpu_allocation import (
     gpu_partitions,
     gpu_sets,
 )
+from tests.conformance_sets import load_cases
 
-_CANDIDATES = [
-    Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "gpualloc" / "cases.json",
-    Path(__file__).resolve().parents[2] / "shared" / "conformance" / "gpualloc" / "cases.json",
-]
-CASES_FILE = next((p for p in _CANDIDATES if p.is_file()), _CANDIDATES[0])
-if not CASES_FILE.is_file():
-    raise FileNotFoundError(f"gpualloc conformance data not found; looked in {[str(p) for p in _CANDIDATES]}")
-DATA: dict[str, Any] = json.loads(CASES_FILE.read_text())
+DATA: dict[str, Any] = load_cases("gpualloc")
 
 
 def gpu_id(index: int) -> str:

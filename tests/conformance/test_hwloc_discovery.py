@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from tests.snapshots import case_dir, snapshot_names
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.sysfs import discover
 
-HWLOC = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "hwloc"
-CASES = sorted((HWLOC / "expected").glob("*.json"))
+CASES = [case_dir(name) / "expected" / f"{name}.json" for name in snapshot_names()]
 
 # Fields where the expected value encodes hwloc policy and topolet decides differently.
 # Key: (case tag, field) -> reason. Empty: topolet follows hwloc on every field so far.
@@ -31,9 +31,9 @@ def cpus(text: str) -> CPUSet:
 
 
 def _root(case: dict[str, Any], tmp: Path) -> Path:
-    with tarfile.open(HWLOC / "snapshots" / f"{case['name']}.tar.bz2") as tar:
+    with tarfile.open(case_dir(case["name"]) / "snapshots" / f"{case['name']}.tar.bz2") as tar:
         tar.extractall(tmp, filter="data")
-    return tmp / case["tarball_top_dir"]
+    return tmp / str(case["tarball_top_dir"])
 
 
 def _gpu_view(topo: Topology) -> list[dict[str, Any]]:

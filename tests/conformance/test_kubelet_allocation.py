@@ -1,6 +1,6 @@
 """kubelet's CPU allocation test cases, replayed against topolet's CPU manager core.
 
-Every entry of ``allocation_cases`` in shared/conformance/kubelet/cases.json is one test
+Every entry of ``allocation_cases`` in the kubelet conformance set is one test
 id (case id + description); cases added later run with no code change. A case of a kind
 this module does not know fails loudly rather than being skipped.
 """

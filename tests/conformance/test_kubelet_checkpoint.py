@@ -72,8 +72,14 @@ def test_checksum(case: dict[str, Any]) -> None:
     assert checksum == case["expected_checksum"]
     text = _file(case, checksum)
     if not all(_parses(s) for s in _all_cpusets(case)):
-        with pytest.raises(CheckpointError, match="could not parse cpuset"):
+        # kubelet parses the default set first, then each container's set, each with its own wording.
+        default = case["defaultCpuSet"]
+        want = "could not parse default cpu set" if not _parses(default) else "could not parse cpuset"
+        with pytest.raises(CheckpointError) as err:
             decode(text)
+        assert want in str(err.value)
+        if not _parses(default):
+            assert f"default cpu set {json.dumps(default)}" in str(err.value)  # quoted as Go's %q
         return
     decoded = decode(text)
     kind = LegacyCheckpoint if case["format"] == "V1" else CPUManagerCheckpoint
@@ -91,3 +97,13 @@ def test_restore_error(case: dict[str, Any]) -> None:
     with pytest.raises(CheckpointError) as err:
         decode(_file(case, case["stored_checksum"]))
     assert case["expected_error"] in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["V1", "V2"])
+def test_unparsable_default_set_uses_kubelets_default_wording(fmt: str) -> None:
+    base = next(c for c in CHECKSUM_CASES if c["format"] == fmt and all(_parses(s) for s in _all_cpusets(c)))
+    case = {**base, "defaultCpuSet": "4-x"}
+    _, checksum = _render(case)
+    with pytest.raises(CheckpointError) as err:
+        decode(_file(case, checksum))
+    assert 'could not parse default cpu set "4-x"' in str(err.value)

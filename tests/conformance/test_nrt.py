@@ -1,4 +1,4 @@
-"""NodeResourceTopologyMatch conformance: every case of ``shared/conformance/nrt/cases.json``.
+"""NodeResourceTopologyMatch conformance: every case of the NRT set (``conformance_data/nrt``).
 
 Each case list present in the file is read at run time and every case is one test id
 (its ``id`` plus the upstream subtest name), so cases added later run with no code
@@ -10,10 +10,8 @@ manager config.
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from scheduler.filter import Victim, fit
 from scheduler.pod import QOSClass, parse_pod
 from scheduler.score import Scorer
 from scheduler.strategies import Cell, min_avg_distance, normalize_score, numa_nodes_required
+from tests.conformance_sets import load_cases
 from topology.nrt import (
     AttributeInfo,
     NodeResourceTopology,
@@ -33,8 +32,7 @@ from topology.nrt import (
 )
 from topology.quantity import parse_amount
 
-NRT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "nrt"
-DATA: dict[str, Any] = json.loads((NRT_DIR / "cases.json").read_text())
+DATA: dict[str, Any] = load_cases("nrt")
 KNOWN_LISTS = {
     "filter_cases",
     "score_cases",

@@ -120,7 +120,7 @@ def test_v1_file_is_read_and_migrated() -> None:
         pytest.param(
             '{"policyName": "none", "defaultCpuSet": "3-1", "checksum": 0}',
             CheckpointError,
-            "could not parse default cpu set '3-1'",
+            'could not parse default cpu set "3-1"',
             id="descending-default-set",
         ),
     ],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from tests.conformance_sets import load_cases
 from topology.cpuset import CPUSet
 from topology.model import Core, HugePages, NumaNode, Package, Topology
 from topology.nrt import (
@@ -20,8 +20,6 @@ from topology.nrt import (
     numa_id_from_zone_name,
 )
 from topology.quantity import QuantityError
-
-CASES = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "nrt" / "cases.json"
 
 # The example object of the reference notes, quantities written as NFD writes them.
 EXAMPLE: dict[str, Any] = {
@@ -59,7 +57,7 @@ EXAMPLE: dict[str, Any] = {
 
 
 def _case_nrts() -> list[Any]:
-    data = json.loads(CASES.read_text())
+    data = load_cases("nrt")
     found = []
     for key in ("filter_cases", "score_cases", "scheduling_cases"):
         for case in data.get(key, []):
