@@ -107,7 +107,7 @@ class CheckpointStore:
         try:
             return decode(data, policy_name=self.policy_name)
         except CheckpointError as e:
-            raise StateCorruptedError(self.path, str(e)) from e
+            raise StateCorruptedError(self.path, e.detail) from e
 
     def save(self, checkpoint: CPUManagerCheckpoint) -> None:
         """Atomically replace the file with *checkpoint*."""

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.state import MemoryState
 from topolet.cli import CommandError, common_options
 from topolet.node_config import NodeSettings, add_node_options
 
@@ -28,13 +29,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def status(args: argparse.Namespace) -> int:
     settings = NodeSettings.from_args(args)
     topo = settings.topology()
+    policy = settings.policy(topo)
     store = settings.store()
     cp = store.load()
     if cp is None:
         raise CommandError(f"no CPU manager checkpoint at {store.path} (nothing pinned yet)")
     if not isinstance(cp, CPUManagerCheckpoint):
         raise CommandError(f"{store.path} uses the legacy container-ID layout")
-    policy = settings.policy(topo)
+    # The checks `run` and the agent make on start (StateValidationError, exit 1).
+    policy.validate_state(MemoryState(cp.default_cpu_set, cp.entries))
     doc = {
         "checkpoint": str(store.path),
         "policy": cp.policy_name,

@@ -49,10 +49,9 @@ def load_config(args: argparse.Namespace) -> NodeConfig:
     """Defaults, then the ``--config`` file, then the flags."""
     try:
         base = NodeConfig.load(args.config) if args.config is not None else NodeConfig()
-        return NodeConfig.from_mapping(flag_overrides(args), base)
+        return NodeConfig.from_mapping(flag_overrides(args), base, flags=True)
     except ConfigError as e:
-        where = f"{args.config}: " if args.config is not None else ""
-        raise CommandError(f"{where}{e}") from e
+        raise CommandError(str(e)) from e
 
 
 def run(args: argparse.Namespace) -> int:
