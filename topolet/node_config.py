@@ -15,7 +15,7 @@ import re
 import reprlib
 import socket
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.gpu import VENDOR_RESOURCES
+from topolet.arg_types import non_negative_int
 from topology.cpuset import CPUSet, CPUSetParseError
 from topology.model import Topology
 from topology.nrt import POLICIES, SCOPES
@@ -595,6 +596,27 @@ class NodeConfig:
             self.sysfs_root, self.state_dir, self.reserved_system_cpus, self.num_reserved_cpus
         )
 
+    def check(self, topo: Topology, *, source: str = "", flags: Collection[str] = ()) -> None:
+        """What can only be checked against the machine, before anything is created: the
+        reservation fits *topo*, a standalone ``cgroupRoot`` is a cgroup. Errors name the
+        key with its file *source*, or the flag when the key is among *flags*."""
+
+        def name(attr: str) -> str:
+            key = next(k for k in KEYS if k.attr == attr)
+            if key.name in flags:
+                return f"{key.flag} ({key.name})"
+            return f"{source}: {key.name}" if source else key.name
+
+        settings = replace(
+            self.settings(),
+            reserved_name=name("reserved_system_cpus"),
+            num_reserved_name=name("num_reserved_cpus"),
+        )
+        settings.check(topo)
+        if self.pod_source == "standalone" and self.cgroup_root is not None:
+            v1 = detect_cgroup_writer(None, self.cgroup_version, self.cgroup_driver).root == V1_CPUSET
+            check_cgroup_root(self.cgroup_root, v1=v1, name=name("cgroup_root"))
+
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per key of :data:`KEYS` (``--state-dir``, ``--pod-source``, ...); each
@@ -680,7 +702,7 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num-reserved-cpus",
-        type=int,
+        type=non_negative_int,
         default=1,
         metavar="N",
         help="whole CPUs reserved when --reserved-cpus is not given, chosen as kubelet "
