@@ -121,6 +121,8 @@ class CheckpointStore:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except OSError as e:  # ENOSPC, EIO: say which file (os.write names none)
+            raise OSError(e.errno, f"cannot write the checkpoint: {e.strerror}", str(tmp)) from e
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
