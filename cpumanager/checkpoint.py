@@ -107,7 +107,7 @@ class CheckpointStore:
         try:
             return decode(data, policy_name=self.policy_name)
         except CheckpointError as e:
-            raise StateCorruptedError(self.path, str(e)) from e
+            raise StateCorruptedError(self.path, e.detail) from e
 
     def save(self, checkpoint: CPUManagerCheckpoint) -> None:
         """Atomically replace the file with *checkpoint*."""
@@ -121,6 +121,8 @@ class CheckpointStore:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except OSError as e:  # ENOSPC, EIO: say which file (os.write names none)
+            raise OSError(e.errno, f"cannot write the checkpoint: {e.strerror}", str(tmp)) from e
         finally:
             os.close(fd)
         os.replace(tmp, self.path)

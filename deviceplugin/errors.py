@@ -18,12 +18,27 @@ __all__ = [
     "InsufficientDevicesError",
     "InvalidRequestError",
     "UnknownDeviceError",
+    "quote_ids",
 ]
 
 
-def _quote(ids: Iterable[str]) -> str:
-    """Device ids as a bracketed, comma-separated list of quoted ids."""
-    return "[" + ", ".join(repr(i) for i in ids) + "]"
+#: An error quotes at most this many ids, each cut to _MAX_ID_CHARS: kubelet must get the
+#: reason whole, and gRPC refuses status messages beyond its metadata limit (8 KiB).
+_MAX_IDS = 8
+_MAX_ID_CHARS = 64
+
+
+def quote_ids(ids: Iterable[str]) -> str:
+    """Device ids as a bracketed, comma-separated list of quoted ids; a long list shows
+    its first ids and how many more there are, a long id its start and its length."""
+    shown: list[str] = []
+    more = 0
+    for i in ids:
+        if len(shown) == _MAX_IDS:
+            more += 1
+            continue
+        shown.append(repr(i) if len(i) <= _MAX_ID_CHARS else f"{i[:_MAX_ID_CHARS]!r}... ({len(i)} chars)")
+    return "[" + ", ".join(shown) + (f", ... and {more} more" if more else "") + "]"
 
 
 class DevicePluginError(Exception):
@@ -70,8 +85,8 @@ class UnknownDeviceError(AllocationError):
         self.known = tuple(known)
         super().__init__(
             field,
-            f"unknown device id(s) {_quote(self.unknown)}; "
-            f"expected ids advertised by ListAndWatch: {_quote(self.known)}",
+            f"unknown device id(s) {quote_ids(self.unknown)}; "
+            f"expected ids advertised by ListAndWatch: {quote_ids(self.known)}",
         )
 
 

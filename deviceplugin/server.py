@@ -44,6 +44,7 @@ from deviceplugin.errors import (
     InsufficientDevicesError,
     InvalidRequestError,
     UnknownDeviceError,
+    quote_ids,
 )
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource, ResourceManager
 
@@ -421,19 +422,19 @@ class DevicePluginServer:
         try:
             return call()
         except InsufficientDevicesError as e:
-            log.warning("%s: %s", self.resource.resource_name, e)
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            log.warning("%s: %s", self.resource.resource_name, _bounded(str(e)))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _bounded(str(e)))
         except DevicePluginError as e:
-            log.warning("%s: %s", self.resource.resource_name, e)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            log.warning("%s: %s", self.resource.resource_name, _bounded(str(e)))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _bounded(str(e)))
         except Exception as e:
             log.exception("%s: request failed", self.resource.resource_name)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            context.abort(grpc.StatusCode.INTERNAL, _bounded(f"{type(e).__name__}: {e}"))
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     def _check_ids(self, field: str, ids: Sequence[str], known: Sequence[str]) -> None:
         if dup := sorted(i for i, n in Counter(ids).items() if n > 1):
-            raise InvalidRequestError(field, f"device id(s) {dup} listed more than once")
+            raise InvalidRequestError(field, f"device id(s) {quote_ids(dup)} listed more than once")
         known_set = set(known)
         if unknown := [i for i in ids if i not in known_set]:
             raise UnknownDeviceError(field, unknown, known)
@@ -454,7 +455,9 @@ class DevicePluginServer:
             self._check_ids("available_deviceIDs", available, known)
             self._check_ids("must_include_deviceIDs", must, known)
             if missing := sorted(set(must) - set(available)):
-                raise InvalidRequestError("must_include_deviceIDs", f"{missing} not in available_deviceIDs")
+                raise InvalidRequestError(
+                    "must_include_deviceIDs", f"{quote_ids(missing)} not in available_deviceIDs"
+                )
             if len(must) > size:
                 raise InvalidRequestError(
                     "must_include_deviceIDs", f"{len(must)} ids exceed allocation_size {size}"
@@ -487,6 +490,20 @@ class DevicePluginServer:
         self._check_ids("devices_ids", list(request.devices_ids), [d.id for d in self.resource.devices()])
         self.resource.pre_start(list(request.devices_ids))
         return api_pb2.PreStartContainerResponse()
+
+
+#: The longest status message sent (in UTF-8 bytes): well under gRPC's metadata limit,
+#: even when every byte is percent-encoded on the wire.
+MAX_ERROR_BYTES = 1024
+
+
+def _bounded(message: str) -> str:
+    """*message* cut to :data:`MAX_ERROR_BYTES`, saying how long it was."""
+    data = message.encode("utf-8", "replace")
+    if len(data) <= MAX_ERROR_BYTES:
+        return message
+    head = data[: MAX_ERROR_BYTES - 40].decode("utf-8", "ignore")
+    return f"{head}... ({len(data)} bytes in all)"
 
 
 def _to_proto(a: ContainerAllocation) -> Any:

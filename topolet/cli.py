@@ -7,8 +7,13 @@ and sets ``func``: a callable taking the parsed arguments and returning the exit
 Adding a subcommand means adding a module and one line to :data:`COMMAND_MODULES`.
 
 Exit codes: 0 success, 1 error (one line on stderr, no traceback), 2 usage error.
-Errors the user can act on are :class:`CommandError`, :class:`~topology.errors.TopologyError`
-and :class:`OSError`; anything else is a bug and keeps its traceback.
+Errors the user can act on (:data:`USER_ERRORS`: bad flags, configuration, checkpoint or
+sysfs input, and the OS refusing a file) print one line naming the flag, key or file;
+``--debug`` (or ``-vv``) shows their traceback too, for a bug report. Anything else is a
+bug and keeps its traceback.
+
+Only the module of the subcommand named on the command line is imported (``--help``
+imports them all), so an error in the arguments is answered before any heavy import.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
-from topology.errors import TopologyError
+import yaml
 
-__all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "common_options", "main"]
+from cpumanager.errors import CPUManagerError
+from deviceplugin.errors import DevicePluginError
+from topology.cpuset import raise_cpu_id_limit
+from topology.errors import TopologyError
+from topology.sysfs import SysfsReader
+
+__all__ = ["COMMAND_MODULES", "USER_ERRORS", "CommandError", "build_parser", "common_options", "main"]
 
 #: Modules that each register one subcommand, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -65,11 +77,27 @@ def common_options() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="log more (-v: progress, -vv: debug)",
     )
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every module of :data:`COMMAND_MODULES` registered."""
+_DEBUG_HELP = "on an error, print the traceback as well (for bug reports)"
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand *argv* names (its first word that is not an option)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            module = f"topolet.cmd_{word}"
+            return module if module in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, with every module of :data:`COMMAND_MODULES` registered (with
+    *only*, a module of that list, just that one)."""
     parser = argparse.ArgumentParser(
         prog="topolet",
         description=_DESCRIPTION,
@@ -78,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v: progress, -vv: debug)"
     )
+    parser.add_argument("--debug", action="store_true", default=False, help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in (only,) if only is not None else COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
@@ -97,10 +126,49 @@ def _os_error_message(err: OSError) -> str:
     return reason
 
 
+#: Errors caused by what the user gave (flags, configuration, checkpoint, sysfs) or by the
+#: OS refusing a file: one line, exit 1. ``ValueError`` covers every parser's refusal
+#: (cpu lists, quantities, configuration keys).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CommandError,
+    TopologyError,
+    CPUManagerError,
+    DevicePluginError,
+    yaml.YAMLError,
+    ValueError,
+    MemoryError,
+    OSError,
+)
+
+#: The longest error line printed (a refused value is quoted, never dumped whole).
+_MAX_LINE = 2000
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return _os_error_message(err)
+    if isinstance(err, MemoryError):
+        return "out of memory (an input is far larger than any real one)"
+    text = " ".join(str(err).split())  # YAML errors span lines: join them
+    return text or type(err).__name__
+
+
 def _fail(message: str) -> int:
-    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
-    print(f"topolet: error: {first_line}", file=sys.stderr)
+    line = message.strip().splitlines()[0] if message.strip() else "failed"
+    if len(line) > _MAX_LINE:
+        line = f"{line[:_MAX_LINE]}... ({len(line)} characters)"
+    print(f"topolet: error: {line}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _machine_cpu_limit() -> None:
+    """Let CPU ids reach this kernel's ``kernel_max`` when it is above the default 8191."""
+    try:
+        limit = SysfsReader("/").cpu_id_limit()
+    except (TopologyError, OSError):
+        return
+    if limit is not None:
+        raise_cpu_id_limit(limit)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
@@ -112,8 +180,9 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``topolet`` command line with *argv* (default: ``sys.argv[1:]``)."""
-    parser = build_parser()
-    args = _parse(parser, argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(words))
+    args = _parse(parser, words)
     if isinstance(args, int):
         return args
     _setup_logging(args.verbose)
@@ -121,11 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    debug = args.debug or args.verbose >= 2
+    _machine_cpu_limit()
     try:
         return handler(args)
-    except (CommandError, TopologyError) as err:
-        return _fail(str(err))
-    except OSError as err:
-        return _fail(_os_error_message(err))
+    except USER_ERRORS as err:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        return _fail(_one_line(err))
     except KeyboardInterrupt:
         return 130

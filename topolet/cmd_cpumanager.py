@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.state import MemoryState
 from topolet.cli import CommandError, common_options
 from topolet.node_config import NodeSettings, add_node_options
 
@@ -28,30 +30,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def status(args: argparse.Namespace) -> int:
     settings = NodeSettings.from_args(args)
     topo = settings.topology()
+    policy = settings.policy(topo)
     store = settings.store()
     cp = store.load()
     if cp is None:
         raise CommandError(f"no CPU manager checkpoint at {store.path} (nothing pinned yet)")
     if not isinstance(cp, CPUManagerCheckpoint):
         raise CommandError(f"{store.path} uses the legacy container-ID layout")
-    policy = settings.policy(topo)
-    doc = {
+    # The checks `run` and the agent make on start (StateValidationError, exit 1).
+    policy.validate_state(MemoryState(cp.default_cpu_set, cp.entries))
+    assignments: list[dict[str, Any]] = [
+        {
+            "podUID": pod,
+            "container": name,
+            "cpus": str(cpus),
+            "numaNodes": sorted(topo.numa_nodes_of(cpus)),
+        }
+        for pod, containers in sorted(cp.entries.items())
+        for name, cpus in sorted(containers.items())
+    ]
+    doc: dict[str, Any] = {
         "checkpoint": str(store.path),
         "policy": cp.policy_name,
         "online": str(topo.online_cpus),
         "reserved": str(policy.reserved_cpus),
         "shared": str(cp.default_cpu_set),
         "isolated": str(topo.isolated_cpus),
-        "assignments": [
-            {
-                "podUID": pod,
-                "container": name,
-                "cpus": str(cpus),
-                "numaNodes": sorted(topo.numa_nodes_of(cpus)),
-            }
-            for pod, containers in sorted(cp.entries.items())
-            for name, cpus in sorted(containers.items())
-        ],
+        "assignments": assignments,
     }
     if args.format == "json":
         print(json.dumps(doc, indent=2))
@@ -66,7 +71,7 @@ def status(args: argparse.Namespace) -> int:
     table = Table(title="exclusive assignments")
     for col in ("pod UID", "container", "cpus", "NUMA nodes"):
         table.add_column(col)
-    for a in doc["assignments"]:  # type: ignore[attr-defined]
+    for a in assignments:
         table.add_row(a["podUID"], a["container"], a["cpus"], ",".join(map(str, a["numaNodes"])))
     console.print(table)
     return 0

@@ -23,6 +23,7 @@ from topolet.cli import CommandError, common_options
 from topolet.logs import setup_logging
 from topolet.node_agent import AgentError, NodeAgent
 from topolet.node_config import ConfigError, NodeConfig, add_config_flags, flag_overrides
+from topology.sysfs import discover
 
 log = logging.getLogger("topolet.node")
 
@@ -49,10 +50,9 @@ def load_config(args: argparse.Namespace) -> NodeConfig:
     """Defaults, then the ``--config`` file, then the flags."""
     try:
         base = NodeConfig.load(args.config) if args.config is not None else NodeConfig()
-        return NodeConfig.from_mapping(flag_overrides(args), base)
+        return NodeConfig.from_mapping(flag_overrides(args), base, flags=True)
     except ConfigError as e:
-        where = f"{args.config}: " if args.config is not None else ""
-        raise CommandError(f"{where}{e}") from e
+        raise CommandError(str(e)) from e
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(config.to_yaml(), end="")
         return 0
     setup_logging(config.log_format, getattr(args, "verbose", 0))
+    try:  # settings that only the machine can judge, before anything is created
+        config.check(discover(config.sysfs_root), source=str(args.config or ""), flags=flag_overrides(args))
+    except ConfigError as e:
+        raise CommandError(str(e)) from e
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda _n, _f: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     agent = NodeAgent(config)

@@ -19,16 +19,17 @@ import os
 import signal
 import subprocess
 import uuid
-from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
-from cpumanager.cgroupfs import CpusetWriter
+from cpumanager.cgroupfs import CgroupV1Cpuset, CpusetWriter
 from cpumanager.errors import CPUManagerError
 from cpumanager.hugepages import parse_hugepages_requests
 from cpumanager.manager import CPUManager
 from cpumanager.standalone import StandaloneRecord, StandaloneSource
 from topolet.cli import CommandError, common_options
-from topolet.node_config import NodeSettings, add_node_options, detect_cgroup_writer
+from topolet.node_config import NodeSettings, add_node_options, check_cgroup_root, detect_cgroup_writer
 from topology.model import Topology
+from topology.quantity import CPU, QuantityError, parse_amount
 
 log = logging.getLogger("topolet.run")
 
@@ -86,16 +87,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _whole_cpus(quantity: str, guaranteed: bool) -> int:
-    text = quantity.strip()
     try:
-        value = Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
-    except InvalidOperation:
-        raise CommandError(
-            f"--cpus: {quantity!r} is not a CPU quantity (expected '2', '1.5' or '500m')"
-        ) from None
-    if value <= 0:
+        millis = parse_amount(CPU, quantity.strip(), field="--cpus")
+    except QuantityError as e:
+        raise CommandError(str(e)) from None
+    if millis <= 0:
         raise CommandError(f"--cpus: expected a positive quantity, got {quantity!r}")
-    return int(value) if guaranteed and value == value.to_integral_value() else 0
+    return millis // 1000 if guaranteed and millis % 1000 == 0 else 0
 
 
 def _hugepages(args: argparse.Namespace) -> dict[str, int]:
@@ -124,7 +122,8 @@ def _check_isolated(args: argparse.Namespace, exclusive: int, topo: Topology) ->
 
 def _writer(args: argparse.Namespace) -> CpusetWriter:
     base = detect_cgroup_writer(None, args.cgroup_version, "cgroupfs")
-    root = args.cgroup_root or base.root / "topolet"
+    root = Path(args.cgroup_root) if args.cgroup_root else base.root / "topolet"
+    check_cgroup_root(root, v1=isinstance(base, CgroupV1Cpuset))
     writer = type(base)(root)
     writer.ensure_root()
     return writer
@@ -144,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     hugepages = _hugepages(args)
     topo = settings.topology()
     _check_isolated(args, exclusive, topo)
+    settings.check(topo)  # before anything is created
     writer = _writer(args)
     source = StandaloneSource(settings.state_dir, writer)
     uid = str(uuid.uuid4())

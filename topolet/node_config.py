@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import reprlib
 import socket
-from collections.abc import Callable, Mapping
+import stat
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.gpu import VENDOR_RESOURCES
+from topolet.arg_types import non_negative_int
 from topology.cpuset import CPUSet, CPUSetParseError
 from topology.model import Topology
 from topology.nrt import POLICIES, SCOPES
@@ -36,6 +39,7 @@ __all__ = [
     "NodeConfig",
     "NodeSettings",
     "add_node_options",
+    "check_cgroup_root",
     "detect_cgroup_writer",
     "format_duration",
     "parse_duration",
@@ -50,11 +54,96 @@ CHECKPOINT_NAME = "cpu_manager_state"
 
 
 class ConfigError(ValueError):
-    """A configuration key has a bad value, or is not a key at all."""
+    """A configuration key has a bad value, or is not a key at all. ``source`` is the file
+    the key came from (empty: not from a file, e.g. a flag)."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, *, source: str = "") -> None:
         self.key = key
-        super().__init__(f"{key}: {message}")
+        self.source = source
+        super().__init__(f"{source}: {key}: {message}" if source else f"{key}: {message}")
+
+
+#: A node configuration file is a page of YAML; anything larger is refused unread.
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Deepest nesting a configuration needs (gpuResourceNames is a mapping in the mapping).
+_MAX_DEPTH = 8
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 60
+_shown.maxlevel = 3
+
+
+def _show(value: object) -> str:
+    """*value* quoted, bounded in size and depth (an error line stays one short line)."""
+    return _shown.repr(value)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as a configuration needs it: no aliases (``*name``: no billion laughs), no
+    duplicate keys, no nesting deeper than :data:`_MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here", mark)
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {_MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # an unhashable key: the base class says so
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (``line 3, column 1``)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())
+
+
+def parse_yaml(text: str) -> object:
+    """*text* as strict YAML (see :class:`_StrictLoader`); ``ValueError`` saying why not."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        raise ValueError(f"not valid YAML: {_yaml_problem(e)}") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"not valid YAML: {' '.join(str(e).split())[:200]}") from None
+
+
+def _read_config(path: Path) -> str:
+    """The text of configuration file *path*: a regular file of at most 1 MiB, UTF-8."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(str(path), "expected a regular file holding YAML")
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"expected at most {MAX_CONFIG_BYTES} bytes of YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), f"expected UTF-8 text (byte {e.start} is not)") from None
 
 
 # ------------------------------------------------------------------ value forms
@@ -123,6 +212,13 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
+
+
+def _nvml_mode(value: object) -> str:
+    """``auto``, ``true`` or ``false``; YAML's own booleans (``nvml: true``) count too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _choice("auto", "true", "false")(value)
 
 
 def _count(value: object) -> int:
@@ -339,7 +435,7 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "nvml",
         "nvml",
-        _choice("auto", "true", "false"),
+        _nvml_mode,
         "NVIDIA GPUs: NVML (the 'nvidia' extra) for XID health events and NVLink/PCIe link "
         "scores. auto: when it loads; true: refuse to start without it; false: never.",
         metavar="MODE",
@@ -410,30 +506,44 @@ class NodeConfig:
 
     # ------------------------------------------------------------- building
     @staticmethod
-    def from_mapping(data: Mapping[str, object], base: NodeConfig | None = None) -> NodeConfig:
+    def from_mapping(
+        data: Mapping[str, object], base: NodeConfig | None = None, *, source: str = "", flags: bool = False
+    ) -> NodeConfig:
         """*base* (default: all defaults) with the keys of *data*; unknown keys and bad
-        values raise :class:`ConfigError` naming the key and the accepted form."""
+        values raise :class:`ConfigError` naming the key (the flag, with *flags*), its
+        file *source* and the accepted form."""
         if not isinstance(data, Mapping):
-            raise ConfigError("<file>", "expected a mapping of configuration keys")
+            raise ConfigError(
+                source or "<file>", f"expected a mapping of configuration keys, got {_show(data)}"
+            )
         changes = {}
         for name, value in data.items():
             key = _BY_NAME.get(str(name))
             if key is None:
-                raise ConfigError(str(name), "unknown key; known keys: " + ", ".join(sorted(_BY_NAME)))
+                raise ConfigError(
+                    _show(name).strip("'"),
+                    "unknown key; known keys: " + ", ".join(sorted(_BY_NAME)),
+                    source=source,
+                )
             try:
                 changes[key.attr] = key.parse(value)
             except ValueError as e:
-                raise ConfigError(key.name, f"{e}; got {value!r}") from None
+                name_shown = f"{key.flag} ({key.name})" if flags else key.name
+                raise ConfigError(name_shown, f"{e}; got {_show(value)}", source=source) from None
         return replace(base or NodeConfig(), **changes)
 
     @staticmethod
     def load(path: Path) -> NodeConfig:
-        """The configuration in YAML file *path* (an empty file means all defaults)."""
+        """The configuration in YAML file *path* (an empty file means all defaults). The
+        file is read bounded (:data:`MAX_CONFIG_BYTES`); aliases, duplicate keys and deep
+        nesting are refused, each error naming the file."""
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(str(path), f"not valid YAML: {e}") from e
-        return NodeConfig.from_mapping(data if data is not None else {})
+            data = parse_yaml(_read_config(Path(path)))
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(str(path), str(e)) from None
+        return NodeConfig.from_mapping(data if data is not None else {}, source=str(path))  # type: ignore[arg-type]
 
     def to_mapping(self) -> dict[str, object]:
         """Every key with its value, in the YAML form :meth:`from_mapping` reads."""
@@ -486,6 +596,27 @@ class NodeConfig:
             self.sysfs_root, self.state_dir, self.reserved_system_cpus, self.num_reserved_cpus
         )
 
+    def check(self, topo: Topology, *, source: str = "", flags: Collection[str] = ()) -> None:
+        """What can only be checked against the machine, before anything is created: the
+        reservation fits *topo*, a standalone ``cgroupRoot`` is a cgroup. Errors name the
+        key with its file *source*, or the flag when the key is among *flags*."""
+
+        def name(attr: str) -> str:
+            key = next(k for k in KEYS if k.attr == attr)
+            if key.name in flags:
+                return f"{key.flag} ({key.name})"
+            return f"{source}: {key.name}" if source else key.name
+
+        settings = replace(
+            self.settings(),
+            reserved_name=name("reserved_system_cpus"),
+            num_reserved_name=name("num_reserved_cpus"),
+        )
+        settings.check(topo)
+        if self.pod_source == "standalone" and self.cgroup_root is not None:
+            v1 = detect_cgroup_writer(None, self.cgroup_version, self.cgroup_driver).root == V1_CPUSET
+            check_cgroup_root(self.cgroup_root, v1=v1, name=name("cgroup_root"))
+
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per key of :data:`KEYS` (``--state-dir``, ``--pod-source``, ...); each
@@ -507,13 +638,17 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The keys given as flags, values parsed as YAML scalars (``true``, ``{a: b}``)."""
+    """The keys given as flags, values parsed as YAML scalars (``true``, ``{a: b}``); a
+    flag that is not valid YAML raises :class:`ConfigError` naming the flag."""
     out: dict[str, object] = {}
     for key in KEYS:
         raw = getattr(args, f"cfg_{key.attr}", None)
         if raw is None:
             continue
-        out[key.name] = yaml.safe_load(raw) if key.yaml_flag else raw
+        try:
+            out[key.name] = parse_yaml(raw) if key.yaml_flag else raw
+        except ValueError as e:
+            raise ConfigError(f"{key.flag} ({key.name})", f"{e}; got {_show(raw)}") from None
     return out
 
 
@@ -525,6 +660,24 @@ def detect_cgroup_writer(root: Path | None, version: str, driver: str) -> Cpuset
     if version == "v1":
         return CgroupV1Cpuset(root or V1_CPUSET, driver=driver)  # type: ignore[arg-type]
     return CgroupV2Cpuset(root or V2_ROOT, driver=driver)  # type: ignore[arg-type]
+
+
+def check_cgroup_root(root: Path, *, v1: bool, name: str = "--cgroup-root") -> None:
+    """Refuse *root* unless it is, or would be made directly inside, a cgroup directory
+    (one with ``cgroup.procs``; for v1 also ``cpuset.cpus``). Checked before anything is
+    created, so a typo never leaves a stray directory behind."""
+    need = ("cgroup.procs", "cpuset.cpus") if v1 else ("cgroup.procs",)
+    hierarchy = f"the cpuset hierarchy such as {V1_CPUSET}" if v1 else f"the cgroup v2 tree such as {V2_ROOT}"
+    if not root.is_absolute():
+        raise ConfigError(name, f"{str(root)!r} is not absolute; expected a directory in {hierarchy}")
+    where = root if root.exists() else root.parent
+    if not where.is_dir():
+        raise ConfigError(name, f"{str(where)!r} is not a directory; expected a directory in {hierarchy}")
+    if missing := [f for f in need if not (where / f).exists()]:
+        raise ConfigError(
+            name,
+            f"{str(where)!r} is not a cgroup ({missing[0]} missing); expected a directory in {hierarchy}",
+        )
 
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
@@ -549,7 +702,7 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num-reserved-cpus",
-        type=int,
+        type=non_negative_int,
         default=1,
         metavar="N",
         help="whole CPUs reserved when --reserved-cpus is not given, chosen as kubelet "
@@ -563,6 +716,9 @@ class NodeSettings:
     state_dir: Path
     reserved_cpus: CPUSet | None
     num_reserved_cpus: int
+    #: How the user spelled the two reservation settings (a flag, or a configuration key).
+    reserved_name: str = "reservedSystemCPUs"
+    num_reserved_name: str = "numReservedCPUs"
 
     @staticmethod
     def from_args(args: argparse.Namespace) -> NodeSettings:
@@ -571,15 +727,43 @@ class NodeSettings:
             try:
                 reserved = CPUSet.parse(args.reserved_cpus)
             except CPUSetParseError as e:
-                raise ValueError(f"--reserved-cpus: {e}") from e
+                raise ConfigError("--reserved-cpus", str(e)) from e
         if args.num_reserved_cpus < 0:
-            raise ValueError("--num-reserved-cpus: expected a non-negative integer")
-        return NodeSettings(args.root, args.state_dir, reserved, args.num_reserved_cpus)
+            raise ConfigError(
+                "--num-reserved-cpus", f"expected a non-negative integer, got {args.num_reserved_cpus}"
+            )
+        return NodeSettings(
+            args.root,
+            args.state_dir,
+            reserved,
+            args.num_reserved_cpus,
+            reserved_name="--reserved-cpus",
+            num_reserved_name="--num-reserved-cpus",
+        )
 
     def topology(self) -> Topology:
         return discover(self.root)
 
+    def check(self, topo: Topology) -> None:
+        """Refuse a reservation this machine cannot hold, naming the setting (not the
+        checkpoint: the checkpoint is fine, the setting is not)."""
+        online = topo.online_cpus
+        if self.reserved_cpus is not None:
+            if missing := self.reserved_cpus - online:
+                raise ConfigError(
+                    self.reserved_name,
+                    f'"{self.reserved_cpus}" names CPUs "{missing}" that this machine does not have '
+                    f'(online: "{online}"); expected a cpu list within the online CPUs',
+                )
+        elif self.num_reserved_cpus > len(online):
+            raise ConfigError(
+                self.num_reserved_name,
+                f"{self.num_reserved_cpus} CPUs asked for, this machine has {len(online)} "
+                f'(online: "{online}"); expected at most {len(online)}',
+            )
+
     def policy(self, topo: Topology) -> StaticPolicy:
+        self.check(topo)
         n = len(self.reserved_cpus) if self.reserved_cpus is not None else self.num_reserved_cpus
         return StaticPolicy(topo, num_reserved_cpus=n, reserved_cpus=self.reserved_cpus)
 

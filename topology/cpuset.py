@@ -4,6 +4,11 @@ The value type every package of topolet speaks in. It is backed by an int bitmas
 (bit N set = CPU N present), so set algebra on 1024 CPUs is a handful of machine
 words. Parsing is stricter than the kernel's: every malformed token is an error
 that quotes the input and the token, never a silent skip.
+
+Every id is bounded: a CPU id at or above :func:`cpu_id_limit` (8192, the largest
+``NR_CPUS`` a Linux kernel can be built with, unless the composition root raises it
+from the machine's ``kernel_max``) is refused before any memory is spent on it, so a
+hostile ``"0-4294967295"`` costs a few microseconds, not gigabytes.
 """
 
 from __future__ import annotations
@@ -11,28 +16,71 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-__all__ = ["CPUSet", "CPUSetParseError"]
+__all__ = ["DEFAULT_CPU_ID_LIMIT", "CPUSet", "CPUSetParseError", "cpu_id_limit", "raise_cpu_id_limit"]
 
 _MASK_WORD = re.compile(r"[0-9a-fA-F]{1,8}")
 _MASK_WORDS = re.compile(r"[0-9a-fA-F]{1,8}(?:,[0-9a-fA-F]{1,8})*")
 
+#: CPU ids are below this unless the machine says more (``CONFIG_NR_CPUS`` tops out at 8192).
+DEFAULT_CPU_ID_LIMIT = 8192
+#: No kernel_max, however large, lifts the limit above this (2**20 ids = 128 KiB of bits).
+_HARD_CPU_ID_LIMIT = 1 << 20
+_limit = DEFAULT_CPU_ID_LIMIT
+#: How much of a refused input an error quotes.
+_QUOTE_CHARS = 60
+
+
+def cpu_id_limit() -> int:
+    """Every CPU id must be below this number."""
+    return _limit
+
+
+def raise_cpu_id_limit(ids: int) -> None:
+    """Allow CPU ids below *ids* (a machine whose ``kernel_max`` is above 8191). The limit
+    only ever grows, and never past 2**20."""
+    global _limit
+    _limit = max(_limit, min(int(ids), _HARD_CPU_ID_LIMIT))
+
+
+def _clip(text: str) -> str:
+    """*text* quoted, cut to a readable length (an error line must stay one short line)."""
+    if len(text) <= _QUOTE_CHARS:
+        return repr(text)
+    return f"{text[:_QUOTE_CHARS]!r}... ({len(text)} characters)"
+
+
+def _too_big(cpu: int) -> str:
+    return f"CPU id {cpu}, above the largest this kernel supports ({_limit - 1})"
+
+
+_LIST_FORM = "comma-separated CPU ids or ranges such as '0-3,8,10-11'"
+_MASK_FORM = "comma-separated 32-bit hex words such as 'ff,00000000'"
+
 
 class CPUSetParseError(ValueError):
-    """A cpu-list or cpu mask string is malformed."""
+    """A cpu-list or cpu mask string is malformed, or names a CPU id above the limit."""
 
-    def __init__(self, text: str, token: str, why: str) -> None:
+    def __init__(self, text: str, token: str, why: str, *, mask: bool = False) -> None:
         self.text = text
         self.token = token
-        super().__init__(
-            f"invalid cpu list {text!r}: token {token!r} {why} "
-            "(expected comma-separated CPU ids or ranges such as '0-3,8,10-11')"
-        )
+        kind, form = ("cpu mask", _MASK_FORM) if mask else ("cpu list", _LIST_FORM)
+        super().__init__(f"invalid {kind} {_clip(text)}: token {_clip(token)} {why} (expected {form})")
 
 
 def _parse_id(text: str, token: str, part: str) -> int:
     if not part.isdigit() or not part.isascii():
         raise CPUSetParseError(text, token, "is not a non-negative integer or range")
-    return int(part)
+    digits = part.lstrip("0") or "0"
+    if len(digits) > len(str(_limit)) or int(digits) >= _limit:
+        raise CPUSetParseError(
+            text, token, f"names a CPU id above {_limit - 1}, the largest this kernel supports"
+        )
+    return int(digits)
+
+
+def _check_id(cpu: int) -> None:
+    if cpu >= _limit:
+        raise ValueError(f"refusing {_too_big(cpu)}")
 
 
 class CPUSet:
@@ -54,6 +102,7 @@ class CPUSet:
         for cpu in cpus:
             if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0:
                 raise ValueError(f"CPU ids must be non-negative integers, got {cpu!r}")
+            _check_id(cpu)
             bits |= 1 << cpu
         object.__setattr__(self, "_bits", bits)
 
@@ -66,6 +115,8 @@ class CPUSet:
         """The set whose bit N is set in *bits*."""
         if bits < 0:
             raise ValueError("a CPU bitmask cannot be negative")
+        if bits.bit_length() > _limit:
+            raise ValueError(f"refusing {_too_big(bits.bit_length() - 1)}")
         s = cls.__new__(cls)
         object.__setattr__(s, "_bits", bits)
         return s
@@ -79,17 +130,24 @@ class CPUSet:
         """CPUs first..last inclusive."""
         if first < 0 or last < first:
             raise ValueError(f"invalid CPU range {first}-{last}")
+        _check_id(last)
         return cls.from_bits(((1 << (last - first + 1)) - 1) << first)
 
     @classmethod
     def parse(cls, text: str) -> CPUSet:
         """Parse Linux cpu-list format (``"0-3,8,10-11"``; ``""`` is empty).
 
-        Surrounding whitespace (a trailing newline from sysfs) is ignored.
+        Surrounding whitespace (a trailing newline from sysfs) is ignored. A list longer
+        than eight characters per allowed CPU id, or naming an id at or above
+        :func:`cpu_id_limit`, is refused.
         """
         body = text.strip()
         if not body:
             return _EMPTY
+        if len(body) > 8 * _limit:
+            raise CPUSetParseError(
+                text, body[:_QUOTE_CHARS], f"starts a list longer than {8 * _limit} characters"
+            )
         bits = 0
         for token in body.split(","):
             token_s = token.strip()
@@ -109,17 +167,29 @@ class CPUSet:
     @classmethod
     def parse_mask(cls, text: str) -> CPUSet:
         """Parse a kernel hex cpumask: comma-separated 32-bit words, most significant first
-        (``"00000000,0000ff00"``). NUL bytes and whitespace around it are ignored."""
+        (``"00000000,0000ff00"``). NUL bytes and whitespace around it are ignored. A mask
+        with a bit set at or above :func:`cpu_id_limit` is refused."""
         body = text.replace("\x00", "").strip()
         if not body:
-            raise CPUSetParseError(text, body, "is empty (expected a hex cpu mask such as 'ff,00000000')")
+            raise CPUSetParseError(text, body, "is empty", mask=True)
+        if len(body) > 9 * (_limit // 32 + 1) + 2:
+            raise CPUSetParseError(
+                text,
+                body[:_QUOTE_CHARS],
+                f"starts a mask wider than {_limit} CPUs (the kernel's limit)",
+                mask=True,
+            )
         words = [w.strip() for w in body.split(",")]
         if words[0][:2] in ("0x", "0X"):
             words[0] = words[0][2:]
         if not _MASK_WORDS.fullmatch(",".join(words)):
             bad = next((w for w in words if not _MASK_WORD.fullmatch(w)), body)
-            raise CPUSetParseError(text, bad, "is not a hex word of at most 8 digits")
+            raise CPUSetParseError(text, bad, "is not a hex word of at most 8 digits", mask=True)
         bits = int("".join(w.zfill(8) for w in words), 16)
+        if bits.bit_length() > _limit:
+            raise CPUSetParseError(
+                text, words[0], f"sets the bit of {_too_big(bits.bit_length() - 1)}", mask=True
+            )
         return cls.from_bits(bits)
 
     # set algebra ----------------------------------------------------------

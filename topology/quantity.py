@@ -4,7 +4,10 @@ A quantity is ``<sign?><number><suffix>``: binary suffixes ``Ki Mi Gi Ti Pi Ei``
 (powers of 1024), decimal suffixes ``n u m k M G T P E`` (powers of 1000) or an
 exponent ``e<int>``/``E<int>``. Parsing is exact (a :class:`~fractions.Fraction`),
 so ``"0.1"`` never turns into ``0.1000000001``, and strict: whitespace, empty
-strings, ``"1.5.2"``, ``"2KB"`` or ``"Mi"`` are errors naming the field.
+strings, ``"1.5.2"``, ``"2KB"`` or ``"Mi"`` are errors naming the field. It is bounded:
+at most 40 digits, an exponent within ±64, no ``Infinity``/``NaN`` and no ``1_000``
+(the forms Python's own number parsers would let through), so no input costs more than
+a few microseconds.
 
 Amounts inside topolet are plain ints in one *canonical unit* per resource:
 millicores for ``cpu`` (so ``"500m"`` and ``"2"`` are both exact) and the base unit
@@ -61,6 +64,16 @@ _RE = re.compile(
 )
 #: Exponents beyond this are refused rather than building enormous integers.
 _MAX_EXP = 64
+#: Digits of the number part (Kubernetes itself keeps at most 18 significant digits).
+_MAX_DIGITS = 40
+#: Longest text looked at: sign, digits, point, and an exponent or suffix.
+_MAX_LEN = _MAX_DIGITS + 8
+_QUOTE_CHARS = 60
+
+
+def _shown(given: object) -> str:
+    text = repr(given)
+    return text if len(text) <= _QUOTE_CHARS else f"{text[:_QUOTE_CHARS]}... ({len(text)} characters)"
 
 
 class QuantityError(TopologyError, ValueError):
@@ -69,7 +82,7 @@ class QuantityError(TopologyError, ValueError):
     def __init__(self, field: str, given: object, expected: str = _FORM) -> None:
         self.field = field
         self.given = given
-        super().__init__(f"{field}: {given!r} is not {expected}")
+        super().__init__(f"{field}: {_shown(given)} is not {expected}")
 
 
 def parse_quantity(text: str | int, *, field: str = "quantity") -> Fraction:
@@ -77,12 +90,18 @@ def parse_quantity(text: str | int, *, field: str = "quantity") -> Fraction:
     if isinstance(text, bool):
         raise QuantityError(field, text)
     if isinstance(text, int):
+        if abs(text) >= 10**_MAX_DIGITS:
+            raise QuantityError(field, text, f"{_FORM} (at most {_MAX_DIGITS} digits)")
         return Fraction(text)
     if not isinstance(text, str):
         raise QuantityError(field, text)
+    if len(text) > _MAX_LEN:
+        raise QuantityError(field, text, f"{_FORM} (at most {_MAX_DIGITS} digits)")
     m = _RE.fullmatch(text)
     if m is None:
         raise QuantityError(field, text)
+    if len(m["num"]) - ("." in m["num"]) > _MAX_DIGITS:
+        raise QuantityError(field, text, f"{_FORM} (at most {_MAX_DIGITS} digits)")
     number = Fraction(m["num"])
     if m["exp"] is not None:
         exp = int(m["exp"][1:])

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topology.cpuset import CPUSet, CPUSetParseError
+from topology.cpuset import CPUSet, CPUSetParseError, cpu_id_limit
 from topology.errors import DiscoveryError
 from topology.model import (
     CacheGroup,
@@ -46,10 +47,37 @@ _NODE_DIR = re.compile(r"node(\d+)")
 _HUGE_DIR = re.compile(r"hugepages-(\d+)kB")
 
 
+#: The most any sysfs attribute topolet reads holds: a cpu list of 8192 CPUs written
+#: one id at a time is under 40 KiB, and the kernel itself caps attributes at a page.
+MAX_FILE_BYTES = 64 * 1024
+#: procfs files that grow with the machine (one block per CPU, one line per mount).
+_LARGE_FILES = {"proc/cpuinfo", "proc/mounts", "proc/self/mounts", "proc/self/mountinfo"}
+MAX_LARGE_FILE_BYTES = 8 * 1024 * 1024
+#: Numbers in sysfs are at most 64-bit (20 decimal digits, or 0x and 16 hex digits).
+_MAX_INT_CHARS = 20
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 class SysfsReader:
     """Reads files under a root directory, with the parsing rules sysfs needs.
 
-    Every error names the file and what was expected.
+    Every error names the file and what was expected. Reads are bounded: only regular
+    files are opened (a FIFO, a device such as ``/dev/zero`` behind a symlink, a socket
+    is refused without blocking or reading), and a file larger than
+    :data:`MAX_FILE_BYTES` (``proc/cpuinfo`` and the mount tables: 8 MiB) is refused
+    rather than read.
     """
 
     def __init__(self, root: Path | str = "/") -> None:
@@ -66,12 +94,41 @@ class SysfsReader:
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
 
+    def read_bytes(self, rel: str) -> bytes:
+        """The bytes of regular file *rel*, at most its cap; :class:`DiscoveryError`
+        naming the file when it is not a regular file or holds more. ``OSError`` (the
+        file is absent, unreadable) passes through."""
+        p = self._str(rel)
+        cap = MAX_LARGE_FILE_BYTES if rel.lstrip("/") in _LARGE_FILES else MAX_FILE_BYTES
+        st = os.stat(p)  # before opening: opening a device can have effects (a watchdog)
+        if not stat.S_ISREG(st.st_mode):
+            raise DiscoveryError(p, "a regular file", f"found {_file_kind(st.st_mode)}")
+        if st.st_size > cap:
+            raise DiscoveryError(p, f"a file of at most {cap} bytes", f"it has {st.st_size}")
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode  # the path may have been swapped since the stat
+            if not stat.S_ISREG(mode):
+                raise DiscoveryError(p, "a regular file", f"found {_file_kind(mode)}")
+            chunks: list[bytes] = []
+            left = cap + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, MAX_FILE_BYTES))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+        if left <= 0:
+            raise DiscoveryError(p, f"a file of at most {cap} bytes", "it holds more")
+        return b"".join(chunks)
+
     def text(self, rel: str) -> str | None:
         """The file's text without NULs and surrounding whitespace; None if absent."""
         p = self._str(rel)
         try:
-            with open(p, "rb") as f:
-                data = f.read()
+            data = self.read_bytes(rel)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except PermissionError:
@@ -86,6 +143,10 @@ class SysfsReader:
         s = self.text(rel)
         if s is None or s == "":
             return None
+        if len(s) > _MAX_INT_CHARS:
+            raise DiscoveryError(
+                self.path(rel), "a 64-bit integer", f"found {s[:40]!r}... ({len(s)} characters)"
+            )
         try:
             return int(s, 0) if s.lower().startswith("0x") else int(s)
         except ValueError:
@@ -114,8 +175,11 @@ class SysfsReader:
         m = self.mask(mask_rel)
         return m if m is not None else self.cpulist(list_rel)
 
-    def numbered_dirs(self, rel: str, pattern: re.Pattern[str]) -> dict[int, str]:
-        """``{N: 'rel/nameN'}`` for entries of *rel* that match *pattern* and are dirs."""
+    def numbered_dirs(
+        self, rel: str, pattern: re.Pattern[str], *, below: int | None = None
+    ) -> dict[int, str]:
+        """``{N: 'rel/nameN'}`` for entries of *rel* that match *pattern* and are dirs.
+        With *below*, a directory numbered *below* or more is an error naming it."""
         base = self._str(rel)
         try:
             names = os.listdir(base)
@@ -125,8 +189,18 @@ class SysfsReader:
         for name in names:
             m = pattern.fullmatch(name)
             if m and os.path.isdir(os.path.join(base, name)):
-                out[int(m.group(1))] = f"{rel}/{name}"
+                digits = m.group(1)
+                if below is not None and (len(digits) > len(str(below)) or int(digits) >= below):
+                    raise DiscoveryError(
+                        os.path.join(base, name), f"a number below {below} (the kernel's limit)"
+                    )
+                out[int(digits)] = f"{rel}/{name}"
         return out
+
+    def cpu_id_limit(self) -> int | None:
+        """How many CPU ids the kernel supports (``kernel_max`` + 1); None when unknown."""
+        kernel_max = self.integer("sys/devices/system/cpu/kernel_max")
+        return kernel_max + 1 if kernel_max is not None and kernel_max >= 0 else None
 
     def listdir(self, rel: str) -> list[str]:
         try:
@@ -143,7 +217,7 @@ SYS_PCI = "sys/bus/pci/devices"
 
 
 def _present_cpus(r: SysfsReader) -> dict[int, str]:
-    cpus = r.numbered_dirs(SYS_CPU, _CPU_DIR)
+    cpus = r.numbered_dirs(SYS_CPU, _CPU_DIR, below=cpu_id_limit())
     if not cpus:
         raise DiscoveryError(
             r.path(SYS_CPU), "cpuN directories (a sysfs tree: pass --root the directory that holds sys/)"
@@ -345,7 +419,7 @@ def _meminfo_kb(text: str | None, key: str) -> int | None:
 
 
 def _read_nodes(r: SysfsReader, allowed_mems: CPUSet | None) -> list[_Node]:
-    dirs = r.numbered_dirs(SYS_NODE, _NODE_DIR)
+    dirs = r.numbered_dirs(SYS_NODE, _NODE_DIR, below=cpu_id_limit())
     nodes: list[_Node] = []
     for nid in sorted(dirs):
         d = dirs[nid]

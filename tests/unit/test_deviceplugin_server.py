@@ -130,6 +130,33 @@ def test_bad_input_gets_clear_status_and_server_keeps_serving(
     assert list(kubelet.allocate(GPU, [A], timeout=5).envs) == ["NVIDIA_VISIBLE_DEVICES"]
 
 
+@pytest.mark.parametrize(
+    ("request_", "text"),
+    [
+        pytest.param(
+            allocate([f"GPU-unknown-{i}" for i in range(10_000)]),
+            "['GPU-unknown-0', 'GPU-unknown-1',",
+            id="10k-unknown-ids",
+        ),
+        pytest.param(allocate(["x" * 1_000_000]), "... (1000000 chars)", id="one-1MB-id"),
+        pytest.param(allocate([f"d{i}" for i in range(5000)] * 2), "listed more than once", id="dups"),
+    ],
+)
+def test_huge_bad_requests_get_a_short_reason_not_a_metadata_error(
+    kubelet: KubeletStandin, request_: object, text: str
+) -> None:
+    """kubelet must see why (not 'received metadata size exceeds hard limit'): at most
+    about 1 KiB, the ids truncated with a count."""
+    with pytest.raises(grpc.RpcError) as info:
+        kubelet.call(GPU, "Allocate", request_, timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details()
+    assert text in details
+    assert len(details.encode()) <= 1024
+    assert "more]" in details or "chars)" in details
+    assert list(kubelet.allocate(GPU, [A], timeout=5).envs) == ["NVIDIA_VISIBLE_DEVICES"]
+
+
 def test_several_containers_are_answered_in_order(kubelet: KubeletStandin) -> None:
     reply = kubelet.call(GPU, "Allocate", allocate([C], [A, B]), timeout=5)
     assert [r.envs["NVIDIA_VISIBLE_DEVICES"] for r in reply.container_responses] == [C, f"{A},{B}"]

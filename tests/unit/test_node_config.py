@@ -179,8 +179,9 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert config.gpu_resource_names == {"amd": "example.com/amd"}
 
 
-def test_bad_flag_is_a_command_error_naming_the_key(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match=r"^cpuManagerReconcilePeriod: "):
+def test_bad_flag_is_a_command_error_naming_the_flag_and_key(tmp_path: Path) -> None:
+    flag = r"^--cpu-manager-reconcile-period \(cpuManagerReconcilePeriod\): "
+    with pytest.raises(CommandError, match=flag):
         cmd_node.load_config(parse(["--cpu-manager-reconcile-period", "soon"]))
     f = tmp_path / "c.yaml"
     f.write_text("bogus: 1\n")
