@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from cpumanager.manager import ContainerInfo, CPUManager
+from cpumanager.owners import POD
 
 __all__ = ["DEFAULT_PERIOD_S", "PodSource", "ReconcileLoop"]
 
@@ -26,9 +27,15 @@ DEFAULT_PERIOD_S = 10.0
 
 
 class PodSource(Protocol):
-    """Anything that can list the containers running now."""
+    """Anything that can list the containers running now. A source may say which owner
+    kinds it is the source of (``owner_kinds``; default ``{"pod"}``): only owners of those
+    kinds are released when they are not listed."""
 
     def running(self) -> list[ContainerInfo]: ...
+
+
+def owner_kinds(source: object) -> frozenset[str]:
+    return frozenset(getattr(source, "owner_kinds", frozenset({POD})))
 
 
 class ReconcileLoop:
@@ -75,9 +82,11 @@ class ReconcileLoop:
         self.ticks += 1
         try:
             active: list[ContainerInfo] = []
+            kinds: set[str] = set()
             for source in self.sources:
                 active.extend(source.running())
-            counts = self.manager.reconcile(active)
+                kinds |= owner_kinds(source)
+            counts = self.manager.reconcile(active, kinds=kinds)
         except Exception:
             log.exception("reconcile pass failed; retrying in %.1fs", self.period_s)
             self.manager.metrics.reconcile_runs.inc()
