@@ -157,9 +157,10 @@ class CheckpointStore:
                 out.append((0, 0, 0))
         return tuple(out)
 
-    def load_state(self) -> StoredState:
+    def load_state(self, *, repair: bool = True) -> StoredState:
         """The checkpoint and its owner records (see the module docstring for the cases).
-        A corrupt owners file raises :class:`StateCorruptedError` naming it and the fix."""
+        A corrupt owners file raises :class:`StateCorruptedError` naming it and the fix.
+        Without *repair* (readers that hold no lock) a save is rolled forward in memory only."""
         data = _read(self.path)
         cp = None if data is None else self._decode(data)
         doc = self._read_owners()
@@ -175,7 +176,8 @@ class CheckpointStore:
                 self.path,
                 self.owners_path,
             )
-            self._write(self.path, encode(rolled).encode())
+            if repair:
+                self._write(self.path, encode(rolled).encode())
             return StoredState(rolled, doc["owners"], "rolled forward")
         owners = {
             key: o

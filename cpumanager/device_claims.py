@@ -21,8 +21,8 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 
-from cpumanager.manager import PLACEHOLDER_PREFIX, CPUManager
-from cpumanager.owners import DEVICE_PLUGIN, Owner
+from cpumanager.manager import CPUManager
+from cpumanager.owners import DEVICE_PLUGIN, PLACEHOLDER_PREFIX, Owner
 from topology.cpuset import CPUSet
 
 __all__ = ["PLACEHOLDER_CONTAINER", "PLACEHOLDER_PREFIX", "DeviceClaims", "placeholder_owner"]

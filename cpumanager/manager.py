@@ -61,9 +61,6 @@ __all__ = ["TRANSACTIONAL", "CPUManager", "ContainerInfo", "PinResult"]
 
 log = logging.getLogger(__name__)
 
-#: Pod UIDs of device-plugin claims not yet re-keyed to their container.
-PLACEHOLDER_PREFIX = "devplugin-"
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 #: The public methods that change state: each runs in one transaction.
@@ -239,9 +236,7 @@ class CPUManager:
             del self.owners[key]
         missing = 0
         for key in sorted(keys - set(self.owners)):
-            self.owners[key] = infer_owner(
-                *key, placeholder_prefix=PLACEHOLDER_PREFIX, pool_uid=POOL_POD_UID, runs=frozenset()
-            )
+            self.owners[key] = infer_owner(*key, pool_uid=POOL_POD_UID)
             missing += 1
         return missing
 

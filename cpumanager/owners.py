@@ -38,6 +38,9 @@ RUN: Final = "run"
 ISOLATED_POOL: Final = "isolated-pool"
 RESERVED: Final = "reserved"
 
+#: Pod UIDs of device-plugin claims not yet re-keyed to their container.
+PLACEHOLDER_PREFIX: Final = "devplugin-"
+
 KINDS: Final = (POD, DEVICE_PLUGIN, RUN, ISOLATED_POOL, RESERVED)
 SOURCES: Final = ("kubernetes", "device-plugin", "topolet-run", "topolet")
 #: The one source allowed to release an owner of each kind.
@@ -109,7 +112,12 @@ class Owner:
 
 
 def infer_owner(
-    pod_uid: str, container: str, *, placeholder_prefix: str, pool_uid: str, runs: frozenset[str]
+    pod_uid: str,
+    container: str,
+    *,
+    pool_uid: str,
+    runs: frozenset[str] = frozenset(),
+    placeholder_prefix: str = PLACEHOLDER_PREFIX,
 ) -> Owner:
     """The owner of a checkpoint entry that has no record (a checkpoint written by kubelet
     or by an older topolet): recovered from the entry's key, marked in ``why``."""

@@ -11,13 +11,43 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from cpumanager.isolated import POOL_POD_UID
-from cpumanager.owners import ISOLATED_POOL, RESERVED, Owner
+from cpumanager.checkpoint import CheckpointStore
+from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.errors import StateValidationError
+from cpumanager.isolated import POOL_POD_UID, seed_isolated_pool
+from cpumanager.owners import ISOLATED_POOL, RESERVED, Owner, infer_owner
 from cpumanager.policy_static import StaticPolicy
-from cpumanager.state import State
+from cpumanager.state import MemoryState, State
 from topology.model import Topology
 
-__all__ = ["cpu_rows", "describe_state", "format_since"]
+__all__ = ["cpu_rows", "describe_state", "format_since", "read_view"]
+
+
+def read_view(
+    store: CheckpointStore, topology: Topology, policy: StaticPolicy
+) -> tuple[MemoryState, dict[tuple[str, str], Owner], bool]:
+    """The state and owners as the files hold them now, read without the lock and without
+    writing (third item: a checkpoint was there). With no checkpoint yet, the pools a fresh
+    static policy starts with. Raises :class:`StateValidationError` (naming the file) on a
+    corrupt or overlapping checkpoint or owners file."""
+    stored = store.load_state(repair=False)
+    cp = stored.checkpoint
+    if cp is None:
+        state = MemoryState()
+        policy.start(state)
+        seed_isolated_pool(state, topology.isolated_cpus, policy.reserved_cpus)
+        return state, {}, False
+    if not isinstance(cp, CPUManagerCheckpoint):
+        raise StateValidationError(
+            f"{store.path} uses the legacy container-ID layout; restart the node agent once to rewrite it"
+        )
+    state = MemoryState(cp.default_cpu_set, cp.entries)
+    owners = dict(stored.owners)
+    for pod, containers in cp.entries.items():
+        for name in containers:
+            if (pod, name) not in owners:
+                owners[(pod, name)] = infer_owner(pod, name, pool_uid=POOL_POD_UID)
+    return state, owners, True
 
 
 def format_since(since: float) -> str:

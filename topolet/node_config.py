@@ -195,10 +195,10 @@ def option_map(value: object) -> dict[str, str]:
     if isinstance(value, str):
         items = []
         for part in value.split(","):
-            name, eq, val = part.partition("=")
-            if not eq or not name.strip():
+            key, eq, text = part.partition("=")
+            if not eq or not key.strip():
                 raise ValueError(f"{part!r}: expected name=value pairs separated by commas")
-            items.append((name.strip(), val.strip()))
+            items.append((key.strip(), text.strip()))
     elif isinstance(value, Mapping):
         items = list(value.items())
     else:
@@ -207,11 +207,13 @@ def option_map(value: object) -> dict[str, str]:
         raise ValueError(f"expected at most {_OPTION_MAP_MAX} options")
     out: dict[str, str] = {}
     for name, raw in items:
-        val: object = raw
-        if isinstance(raw, bool):
-            val = "true" if raw else "false"
-        elif isinstance(raw, int):
-            val = str(raw)
+        val = (
+            ("true" if raw else "false")
+            if isinstance(raw, bool)
+            else str(raw)
+            if isinstance(raw, int)
+            else raw
+        )
         if not isinstance(name, str) or not isinstance(val, str):
             raise ValueError(f'{name!r}: expected a string value such as "true"')
         out[name] = val
