@@ -55,12 +55,14 @@ log = logging.getLogger(__name__)
 class StateCorruptedError(StateValidationError):
     """The checkpoint file cannot be trusted; the message says how to recover."""
 
-    def __init__(self, path: Path, detail: str) -> None:
+    def __init__(self, path: Path, detail: str, hint: str | None = None) -> None:
         self.path = path
         super().__init__(
             f"CPU manager checkpoint {path} is unusable: {detail}",
             checkpoint=str(path),
         )
+        if hint is not None:
+            CPUManagerError.__init__(self, f"CPU manager checkpoint {path} is unusable: {detail}", hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +282,7 @@ def _check_disjoint(path: Path, cp: CPUManagerCheckpoint) -> None:
                     raise StateCorruptedError(
                         path,
                         f"CPU {cpu} is exclusive to both pod {other[0]} container {other[1]} and pod {pod} "
-                        f"container {name}; stop the workloads on CPU {cpu}, remove the stale entry from "
-                        f"{path} (or delete the file and its .owners with the node drained) and restart",
+                        f"container {name}",
+                        f"stop the workload that should not hold CPU {cpu} and remove its entry from {path}, "
+                        f"or drain this node and delete {path} and {path}.owners; then restart",
                     )

@@ -159,10 +159,23 @@ def run(args: argparse.Namespace) -> int:
         pid_start=process_start_time(os.getpid()) or 0,
     )
     path = writer.path_for(rec.cgroup())
-    mgr = CPUManager(topo, settings.policy(topo), store=settings.store(), writer=writer)
+    try:
+        policy = settings.policy(topo)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    mgr = CPUManager(
+        topo,
+        policy,
+        store=settings.store(),
+        writer=writer,
+        topology_manager_policy=settings.topology_manager_policy,
+    )
     with mgr.transaction():
-        mgr.start()
-        source.sweep(mgr)  # only runs: others' owners are never touched
+        try:
+            mgr.start()
+            source.sweep(mgr)  # only runs: others' owners are never touched
+        except CPUManagerError as e:
+            raise CommandError(str(e)) from e
         source.add(rec)  # live from here on (this process supervises it)
         try:
             writer.ensure(rec.cgroup(), mgr.shared_pool(), topo.numa_nodes_of(topo.online_cpus))
