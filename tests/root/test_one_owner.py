@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -120,7 +121,7 @@ def test_ten_concurrent_runs_never_share_the_exclusive_cpu(tmp_path: Path, cg: P
         holders.append((int(lines["start"]), int(lines["end"])))
     assert holders, "no run got the exclusive CPU"
     holders.sort()
-    for (_, end), (start, _) in zip(holders, holders[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(holders):
         assert end <= start, f"two runs held CPU {LAST} at once: {holders}"
     assert len(holders) + refused == 10
     assert _dirs(cg) == [] or all(not (d / "tasks").read_text().strip() for d in _dirs(cg))
@@ -215,22 +216,36 @@ def test_whole_machine_inside_a_cpuset_holding_only_cpu_0(tmp_path: Path, cg: Pa
     CheckpointStore(tmp_path / "cpu_manager_state", policy_name="static").save(
         CPUManagerCheckpoint("static", ONLINE - CPUSet.of(LAST), {"podA": {"c": CPUSet.of(LAST)}})
     )
+    cfg = {
+        "pod_source": "standalone",
+        "state_dir": str(tmp_path),
+        "cgroup_root": str(cg / "pods"),
+        "cgroup_version": "v1",
+        "exclusive_cpu_resource_name": "",
+        "gpu_resource_names": {},
+        "watch_udev": False,
+        "device_plugin_dir": str(tmp_path / "dp"),
+        "metrics_bind_address": "127.0.0.1:0",
+        "pod_resources_socket": str(tmp_path / "none.sock"),
+    }
     code = f"""
 import json
+from pathlib import Path
 from topolet.node_agent import NodeAgent
 from topolet.node_config import NodeConfig
 from topology.sysfs import discover
-from pathlib import Path
-cfg = NodeConfig(pod_source="standalone", state_dir=Path({str(tmp_path)!r}), cgroup_root=Path({str(cg / "pods")!r}),
-                 cgroup_version="v1", exclusive_cpu_resource_name="", gpu_resource_names={{}}, watch_udev=False,
-                 device_plugin_dir=Path({str(tmp_path / "dp")!r}), metrics_bind_address="127.0.0.1:0",
-                 pod_resources_socket=Path({str(tmp_path / "none.sock")!r}))
-agent = NodeAgent(cfg)
+raw = {cfg!r}
+paths = ("state_dir", "cgroup_root", "device_plugin_dir", "pod_resources_socket")
+agent = NodeAgent(NodeConfig(**{{k: Path(v) if k in paths else v for k, v in raw.items()}}))
 agent.start()
 assert agent.manager is not None and agent.topology is not None
 restricted = discover()
-print(json.dumps({{"agent": str(agent.topology.online_cpus), "kept": str(agent.manager.state.get_cpuset("podA", "c")),
-                   "discover": str(restricted.online_cpus), "disallowed": str(restricted.disallowed_cpus)}}))
+print(json.dumps({{
+    "agent": str(agent.topology.online_cpus),
+    "kept": str(agent.manager.state.get_cpuset("podA", "c")),
+    "discover": str(restricted.online_cpus),
+    "disallowed": str(restricted.disallowed_cpus),
+}}))
 agent.stop()
 """
 
