@@ -282,6 +282,10 @@ class NodeAgent:
     def device_affinity(self, info: ContainerInfo) -> frozenset[int] | None:
         """The NUMA nodes of the devices kubelet gave the container (any resource)."""
         pods = self._pod_resources()
+        if pods is not None and not any(
+            p.namespace == info.namespace and p.name == info.pod_name for p in pods
+        ):
+            pods = self._pod_resources(fresh=True)  # the cached listing predates the pod
         if pods is None:
             return None
         return device_numa_nodes(pods, info.namespace, info.pod_name, info.container_name)
