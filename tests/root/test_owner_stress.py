@@ -88,10 +88,16 @@ class Sampler(threading.Thread):
         self.live_max = 0
         self.exclusive_seen = 0
         self.violations: list[str] = []
+        self.crashed: BaseException | None = None
 
     def containers(self) -> list[Path]:
         # <root>/kubepods[/<qos>]/pod<uid>/<id>: a container is a child of a pod<uid> cgroup.
-        return [p.parent for p in self.cg_root.rglob("tasks") if p.parent.parent.name.startswith("pod")]
+        # os.walk skips directories removed while it walks (runs end all the time).
+        return [
+            Path(d)
+            for d, _, files in os.walk(self.cg_root)
+            if "tasks" in files and Path(d).parent.name.startswith("pod")
+        ]
 
     def sample(self) -> None:
         cgroups = self.containers()
@@ -141,10 +147,13 @@ class Sampler(threading.Thread):
         self.samples += 1
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            t = time.monotonic()
-            self.sample()
-            self.stop.wait(max(0.0, 0.01 - (time.monotonic() - t)))
+        try:
+            while not self.stop.is_set():
+                t = time.monotonic()
+                self.sample()
+                self.stop.wait(max(0.0, 0.01 - (time.monotonic() - t)))
+        except BaseException as e:  # reported by the test, not lost in a thread
+            self.crashed = e
 
 
 @pytest.fixture
@@ -246,6 +255,7 @@ def test_one_owner_under_concurrent_runs_agent_and_device_plugin(tmp_path: Path,
     result = {"seconds": SECONDS, "samples": sampler.samples, "liveMax": sampler.live_max, **counts}
     (tmp_path / "stress.json").write_text(json.dumps(result))
     print(f"\nstress: {json.dumps(result)}")
+    assert sampler.crashed is None, repr(sampler.crashed)
     assert not errors, errors[:3]
     assert sampler.violations == [], sampler.violations[:10]
     assert sampler.samples >= SECONDS * 10, "the sampler fell far behind"

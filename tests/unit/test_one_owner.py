@@ -353,5 +353,6 @@ def test_single_numa_node_refuses_a_container_that_does_not_fit_on_its_devices_n
     m.add_container(ContainerInfo("a", "c", None, exclusive_cpus=3, numa_affinity=gpu_on_1))
     with pytest.raises(Exception, match=r"requested=2, available=1.*NUMA nodes \[1\]"):
         m.add_container(ContainerInfo("b", "c", None, exclusive_cpus=2, numa_affinity=gpu_on_1))
-    assert m.state.get_cpuset("a", "c") is not None and m.state.get_cpuset("a", "c") <= node1  # type: ignore[operator]
+    held = m.state.get_cpuset("a", "c")
+    assert held is not None and held <= node1
     assert m.state.get_cpuset("b", "c") is None

@@ -59,9 +59,9 @@ def cg(tmp_path: Path) -> Iterator[Path]:
     _rmtree_cgroup(root)
 
 
-def topolet(state: Path, cg: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+def topolet(state: Path, cg: Path, *args: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "topolet", "run", "--state-dir", str(state), "--cgroup-root", str(cg), *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def checkpoint(state: Path) -> dict[str, object]:
