@@ -148,16 +148,10 @@ class CheckpointStore:
     def owners_path(self) -> Path:
         return self.path.with_name(f"{self.path.name}.owners")
 
-    def fingerprint(self) -> tuple[tuple[int, int, int], ...]:
-        """Changes whenever either file is replaced (every save renames a new file in)."""
-        out = []
-        for p in (self.path, self.owners_path):
-            try:
-                st = p.stat()
-                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                out.append((0, 0, 0))
-        return tuple(out)
+    def fingerprint(self) -> tuple[str | None, str | None]:
+        """Digests of both files' contents: changes whenever another process saved. (Not
+        their stat: a rename may reuse an inode with the same size within one mtime tick.)"""
+        return _digest(_read(self.path)), _digest(_read(self.owners_path))
 
     def load_state(self, *, repair: bool = True) -> StoredState:
         """The checkpoint and its owner records (see the module docstring for the cases).

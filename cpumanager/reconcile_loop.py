@@ -81,12 +81,15 @@ class ReconcileLoop:
         when the pass failed (logged and counted)."""
         self.ticks += 1
         try:
-            active: list[ContainerInfo] = []
-            kinds: set[str] = set()
-            for source in self.sources:
-                active.extend(source.running())
-                kinds |= owner_kinds(source)
-            counts = self.manager.reconcile(active, kinds=kinds)
+            # Listed inside the transaction: a run that ends (and releases) between the
+            # listing and the reconcile would otherwise be admitted again from a stale list.
+            with self.manager.transaction():
+                active: list[ContainerInfo] = []
+                kinds: set[str] = set()
+                for source in self.sources:
+                    active.extend(source.running())
+                    kinds |= owner_kinds(source)
+                counts = self.manager.reconcile(active, kinds=kinds)
         except Exception:
             log.exception("reconcile pass failed; retrying in %.1fs", self.period_s)
             self.manager.metrics.reconcile_runs.inc()

@@ -109,8 +109,7 @@ class SwappableGPUs:
 
 
 class RekeyingView:
-    """The agent's pod sources as the reconcile sweep sees them: listing them re-keys
-    device-plugin CPUs first and adds the placeholders still within their grace period."""
+    """The agent's pod sources as the reconcile sweep sees them (the owner kinds of all)."""
 
     def __init__(self, agent: NodeAgent) -> None:
         self.agent = agent
@@ -122,9 +121,7 @@ class RekeyingView:
 
     def running(self) -> list[ContainerInfo]:
         with self._lock:
-            active = [info for source in self.agent.sources for info in source.running()]
-            self.agent.rekey(active)
-            return active
+            return [info for source in self.agent.sources for info in source.running()]
 
 
 class NodeAgent:
@@ -424,6 +421,8 @@ class NodeAgent:
         module docstring). None when the tick failed (logged and counted)."""
         assert self.reconciler is not None and self.manager is not None
         with self._sweep_lock, self.metrics.reconcile_seconds.time():
+            # Device-plugin claims first (podresources is asked outside the state lock).
+            self.rekey([info for source in self.sources for info in source.running()])
             counts = self.reconciler.tick()
             for source in self.sources:
                 if isinstance(source, StandaloneSource):
