@@ -30,10 +30,11 @@ logged and left out: it never reaches a cgroup path.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -45,6 +46,7 @@ from cpumanager.errors import CPUManagerError
 from cpumanager.hugepages import HUGEPAGES_PREFIX, parse_hugepages_requests
 from cpumanager.isolated import ISOLATED_ANNOTATION
 from cpumanager.manager import ContainerInfo, CPUManager
+from cpumanager.owners import POD
 from topology.errors import TopologyError
 from topology.quantity import parse_amount
 
@@ -162,6 +164,7 @@ class KubePodSource:
         watch_timeout_s: int = 300,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        device_affinity: Callable[[ContainerInfo], frozenset[int] | None] | None = None,
     ) -> None:
         if not node_name:
             raise ValueError("node_name: expected this node's name (spec.nodeName of its pods)")
@@ -172,6 +175,7 @@ class KubePodSource:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.resource_version = ""
         self.synced = threading.Event()
+        self.device_affinity = device_affinity
         self._lock = threading.Lock()
         self._pods: dict[str, list[ContainerInfo]] = {}
         self._stop = threading.Event()
@@ -183,6 +187,12 @@ class KubePodSource:
         return f"spec.nodeName={self.node_name}"
 
     # ----------------------------------------------------------------- view
+    @property
+    def owner_kinds(self) -> frozenset[str]:
+        """``pod`` once the first list is in (kubelet's removeStaleState waits for its
+        sources to be ready), nothing before: an unsynced source releases no one."""
+        return frozenset({POD}) if self.synced.is_set() else frozenset()
+
     def running(self) -> list[ContainerInfo]:
         """Every running container of this node's pods, as last seen."""
         with self._lock:
@@ -308,7 +318,16 @@ class KubePodSource:
             return
         self._apply_pod(uid, infos)
 
+    def with_devices(self, info: ContainerInfo) -> ContainerInfo:
+        """The container with the NUMA nodes of its devices (from kubelet's podresources,
+        through ``device_affinity``), so its exclusive CPUs and hugepages are taken there."""
+        if self.device_affinity is None or info.numa_affinity is not None:
+            return info
+        nodes = self.device_affinity(info)
+        return info if not nodes else dataclasses.replace(info, numa_affinity=nodes)
+
     def _apply_pod(self, uid: str, infos: list[ContainerInfo]) -> None:
+        infos = [self.with_devices(i) if i.exclusive_cpus or i.hugepages else i for i in infos]
         with self._lock:
             before = {i.container_name: i for i in self._pods.get(uid, [])}
             if infos:
@@ -317,7 +336,7 @@ class KubePodSource:
                 self._pods.pop(uid, None)
         now = {i.container_name: i for i in infos}
         for name in [n for n in before if n not in now]:
-            self.manager.remove_container(uid, name)
+            self.manager.remove_container(uid, name, kind=POD)
         for name, info in now.items():
             if before.get(name) == info:
                 continue

@@ -129,6 +129,19 @@ class StaticPolicyOptions:
             fragmentation_aware=values.get(FRAGMENTATION_AWARE, False),
         )
 
+    def enabled(self) -> list[str]:
+        """The names of the options that are on, in kubelet's spelling."""
+        names = {
+            FULL_PCPUS_ONLY: self.full_physical_cpus_only,
+            DISTRIBUTE_CPUS_ACROSS_NUMA: self.distribute_cpus_across_numa,
+            ALIGN_BY_SOCKET: self.align_by_socket,
+            DISTRIBUTE_CPUS_ACROSS_CORES: self.distribute_cpus_across_cores,
+            STRICT_CPU_RESERVATION: self.strict_cpu_reservation,
+            PREFER_ALIGN_BY_UNCORE_CACHE: self.prefer_align_by_uncore_cache,
+            FRAGMENTATION_AWARE: self.fragmentation_aware,
+        }
+        return [n for n, on in names.items() if on]
+
     def validate_for(self, topo: CPUTopology, topology_manager_policy: str = "none") -> None:
         """Reject options that do not fit this machine or topology-manager policy."""
         if not self.align_by_socket:

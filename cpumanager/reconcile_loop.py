@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from cpumanager.manager import ContainerInfo, CPUManager
+from cpumanager.owners import POD
 
 __all__ = ["DEFAULT_PERIOD_S", "PodSource", "ReconcileLoop"]
 
@@ -26,9 +27,15 @@ DEFAULT_PERIOD_S = 10.0
 
 
 class PodSource(Protocol):
-    """Anything that can list the containers running now."""
+    """Anything that can list the containers running now. A source may say which owner
+    kinds it is the source of (``owner_kinds``; default ``{"pod"}``): only owners of those
+    kinds are released when they are not listed."""
 
     def running(self) -> list[ContainerInfo]: ...
+
+
+def owner_kinds(source: object) -> frozenset[str]:
+    return frozenset(getattr(source, "owner_kinds", frozenset({POD})))
 
 
 class ReconcileLoop:
@@ -74,10 +81,15 @@ class ReconcileLoop:
         when the pass failed (logged and counted)."""
         self.ticks += 1
         try:
-            active: list[ContainerInfo] = []
-            for source in self.sources:
-                active.extend(source.running())
-            counts = self.manager.reconcile(active)
+            # Listed inside the transaction: a run that ends (and releases) between the
+            # listing and the reconcile would otherwise be admitted again from a stale list.
+            with self.manager.transaction():
+                active: list[ContainerInfo] = []
+                kinds: set[str] = set()
+                for source in self.sources:
+                    active.extend(source.running())
+                    kinds |= owner_kinds(source)
+                counts = self.manager.reconcile(active, kinds=kinds)
         except Exception:
             log.exception("reconcile pass failed; retrying in %.1fs", self.period_s)
             self.manager.metrics.reconcile_runs.inc()

@@ -9,28 +9,39 @@ the one owner of every exclusive CPU:
   Guaranteed containers directly vanish from the list, so kubelet never offers them;
 * ``GetPreferredAllocation`` keeps the must-include CPUs and adds the CPU manager policy's
   topology-aware choice (sockets → cores → threads) from the rest;
-* ``Allocate`` records the CPUs through one locked call, :meth:`CPUManager.assign_exact`,
-  which refuses any CPU that is already exclusive: no CPU is ever handed out twice.
+* ``Allocate`` records the CPUs of every container of the request through one
+  transaction, :meth:`DeviceClaims.claim`, which refuses any CPU that is already exclusive
+  (or asked for twice in the request) and then records nothing: no CPU is ever handed out
+  twice, and a refused request leaves nothing claimed.
+
+The resource talks to the CPU manager only through :class:`cpumanager.device_claims.DeviceClaims`
+(advertise, prefer, claim, rekey, release).
 
 Kubelet's ``Allocate`` does not say which pod it is for, so an allocation is recorded under
 a placeholder owner: pod UID ``devplugin-<hash of the cpu list>``, container
 ``exclusive-cpus`` (:func:`placeholder_owner`). Once the container runs, the node agent
 lists pod resources (podresources v1 ``List``) and calls :meth:`ExclusiveCPUResource.reassign`,
 which re-keys every placeholder whose CPUs a container holds to that pod UID and container
-name. The node agent does this before its reconcile sweep, which would otherwise release
-placeholders as stale. After an agent restart, the re-keyed owners are found again from
-the same ``List``.
+name, and then :meth:`ExclusiveCPUResource.release_gone`, which releases the claims whose
+container podresources no longer lists and the placeholders no container took within the
+grace period (counted from the claim's persisted ``since``). The pod source's sweep never
+releases them: they are the device plugin's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
 from collections.abc import Callable, Iterable, Sequence
 
+from cpumanager.device_claims import (
+    PLACEHOLDER_CONTAINER,
+    PLACEHOLDER_PREFIX,
+    DeviceClaims,
+    placeholder_owner,
+)
 from cpumanager.errors import CPUManagerError, InsufficientCPUsError
 from cpumanager.manager import CPUManager
+from cpumanager.owners import Owner
 from deviceplugin.errors import InsufficientDevicesError, InvalidRequestError
 from deviceplugin.podresources import PodResources
 from deviceplugin.resources import ContainerAllocation, Device
@@ -39,6 +50,7 @@ from topology.cpuset import CPUSet
 __all__ = [
     "CPU_RESOURCE_NAME",
     "PLACEHOLDER_CONTAINER",
+    "PLACEHOLDER_GRACE_S",
     "PLACEHOLDER_PREFIX",
     "ExclusiveCPUResource",
     "cpu_id",
@@ -47,8 +59,8 @@ __all__ = [
 ]
 
 CPU_RESOURCE_NAME = "topolet.io/exclusive-cpus"
-PLACEHOLDER_PREFIX = "devplugin-"
-PLACEHOLDER_CONTAINER = "exclusive-cpus"
+#: How long a claim may wait for its container to appear (kubelet allocates first).
+PLACEHOLDER_GRACE_S = 300.0
 _ID = re.compile(r"^cpu(0|[1-9][0-9]*)$")
 
 
@@ -67,44 +79,38 @@ def parse_cpu_ids(field: str, ids: Iterable[str]) -> CPUSet:
     return CPUSet.of(*cpus)
 
 
-def placeholder_owner(cpus: CPUSet) -> tuple[str, str]:
-    """(pod UID, container name) an allocation is recorded under until it is re-keyed."""
-    digest = hashlib.sha256(str(cpus).encode()).hexdigest()[:16]
-    return f"{PLACEHOLDER_PREFIX}{digest}", PLACEHOLDER_CONTAINER
-
-
 class ExclusiveCPUResource:
-    """The ``topolet.io/exclusive-cpus`` resource over a :class:`CPUManager`."""
+    """The ``topolet.io/exclusive-cpus`` resource over the CPU manager's device port."""
 
-    def __init__(self, manager: CPUManager, *, resource_name: str = CPU_RESOURCE_NAME) -> None:
-        self.manager = manager
+    def __init__(
+        self,
+        claims: DeviceClaims | CPUManager,
+        *,
+        resource_name: str = CPU_RESOURCE_NAME,
+        grace_s: float = PLACEHOLDER_GRACE_S,
+    ) -> None:
+        self.claims = claims if isinstance(claims, DeviceClaims) else DeviceClaims(claims)
         self._name = resource_name
-        self._lock = threading.Lock()
-        self._owners: set[tuple[str, str]] = set()  # owners re-keyed from placeholders
+        self.grace_s = grace_s
 
     @property
     def resource_name(self) -> str:
         return self._name
 
     def subscribe(self, callback: Callable[[], None]) -> None:
-        self.manager.subscribe(callback)
+        self.claims.subscribe(callback)
 
     # --------------------------------------------------------------- devices
     def pool(self) -> CPUSet:
         """The CPUs advertised: assignable now, plus those this resource handed out."""
-        assignable, assignments = self.manager.assignable_and_assignments()
-        with self._lock:
-            owners = set(self._owners)
-        out = assignable
-        for pod, containers in assignments.items():
-            for name, cpus in containers.items():
-                if pod.startswith(PLACEHOLDER_PREFIX) or (pod, name) in owners:
-                    out |= cpus
-        return out
+        return self.claims.advertise()
 
     def devices(self) -> list[Device]:
-        cpus = self.manager.topology.cpus
-        return [Device(cpu_id(c), True, (cpus[c].numa,) if c in cpus else ()) for c in self.pool()]
+        out = []
+        for c in self.pool():
+            numa = self.claims.numa_node(c)
+            out.append(Device(cpu_id(c), True, () if numa is None else (numa,)))
+        return out
 
     # ------------------------------------------------------------ allocation
     def preferred_allocation(
@@ -114,16 +120,11 @@ class ExclusiveCPUResource:
         NUMA nodes, then the rest, each step by the policy's topology-aware choice."""
         free = parse_cpu_ids("available_deviceIDs", available)
         chosen = parse_cpu_ids("must_include_deviceIDs", must_include)
-        topo = self.manager.topology
-        near = [
-            topo.cpus_in_cores(*{topo.cpus[c].core for c in chosen if c in topo.cpus}),
-            topo.cpus_in_numa_nodes(*{topo.cpus[c].numa for c in chosen if c in topo.cpus}),
-            free,
-        ]
+        near = [self.claims.core_siblings(chosen), self.claims.numa_siblings(chosen), free]
         try:
             for pool in near:
                 candidates = (pool & free) - chosen
-                chosen |= self.manager.policy.take(candidates, min(size - len(chosen), len(candidates)))
+                chosen |= self.claims.prefer(candidates, min(size - len(chosen), len(candidates)))
         except CPUManagerError as e:
             raise InsufficientDevicesError(
                 "allocation_size", str(e), requested=size, available=len(free)
@@ -131,32 +132,45 @@ class ExclusiveCPUResource:
         return [cpu_id(c) for c in chosen]
 
     def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
-        cpus = parse_cpu_ids("devices_ids", device_ids)
-        pod, container = placeholder_owner(cpus)
+        return self.allocate_all([device_ids])[0]
+
+    def allocate_all(self, requests: Sequence[Sequence[str]]) -> list[ContainerAllocation]:
+        """Every container of one ``Allocate`` request, all or nothing."""
+        sets = [parse_cpu_ids("devices_ids", ids) for ids in requests]
         try:
-            self.manager.assign_exact(pod, container, cpus)
+            self.claims.claim(sets)
         except InsufficientCPUsError as e:
+            wanted = CPUSet().union(*sets)
+            doubled = [c for c in wanted if sum(c in s for s in sets) > 1]
+            detail = (
+                f'cpus "{CPUSet.of(*doubled)}" are asked for by more than one container of the request'
+                if doubled
+                else f'cpus "{wanted - e.available}" are not free for exclusive use '
+                f'(free now: "{e.available}")'
+            )
             raise InsufficientDevicesError(
                 "devices_ids",
-                f'cpus "{cpus - e.available}" are not free for exclusive use (free now: "{e.available}")',
-                requested=len(cpus),
+                detail + "; nothing was claimed",
+                requested=len(wanted),
                 available=len(e.available),
             ) from e
         except CPUManagerError as e:
             raise InvalidRequestError("devices_ids", str(e)) from e
-        return ContainerAllocation(
-            envs={"TOPOLET_CPUS": str(cpus)}, annotations={"topolet.io/exclusive-cpus": str(cpus)}
-        )
+        return [
+            ContainerAllocation(
+                envs={"TOPOLET_CPUS": str(cpus)}, annotations={"topolet.io/exclusive-cpus": str(cpus)}
+            )
+            for cpus in sets
+        ]
 
     def pre_start(self, device_ids: Sequence[str]) -> None:
         parse_cpu_ids("devices_ids", device_ids)
 
     # --------------------------------------------------------------- re-keying
     def reassign(self, pods: Iterable[PodResources], uid_of: Callable[[str, str], str | None]) -> int:
-        """Re-key placeholder owners to the containers that hold their CPUs, as podresources
+        """Re-key placeholder claims to the containers that hold their CPUs, as podresources
         ``List`` reports them (``uid_of(namespace, name)`` gives a pod's UID, from the pod
-        watch; podresources has none). Containers already keyed with the same CPUs are
-        remembered as this resource's (after a restart). Returns how many were re-keyed."""
+        watch; podresources has none). Returns how many were re-keyed."""
         moved = 0
         for pod in pods:
             uid = uid_of(pod.namespace, pod.name)
@@ -167,12 +181,33 @@ class ExclusiveCPUResource:
                 if not ids:
                     continue
                 cpus = parse_cpu_ids("device_ids", ids)
-                old_pod, old_name = placeholder_owner(cpus)
-                if self.manager.state.get_cpuset(old_pod, old_name) == cpus:
-                    self.manager.reassign(old_pod, old_name, uid, container.name)
+                if self.claims.rekey(
+                    cpus, uid, container.name, f"{pod.namespace}/{pod.name}/{container.name}"
+                ):
                     moved += 1
-                elif self.manager.state.get_cpuset(uid, container.name) != cpus:
-                    continue
-                with self._lock:
-                    self._owners.add((uid, container.name))
         return moved
+
+    def release_gone(
+        self,
+        pods: Iterable[PodResources],
+        uid_of: Callable[[str, str], str | None],
+        now: float | None = None,
+        *,
+        only_placeholders: bool = False,
+    ) -> CPUSet:
+        """Release this resource's claims whose container podresources no longer lists, and
+        placeholders older than the grace period (with *only_placeholders*, when there is no
+        listing, just those). Returns the CPUs freed."""
+        listed = set()
+        for pod in pods:
+            uid = uid_of(pod.namespace, pod.name)
+            for container in pod.containers:
+                if uid and any(d.resource_name == self._name for d in container.devices):
+                    listed.add((uid, container.name))
+
+        def keep(key: tuple[str, str], owner: Owner) -> bool:
+            if key[0].startswith(PLACEHOLDER_PREFIX):
+                return not DeviceClaims.expired(owner, self.grace_s, now)
+            return only_placeholders or key in listed
+
+        return self.claims.release(keep)

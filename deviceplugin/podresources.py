@@ -8,6 +8,7 @@ Reference: shared/reference/deviceplugin.md §1.6.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -119,3 +120,19 @@ class PodResourcesClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def device_numa_nodes(
+    pods: Iterable[PodResources], namespace: str, pod_name: str, container: str
+) -> frozenset[int] | None:
+    """The NUMA nodes of every device (any resource) podresources lists for one container,
+    or None when it holds none with a known NUMA node."""
+    nodes: set[int] = set()
+    for pod in pods:
+        if pod.namespace != namespace or pod.name != pod_name:
+            continue
+        for c in pod.containers:
+            if c.name == container:
+                for d in c.devices:
+                    nodes.update(d.numa_nodes)
+    return frozenset(nodes) or None

@@ -33,6 +33,7 @@ __all__ = [
     "HealthSource",
     "Mount",
     "ResourceManager",
+    "allocate_request",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,24 @@ class ResourceManager(Protocol):
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever :meth:`devices` may have changed."""
         ...
+
+
+@runtime_checkable
+class AtomicAllocator(Protocol):
+    """A resource that answers all the containers of one ``Allocate`` at once, so that a
+    refused request leaves nothing allocated."""
+
+    def allocate_all(self, requests: Sequence[Sequence[str]]) -> list[ContainerAllocation]: ...
+
+
+def allocate_request(
+    resource: ResourceManager, requests: Sequence[Sequence[str]]
+) -> list[ContainerAllocation]:
+    """What each container of one ``Allocate`` gets: all or nothing where the resource
+    records allocations (:class:`AtomicAllocator`), else container by container."""
+    if isinstance(resource, AtomicAllocator):
+        return resource.allocate_all(requests)
+    return [resource.allocate(ids) for ids in requests]
 
 
 @dataclass(frozen=True, slots=True)

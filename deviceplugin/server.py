@@ -46,7 +46,13 @@ from deviceplugin.errors import (
     UnknownDeviceError,
     quote_ids,
 )
-from deviceplugin.resources import ContainerAllocation, Device, HealthSource, ResourceManager
+from deviceplugin.resources import (
+    ContainerAllocation,
+    Device,
+    HealthSource,
+    ResourceManager,
+    allocate_request,
+)
 
 __all__ = [
     "API_VERSION",
@@ -481,9 +487,8 @@ class DevicePluginServer:
             if not req.devices_ids:
                 raise InvalidRequestError("devices_ids", "expected at least one device id")
             self._check_ids("devices_ids", list(req.devices_ids), known)
-        responses = [
-            _to_proto(self.resource.allocate(list(req.devices_ids))) for req in request.container_requests
-        ]
+        requests = [list(req.devices_ids) for req in request.container_requests]
+        responses = [_to_proto(a) for a in allocate_request(self.resource, requests)]
         return api_pb2.AllocateResponse(container_responses=responses)
 
     def _pre_start(self, request: Any) -> Any:

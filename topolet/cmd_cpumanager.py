@@ -1,5 +1,7 @@
-"""``topolet cpumanager status``: the CPU manager's pools and exclusive assignments,
-read from its checkpoint (no lock taken, nothing written)."""
+"""``topolet cpumanager status``: the CPU manager's pools, exclusive assignments and the
+owner of every CPU, read from its checkpoint and owner records (no lock taken, nothing
+written). The data comes from the same function as ``topolet describe`` and the node
+agent's own status (:func:`cpumanager.ownership.describe_state`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cpumanager.checkpoint_format import CPUManagerCheckpoint
-from cpumanager.state import MemoryState
+from cpumanager.errors import CPUManagerError
+from cpumanager.ownership import describe_state, read_view
 from topolet.cli import CommandError, common_options
 from topolet.node_config import NodeSettings, add_node_options
 
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "cpumanager", parents=[common_options()], help="inspect the CPU manager's state", description=__doc__
     )
     sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    s = sub.add_parser("status", parents=[common_options()], help="print pools and assignments")
+    s = sub.add_parser("status", parents=[common_options()], help="print pools, assignments and owners")
     s.add_argument("--format", choices=["table", "json"], default="table")
     add_node_options(s)
     s.set_defaults(func=status)
@@ -32,32 +34,16 @@ def status(args: argparse.Namespace) -> int:
     topo = settings.topology()
     policy = settings.policy(topo)
     store = settings.store()
-    cp = store.load()
-    if cp is None:
+    try:
+        state, owners, present = read_view(store, topo, policy)
+        if present:
+            # The checks `run` and the agent make on start, with the same text (exit 1).
+            policy.validate_state(state)
+    except CPUManagerError as e:
+        raise CommandError(str(e)) from e
+    if not present:
         raise CommandError(f"no CPU manager checkpoint at {store.path} (nothing pinned yet)")
-    if not isinstance(cp, CPUManagerCheckpoint):
-        raise CommandError(f"{store.path} uses the legacy container-ID layout")
-    # The checks `run` and the agent make on start (StateValidationError, exit 1).
-    policy.validate_state(MemoryState(cp.default_cpu_set, cp.entries))
-    assignments: list[dict[str, Any]] = [
-        {
-            "podUID": pod,
-            "container": name,
-            "cpus": str(cpus),
-            "numaNodes": sorted(topo.numa_nodes_of(cpus)),
-        }
-        for pod, containers in sorted(cp.entries.items())
-        for name, cpus in sorted(containers.items())
-    ]
-    doc: dict[str, Any] = {
-        "checkpoint": str(store.path),
-        "policy": cp.policy_name,
-        "online": str(topo.online_cpus),
-        "reserved": str(policy.reserved_cpus),
-        "shared": str(cp.default_cpu_set),
-        "isolated": str(topo.isolated_cpus),
-        "assignments": assignments,
-    }
+    doc = {"checkpoint": str(store.path), **describe_state(topo, policy, state, owners)}
     if args.format == "json":
         print(json.dumps(doc, indent=2))
         return 0
@@ -65,13 +51,23 @@ def status(args: argparse.Namespace) -> int:
     pools = Table(title=f"CPU pools ({doc['checkpoint']})")
     for col in ("pool", "cpus"):
         pools.add_column(col)
-    for key in ("online", "reserved", "shared", "isolated"):
+    for key in ("online", "reserved", "shared", "assignable", "isolated"):
         pools.add_row(key, str(doc[key]) or "-")
     console.print(pools)
     table = Table(title="exclusive assignments")
-    for col in ("pod UID", "container", "cpus", "NUMA nodes"):
+    for col in ("pod UID", "container", "cpus", "NUMA nodes", "owner", "identity", "since", "why"):
         table.add_column(col)
-    for a in assignments:
-        table.add_row(a["podUID"], a["container"], a["cpus"], ",".join(map(str, a["numaNodes"])))
+    for a in doc["assignments"]:  # type: ignore[attr-defined]
+        o = a["owner"]
+        table.add_row(
+            a["podUID"],
+            a["container"],
+            a["cpus"],
+            ",".join(map(str, a["numaNodes"])),
+            o["kind"],
+            o["identity"],
+            o["since"] or "-",
+            o["why"],
+        )
     console.print(table)
     return 0

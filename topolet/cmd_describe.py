@@ -14,7 +14,11 @@ form, ``""`` when empty)::
     topology       {"cpus", "sockets", "numaNodes", "threadsPerCore": int, "online": str}
     pools          {"online", "reserved", "shared", "isolated", "isolatedFree",
                     "exclusive", "assignable": str}
-    assignments    [{"podUID", "container", "cpus": str, "numaNodes": [int], "sockets": [int]}]
+    assignments    [{"podUID", "container", "cpus": str, "numaNodes": [int], "sockets": [int],
+                     "owner": {"kind", "identity", "source", "since", "why": str | null}}]
+    cpus           [{"cpu", "numaNode", "socket", "core": int, "pool": str,
+                     "owner": {"kind", "identity", "source", "since", "why",
+                               "podUID", "container"} | null}]
     hugepages      [{"numaNode": int, "sizeKiB": int, "resource": str, "total": int,
                      "free": int | null}]
     fragmentation  {"freeCPUs", "freeWholeCores", "partlyFreeCores": int,
@@ -27,6 +31,12 @@ form, ``""`` when empty)::
 reserved (what exclusive requests draw from, and what fragmentation is measured on);
 ``isolatedFree`` is the part of the isolated pool no container holds; ``valid`` is false,
 with ``problem`` saying why, when the checkpoint does not match this machine and policy.
+
+``--cpu N`` answers "who owns CPU N and why": one row of ``cpus`` (owner kind ``pod``,
+``device-plugin``, ``run``, ``isolated-pool`` or ``reserved``, its identity, since when,
+the NUMA node and why this CPU), as a table or, with ``--format json``, that object. The
+rows come from :func:`cpumanager.ownership.cpu_rows`, as ``topolet cpumanager status``'s.
+The machine is always seen whole, whatever cpuset the command runs in.
 """
 
 from __future__ import annotations
@@ -38,10 +48,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cpumanager.checkpoint_format import CPUManagerCheckpoint
 from cpumanager.errors import CPUManagerError
 from cpumanager.fragmentation import Fragmentation, measure
-from cpumanager.isolated import POOL_POD_UID, free_isolated, seed_isolated_pool
+from cpumanager.isolated import POOL_POD_UID, free_isolated
+from cpumanager.owners import Owner
+from cpumanager.ownership import describe_state, read_view
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
 from topolet.cli import CommandError, common_options
@@ -66,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="table",
         help="rich tables (default) or one JSON object",
     )
+    p.add_argument("--cpu", type=int, default=None, metavar="N", help="who owns CPU N and why")
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -73,9 +85,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     try:
         settings = NodeSettings.from_args(args)
+        doc = describe(settings)
     except ValueError as e:
         raise CommandError(str(e)) from e
-    doc = describe(settings)
+    if args.cpu is not None:
+        return _print_cpu(doc, args.cpu, args.format)
     if args.format == "json":
         print(json.dumps(doc, indent=2))
     else:
@@ -86,24 +100,14 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ model
 
 
-def _load_state(settings: NodeSettings, policy: StaticPolicy, topo: Topology) -> tuple[MemoryState, bool]:
-    """The checkpoint's state, or a fresh policy's (second item: a checkpoint was read)."""
-    store = settings.store()
+def _load_state(
+    settings: NodeSettings, policy: StaticPolicy, topo: Topology
+) -> tuple[MemoryState, dict[tuple[str, str], Owner], bool]:
+    """The checkpoint's state and owners, or a fresh policy's (third item: a checkpoint was read)."""
     try:
-        cp = store.load()
+        return read_view(settings.store(), topo, policy)
     except CPUManagerError as e:
         raise CommandError(str(e)) from e
-    if cp is None:
-        state = MemoryState()
-        policy.start(state)
-        seed_isolated_pool(state, topo.isolated_cpus, policy.reserved_cpus)
-        return state, False
-    if not isinstance(cp, CPUManagerCheckpoint):
-        raise CommandError(
-            f"{store.path} uses the legacy container-ID layout; "
-            "restart the node agent once to rewrite it, then describe again"
-        )
-    return MemoryState(cp.default_cpu_set, cp.entries), True
 
 
 def _problem(policy: StaticPolicy, state: MemoryState) -> str | None:
@@ -118,9 +122,10 @@ def describe(settings: NodeSettings) -> dict[str, Any]:
     """The JSON document described in the module docstring."""
     topo = settings.topology()
     policy = settings.policy(topo)
-    state, present = _load_state(settings, policy, topo)
+    state, owners, present = _load_state(settings, policy, topo)
     problem = _problem(policy, state) if present else None
-    assignments = _assignments(topo, state)
+    view = describe_state(topo, policy, state, owners)
+    assignments = _assignments(topo, state, view)
     exclusive = CPUSet().union(*(CPUSet.parse(a["cpus"]) for a in assignments))
     assignable = policy.available_cpus(state)
     return {
@@ -147,12 +152,14 @@ def describe(settings: NodeSettings) -> dict[str, Any]:
             "assignable": str(assignable),
         },
         "assignments": assignments,
+        "cpus": view["cpus"],
         "hugepages": _hugepages(topo),
         "fragmentation": _fragmentation(measure(policy.topology, assignable)),
     }
 
 
-def _assignments(topo: Topology, state: MemoryState) -> list[dict[str, Any]]:
+def _assignments(topo: Topology, state: MemoryState, view: dict[str, Any]) -> list[dict[str, Any]]:
+    owner = {(a["podUID"], a["container"]): a["owner"] for a in view["assignments"]}
     return [
         {
             "podUID": pod,
@@ -160,11 +167,38 @@ def _assignments(topo: Topology, state: MemoryState) -> list[dict[str, Any]]:
             "cpus": str(cpus),
             "numaNodes": sorted(topo.numa_nodes_of(cpus)),
             "sockets": sorted(topo.sockets_of(cpus)),
+            "owner": owner[(pod, name)],
         }
         for pod, containers in sorted(state.assignments().items())
         if pod != POOL_POD_UID
         for name, cpus in sorted(containers.items())
     ]
+
+
+def _print_cpu(doc: dict[str, Any], cpu: int, fmt: str) -> int:
+    rows = {r["cpu"]: r for r in doc["cpus"]}
+    if cpu not in rows:
+        raise CommandError(
+            f"--cpu: {cpu} is not an online CPU of this node (online: {doc['topology']['online']})"
+        )
+    row = rows[cpu]
+    if fmt == "json":
+        print(json.dumps(row, indent=2))
+        return 0
+    table = Table(title=f"CPU {cpu}")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("NUMA node", str(row["numaNode"]))
+    table.add_row("socket / core", f"{row['socket']} / {row['core']}")
+    table.add_row("pool", row["pool"])
+    owner = row["owner"]
+    if owner is None:
+        table.add_row("owner", "none: the shared pool (every container without exclusive CPUs runs here)")
+    else:
+        for key in ("kind", "identity", "source", "since", "why", "podUID", "container"):
+            table.add_row(key, str(owner[key]) if owner[key] is not None else "-")
+    Console().print(table)
+    return 0
 
 
 def _hugepages(topo: Topology) -> list[dict[str, Any]]:
@@ -222,10 +256,19 @@ def _print_tables(console: Console, doc: dict[str, Any]) -> None:
         pools.add_row(key, cpus or "-")
     console.print(pools)
     table = Table(title="exclusive assignments")
-    for col in ("pod UID", "container", "cpus", "NUMA nodes", "sockets"):
+    for col in ("pod UID", "container", "cpus", "NUMA nodes", "sockets", "owner", "since"):
         table.add_column(col)
     for a in doc["assignments"]:
-        table.add_row(a["podUID"], a["container"], a["cpus"], _ids(a["numaNodes"]), _ids(a["sockets"]))
+        o = a["owner"]
+        table.add_row(
+            a["podUID"],
+            a["container"],
+            a["cpus"],
+            _ids(a["numaNodes"]),
+            _ids(a["sockets"]),
+            f"{o['kind']}: {o['identity']}",
+            o["since"] or "-",
+        )
     console.print(table)
     console.print(_hugepage_table(doc["hugepages"]))
     console.print(_fragmentation_table(doc["fragmentation"]))

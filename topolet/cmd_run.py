@@ -25,7 +25,7 @@ from cpumanager.cgroupfs import CgroupV1Cpuset, CpusetWriter
 from cpumanager.errors import CPUManagerError
 from cpumanager.hugepages import parse_hugepages_requests
 from cpumanager.manager import CPUManager
-from cpumanager.standalone import StandaloneRecord, StandaloneSource
+from cpumanager.standalone import StandaloneRecord, StandaloneSource, process_start_time
 from topolet.cli import CommandError, common_options
 from topolet.node_config import NodeSettings, add_node_options, check_cgroup_root, detect_cgroup_writer
 from topology.model import Topology
@@ -155,17 +155,34 @@ def run(args: argparse.Namespace) -> int:
         command=tuple(cmd),
         isolated=args.isolated,
         hugepages=hugepages,
+        pid=os.getpid(),
+        pid_start=process_start_time(os.getpid()) or 0,
     )
     path = writer.path_for(rec.cgroup())
-    with _transaction(settings, topo, writer) as mgr:
-        mgr.reconcile(source.running())
-        writer.ensure(rec.cgroup(), mgr.shared_pool(), topo.numa_nodes_of(topo.online_cpus))
-        source.add(rec)
+    try:
+        policy = settings.policy(topo)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    mgr = CPUManager(
+        topo,
+        policy,
+        store=settings.store(),
+        writer=writer,
+        topology_manager_policy=settings.topology_manager_policy,
+    )
+    with mgr.transaction():
         try:
+            mgr.start()
+            source.sweep(mgr)  # only runs: others' owners are never touched
+        except CPUManagerError as e:
+            raise CommandError(str(e)) from e
+        source.add(rec)  # live from here on (this process supervises it)
+        try:
+            writer.ensure(rec.cgroup(), mgr.shared_pool(), topo.numa_nodes_of(topo.online_cpus))
             pin = mgr.add_container(rec.info())
         except CPUManagerError as e:
+            source.remove_cgroup(rec)
             source.remove(rec.pod_uid)
-            _remove_cgroup(writer, rec)
             raise CommandError(f"container {args.name} not admitted: {e}") from e
     log.info(
         "container %s (pod %s): %s cpus %s mems %s",
@@ -184,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         child = subprocess.Popen(cmd, preexec_fn=join_cgroup)  # joins the cgroup before exec
     except OSError as e:
-        _cleanup(settings, topo, writer, source, rec)
+        _cleanup(mgr, source, rec)
         raise CommandError(f"cannot start {cmd[0]!r}: {e}") from e
     forward = {
         s: signal.signal(s, lambda n, _f: child.send_signal(n)) for s in (signal.SIGINT, signal.SIGTERM)
@@ -194,54 +211,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, h in forward.items():
             signal.signal(s, h)
-        _cleanup(settings, topo, writer, source, rec)
+        _cleanup(mgr, source, rec)
     return rc if rc >= 0 else 128 - rc
 
 
-class _transaction:
-    """Lock the checkpoint, start a manager over it, save and unlock on exit."""
-
-    def __init__(self, settings: NodeSettings, topo: Topology, writer: CpusetWriter) -> None:
-        self.settings, self.topo, self.writer = settings, topo, writer
-
-    def __enter__(self) -> CPUManager:
-        self.store = self.settings.store()
-        self.store.open(wait=True)
-        policy = self.settings.policy(self.topo)
-        self.mgr = CPUManager(self.topo, policy, store=self.store, writer=self.writer)
-        try:
-            self.mgr.start()
-        except Exception:
-            self.store.close()
-            raise
-        return self.mgr
-
-    def __exit__(self, *exc: object) -> None:
-        self.mgr.close()
-
-
-def _cleanup(
-    settings: NodeSettings,
-    topo: Topology,
-    writer: CpusetWriter,
-    source: StandaloneSource,
-    rec: StandaloneRecord,
-) -> None:
-    with _transaction(settings, topo, writer) as mgr:
-        source.remove(rec.pod_uid)
+def _cleanup(mgr: CPUManager, source: StandaloneSource, rec: StandaloneRecord) -> None:
+    """Release the run's CPUs, then remove its cgroup, then its record, in one transaction
+    (a kill at any point leaves an orphan the next sweep removes)."""
+    with mgr.transaction():
         freed = mgr.remove_container(rec.pod_uid, rec.name)
-        mgr.reconcile(source.running())
-        _remove_cgroup(writer, rec)
+        source.remove_cgroup(rec)
+        source.remove(rec.pod_uid)
     log.info("container %s exited; cpus %s back to the shared pool", rec.name, freed)
-
-
-def _remove_cgroup(writer: CpusetWriter, rec: StandaloneRecord) -> None:
-    """Remove the container's cgroup and its pod (and QoS) parents when they are empty."""
-    writer.remove(rec.cgroup())
-    for parent in writer.path_for(rec.cgroup()).parents:
-        if parent == writer.root:
-            break
-        try:
-            parent.rmdir()
-        except OSError:
-            break

@@ -6,17 +6,23 @@ publisher, the udev GPU watch and one HTTP endpoint, and runs the reconcile swee
 (:class:`~cpumanager.reconcile_loop.ReconcileLoop` ticks over :class:`RekeyingView`):
 
 1. list the running containers from the pod source;
-2. re-key CPU device-plugin allocations (placeholder owners ``devplugin-<hash>``) to the
-   containers podresources says hold them, *before* the sweep, which would otherwise
-   release them as stale; a placeholder no container claims is kept for
-   :data:`PLACEHOLDER_GRACE_S` (kubelet allocates before the container exists);
-3. :meth:`CPUManager.reconcile`: admit, re-pin drifted cgroups, release the rest.
+2. re-key CPU device-plugin claims (placeholder owners ``devplugin-<hash>``) to the
+   containers podresources says hold them, and release the claims whose containers are
+   gone or that no container took within :data:`PLACEHOLDER_GRACE_S` (the device plugin
+   releases only its own claims);
+3. :meth:`CPUManager.reconcile` with the pod source's owner kinds: admit, re-pin drifted
+   cgroups, release the source's own owners that are gone (``pod`` once the Kubernetes
+   source has synced; ``run`` for the standalone source, whose orphans of killed
+   ``topolet run`` processes are then removed with their cgroups).
 
 The sweep runs every ``cpuManagerReconcilePeriod`` and at once when the checkpoint or the
 standalone records change (the Kubernetes pod source also admits and releases on each
-pod event). The checkpoint lock is held only while state changes
-(:class:`SharedStateCPUManager`), so ``topolet run`` can admit containers beside a running
-agent; a second agent on the same state directory is refused by ``topolet-node.lock``.
+pod event). Every change is one transaction of the CPU manager (lock, reload when another
+process changed the files, change, save, unlock), so ``topolet run`` can admit containers
+beside a running agent; a second agent on the same state directory is refused by
+``topolet-node.lock``. The agent sees the whole machine whatever cpuset it runs in.
+Containers are aligned with their devices: the NUMA nodes of the devices podresources
+lists for a container are where its exclusive CPUs and hugepages are taken.
 """
 
 from __future__ import annotations
@@ -25,28 +31,25 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client import CollectorRegistry
 
-from cpumanager.checkpoint_format import CPUManagerCheckpoint
-from cpumanager.manager import ContainerInfo, CPUManager, PinResult
+from cpumanager.device_claims import DeviceClaims
+from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.metrics import CPUManagerMetrics
-from cpumanager.reconcile_loop import ReconcileLoop
+from cpumanager.reconcile_loop import ReconcileLoop, owner_kinds
 from cpumanager.standalone import StandaloneSource
-from cpumanager.state import MemoryState
-from deviceplugin.cpus import PLACEHOLDER_PREFIX, ExclusiveCPUResource
+from deviceplugin.cpus import PLACEHOLDER_GRACE_S, ExclusiveCPUResource
 from deviceplugin.gpu import GPUResource, UdevGPUHealth, gpu_resources
-from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError
+from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError, device_numa_nodes
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
-from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.nrt import NodeResourceTopology
 from topology.sysfs import discover
@@ -56,101 +59,19 @@ __all__ = [
     "AgentError",
     "NodeAgent",
     "RekeyingView",
-    "SharedStateCPUManager",
     "SwappableGPUs",
 ]
 
 log = logging.getLogger("topolet.node")
 
-#: How long a CPU device-plugin allocation may wait for its container to appear.
-PLACEHOLDER_GRACE_S = 300.0
-#: How long a standalone record whose cgroup holds no process yet counts as starting.
-STARTING_GRACE_S = 10.0
+#: How long one podresources ``List`` answers device-affinity questions.
+_PODRESOURCES_TTL_S = 1.0
 #: How often the sweep loop looks for changed checkpoint or standalone records.
 _TICK_S = 0.1
 
 
 class AgentError(Exception):
     """The agent cannot start; the message says why and what to do."""
-
-
-class SharedStateCPUManager(CPUManager):
-    """A :class:`CPUManager` that holds the checkpoint lock only while it changes state.
-
-    Every changing call is a transaction: take the lock (waiting for ``topolet run``),
-    reload the checkpoint when another process changed it, change, save, release.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._depth = 0
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth == 0 and self.store is not None:
-                self.store.open(wait=True)
-                self._reload()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self.store is not None:
-                    self.store.close()
-
-    def _reload(self) -> None:
-        assert self.store is not None
-        cp = self.store.load()
-        if not isinstance(cp, CPUManagerCheckpoint):
-            return
-        if cp.default_cpu_set == self.state.get_default_cpuset() and cp.entries == self.state.assignments():
-            return
-        self.state = MemoryState(cp.default_cpu_set, cp.entries)
-        self._update_gauges()
-        log.info("checkpoint changed by another process; state reloaded (shared %s)", self.shared_pool())
-        self._changed()
-
-    def start(self) -> None:
-        if self.store is not None:
-            self.store.open(wait=True)
-        try:
-            super().start()
-        finally:
-            if self.store is not None:
-                self.store.close()
-
-    def close(self) -> None:
-        with self.transaction():
-            super().close()
-
-    def allocate(
-        self, pod_uid: str, container_name: str, num_cpus: int, *, numa_affinity: Any = None
-    ) -> CPUSet:
-        with self.transaction():
-            return super().allocate(pod_uid, container_name, num_cpus, numa_affinity=numa_affinity)
-
-    def assign_exact(self, pod_uid: str, container_name: str, cpus: CPUSet) -> CPUSet:
-        with self.transaction():
-            return super().assign_exact(pod_uid, container_name, cpus)
-
-    def reassign(
-        self, pod_uid: str, container_name: str, new_pod_uid: str, new_container_name: str
-    ) -> CPUSet:
-        with self.transaction():
-            return super().reassign(pod_uid, container_name, new_pod_uid, new_container_name)
-
-    def add_container(self, info: ContainerInfo) -> PinResult:
-        with self.transaction():
-            return super().add_container(info)
-
-    def remove_container(self, pod_uid: str, container_name: str) -> CPUSet:
-        with self.transaction():
-            return super().remove_container(pod_uid, container_name)
-
-    def reconcile(self, active: Any) -> dict[str, int]:
-        with self.transaction():
-            return super().reconcile(active)
 
 
 class SwappableGPUs:
@@ -187,36 +108,20 @@ class SwappableGPUs:
         self.current.pre_start(device_ids)
 
 
-class StartingAwareStandalone(StandaloneSource):
-    """Standalone containers that run, plus those whose command has not joined its cgroup
-    yet (``topolet run`` records and pins first, then starts the command): a fresh record
-    with a cgroup is not stale."""
-
-    def running(self) -> list[ContainerInfo]:
-        alive = super().running()
-        seen = {i.pod_uid for i in alive}
-        now = time.time()
-        for rec in self.records():
-            if rec.pod_uid in seen or not self.writer.path_for(rec.cgroup()).is_dir():
-                continue
-            if now - _mtime(self.dir / f"{rec.pod_uid}.json") / 1e9 < STARTING_GRACE_S:
-                alive.append(rec.info())
-        return alive
-
-
 class RekeyingView:
-    """The agent's pod sources as the reconcile sweep sees them: listing them re-keys
-    device-plugin CPUs first and adds the placeholders still within their grace period."""
+    """The agent's pod sources as the reconcile sweep sees them (the owner kinds of all)."""
 
     def __init__(self, agent: NodeAgent) -> None:
         self.agent = agent
         self._lock = threading.Lock()
 
+    @property
+    def owner_kinds(self) -> frozenset[str]:
+        return frozenset().union(*(owner_kinds(s) for s in self.agent.sources))
+
     def running(self) -> list[ContainerInfo]:
         with self._lock:
-            active = [info for source in self.agent.sources for info in source.running()]
-            self.agent.rekey(active)
-            return [*active, *self.agent.pending_placeholders()]
+            return [info for source in self.agent.sources for info in source.running()]
 
 
 class NodeAgent:
@@ -228,7 +133,7 @@ class NodeAgent:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AgentMetrics(self.registry)
         self.topology: Topology | None = None
-        self.manager: SharedStateCPUManager | None = None
+        self.manager: CPUManager | None = None
         self.sources: list[Any] = []
         self.reconciler: ReconcileLoop | None = None
         self.cpu_resource: ExclusiveCPUResource | None = None
@@ -239,8 +144,8 @@ class NodeAgent:
         self._restored = False
         self._stopping = threading.Event()
         self._rediscover = threading.Event()
-        self._placeholders: dict[tuple[str, str], float] = {}
         self.placeholder_grace_s = PLACEHOLDER_GRACE_S
+        self._pods_cache: tuple[float, list[PodResources]] | None = None
         self._gpus_in_use: set[str] = set()
         self._lockfile: IO[bytes] | None = None
         self._loop: threading.Thread | None = None
@@ -321,20 +226,21 @@ class NodeAgent:
 
     def _discover(self) -> Topology:
         self.metrics.discoveries.inc()
-        return discover(self.config.sysfs_root)
+        return discover(self.config.sysfs_root, whole_machine=True)
 
-    def _start_manager(self, topo: Topology) -> SharedStateCPUManager:
+    def _start_manager(self, topo: Topology) -> CPUManager:
         c = self.config
         writer = detect_cgroup_writer(c.cgroup_root, c.cgroup_version, c.cgroup_driver)
         if c.pod_source == "standalone":
             writer.ensure_root()
         store = c.settings().store()
-        manager = SharedStateCPUManager(
+        manager = CPUManager(
             topo,
             c.settings().policy(topo),
             store=store,
             writer=writer,
             metrics=CPUManagerMetrics(self.registry),
+            topology_manager_policy=c.topology_manager_policy,
         )
         manager.start()
         return manager
@@ -342,17 +248,53 @@ class NodeAgent:
     def _pod_source(self) -> Any:
         assert self.manager is not None and self.manager.writer is not None
         if self.config.pod_source == "standalone":
-            return StartingAwareStandalone(self.config.state_dir, self.manager.writer)
+            return StandaloneSource(self.config.state_dir, self.manager.writer)
         from cpumanager.kube_source import KubePodSource
 
-        return KubePodSource(kube_api_client(self.config.kubeconfig), self.node_name, self.manager).start()
+        return KubePodSource(
+            kube_api_client(self.config.kubeconfig),
+            self.node_name,
+            self.manager,
+            device_affinity=self.device_affinity,
+        ).start()
+
+    def _pod_resources(self, *, fresh: bool = False) -> list[PodResources] | None:
+        """podresources ``List`` (cached for a second unless *fresh*); None when kubelet's
+        socket is not there or does not answer."""
+        now = time.monotonic()
+        if not fresh and self._pods_cache is not None and now - self._pods_cache[0] < _PODRESOURCES_TTL_S:
+            return self._pods_cache[1]
+        sock = self.config.pod_resources_socket
+        if not sock.is_socket():
+            return None
+        try:
+            with PodResourcesClient(sock, timeout=2.0) as client:
+                pods = client.list()
+        except PodResourcesError as e:
+            log.warning("%s; device-plugin CPUs are not re-keyed and devices not aligned this time", e)
+            return None
+        self._pods_cache = (now, pods)
+        return pods
+
+    def device_affinity(self, info: ContainerInfo) -> frozenset[int] | None:
+        """The NUMA nodes of the devices kubelet gave the container (any resource)."""
+        pods = self._pod_resources()
+        if pods is not None and not any(
+            p.namespace == info.namespace and p.name == info.pod_name for p in pods
+        ):
+            pods = self._pod_resources(fresh=True)  # the cached listing predates the pod
+        if pods is None:
+            return None
+        return device_numa_nodes(pods, info.namespace, info.pod_name, info.container_name)
 
     def _start_plugins(self, topo: Topology) -> None:
         c = self.config
         assert self.manager is not None
         if c.exclusive_cpu_resource_name:
             self.cpu_resource = ExclusiveCPUResource(
-                self.manager, resource_name=c.exclusive_cpu_resource_name
+                DeviceClaims(self.manager),
+                resource_name=c.exclusive_cpu_resource_name,
+                grace_s=self.placeholder_grace_s,
             )
             self.servers.append(DevicePluginServer(self.cpu_resource, plugin_dir=c.device_plugin_dir))
         for resource in gpu_resources(topo, root=c.sysfs_root, resource_names=c.gpu_resource_names):
@@ -477,23 +419,27 @@ class NodeAgent:
     def sweep(self) -> dict[str, int] | None:
         """One reconcile tick: re-key device-plugin allocations, then reconcile (see the
         module docstring). None when the tick failed (logged and counted)."""
-        assert self.reconciler is not None
+        assert self.reconciler is not None and self.manager is not None
         with self._sweep_lock, self.metrics.reconcile_seconds.time():
+            # Device-plugin claims first (podresources is asked outside the state lock).
+            self.rekey([info for source in self.sources for info in source.running()])
             counts = self.reconciler.tick()
+            for source in self.sources:
+                if isinstance(source, StandaloneSource):
+                    source.sweep(self.manager)  # orphans of killed runs
         if self.publisher is not None:
             self.publisher.trigger()
         return counts
 
     def rekey(self, active: Sequence[ContainerInfo]) -> None:
-        """Re-key CPU device-plugin placeholders to the containers podresources names."""
-        sock = self.config.pod_resources_socket
-        if not sock.is_socket():
-            return
-        try:
-            with PodResourcesClient(sock, timeout=2.0) as client:
-                pods = client.list()
-        except PodResourcesError as e:
-            log.warning("%s; device-plugin CPUs are not re-keyed this sweep", e)
+        """Re-key CPU device-plugin claims to the containers podresources names, then let
+        the device plugin release its claims that are gone or expired."""
+        pods = self._pod_resources(fresh=True)
+        if self.cpu_resource is not None:
+            self.cpu_resource.grace_s = self.placeholder_grace_s
+        if pods is None:
+            if self.cpu_resource is not None:  # no listing: only expired placeholders go
+                self.cpu_resource.release_gone([], lambda _ns, _n: None, only_placeholders=True)
             return
         self._gpus_in_use = _device_ids(pods, set(self.gpus))
         if self.cpu_resource is None:
@@ -503,23 +449,9 @@ class NodeAgent:
         if moved:
             self.metrics.rekeyed.inc(moved)
             log.info("re-keyed %d device-plugin CPU allocations to their containers", moved)
-
-    def pending_placeholders(self) -> list[ContainerInfo]:
-        """Placeholder owners younger than the grace period, as containers to keep."""
-        assert self.manager is not None
-        now = time.monotonic()
-        keys = [
-            (pod, name)
-            for pod, names in self.manager.state.assignments().items()
-            if pod.startswith(PLACEHOLDER_PREFIX)
-            for name in names
-        ]
-        self._placeholders = {k: self._placeholders.get(k, now) for k in keys}
-        return [
-            ContainerInfo(pod, name, None)
-            for (pod, name), seen in self._placeholders.items()
-            if now - seen < self.placeholder_grace_s
-        ]
+        freed = self.cpu_resource.release_gone(pods, lambda ns, name: uids.get((ns, name)))
+        if freed:
+            log.info("device-plugin CPUs %s released: their containers are gone", freed)
 
     def _run(self) -> None:
         period = self.config.reconcile_period_s

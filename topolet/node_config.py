@@ -24,10 +24,14 @@ import yaml
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.errors import CPUManagerError, PolicyConfigError
+from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.gpu import VENDOR_RESOURCES
 from topolet.arg_types import non_negative_int
 from topology.cpuset import CPUSet, CPUSetParseError
+from topology.hint_errors import PolicyOptionError
+from topology.hints import PolicyOptions
 from topology.model import Topology
 from topology.nrt import POLICIES, SCOPES
 from topology.sysfs import discover
@@ -274,6 +278,62 @@ def _render(value: object) -> object:
     return value
 
 
+_OPTION_MAP_MAX = 32
+
+
+def option_map(value: object) -> dict[str, str]:
+    """A policy-options map: a YAML mapping, or kubelet's flag form ``name=value,...``.
+    Values are kept as strings (kubelet's type is map[string]string); YAML booleans and
+    integers are written back as ``true``/``false``/digits."""
+    if value is None or value == "":
+        return {}
+    items: list[tuple[object, object]]
+    if isinstance(value, str):
+        items = []
+        for part in value.split(","):
+            key, eq, text = part.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"{part!r}: expected name=value pairs separated by commas")
+            items.append((key.strip(), text.strip()))
+    elif isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        raise ValueError("expected a mapping of option name to value, or 'name=value,...'")
+    if len(items) > _OPTION_MAP_MAX:
+        raise ValueError(f"expected at most {_OPTION_MAP_MAX} options")
+    out: dict[str, str] = {}
+    for name, raw in items:
+        val = (
+            ("true" if raw else "false")
+            if isinstance(raw, bool)
+            else str(raw)
+            if isinstance(raw, int)
+            else raw
+        )
+        if not isinstance(name, str) or not isinstance(val, str):
+            raise ValueError(f'{name!r}: expected a string value such as "true"')
+        out[name] = val
+    return out
+
+
+def _cpu_manager_options(value: object) -> Mapping[str, str]:
+    opts = option_map(value)
+    try:
+        StaticPolicyOptions.parse(opts, alpha_enabled=True)
+    except CPUManagerError as e:
+        raise ValueError(str(e)) from e
+    return opts
+
+
+def _topology_manager_options(value: object) -> Mapping[str, str]:
+    opts = option_map(value)
+    try:
+        PolicyOptions.parse(opts)
+    except PolicyOptionError as e:
+        raise ValueError(str(e)) from e
+    return opts
+
+
 # ------------------------------------------------------------------ the key table
 @dataclass(frozen=True)
 class ConfigKey:
@@ -381,10 +441,21 @@ KEYS: tuple[ConfigKey, ...] = (
         yaml_flag=True,
     ),
     ConfigKey(
+        "cpuManagerPolicyOptions",
+        "cpu_manager_policy_options",
+        _cpu_manager_options,
+        "Static policy options, kubelet's names and string values (full-pcpus-only, "
+        "distribute-cpus-across-numa, align-by-socket, distribute-cpus-across-cores, "
+        "strict-cpu-reservation, prefer-align-cpus-by-uncorecache) and topolet's "
+        "fragmentation-aware; a mapping, or as a flag name=value,...",
+        metavar="OPTIONS",
+    ),
+    ConfigKey(
         "topologyManagerPolicy",
         "topology_manager_policy",
         _choice(*POLICIES),
-        "kubelet's topologyManagerPolicy, published in the NRT attributes.",
+        "kubelet's topologyManagerPolicy: how a container's exclusive CPUs follow its devices' "
+        "NUMA nodes (single-numa-node and restricted refuse, best-effort prefers); published in NRT.",
         metavar="POLICY",
     ),
     ConfigKey(
@@ -393,6 +464,14 @@ KEYS: tuple[ConfigKey, ...] = (
         _choice(*SCOPES),
         "kubelet's topologyManagerScope, published in the NRT attributes.",
         metavar="SCOPE",
+    ),
+    ConfigKey(
+        "topologyManagerPolicyOptions",
+        "topology_manager_policy_options",
+        _topology_manager_options,
+        "Topology manager options (prefer-closest-numa-nodes, max-allowable-numa-nodes); "
+        "a mapping, or as a flag name=value,...",
+        metavar="OPTIONS",
     ),
     ConfigKey(
         "devicePluginDir",
@@ -491,8 +570,10 @@ class NodeConfig:
     reconcile_period_s: float = 10.0
     reserved_system_cpus: CPUSet | None = None
     num_reserved_cpus: int = 1
+    cpu_manager_policy_options: Mapping[str, str] = field(default_factory=dict)
     topology_manager_policy: str = "none"
     topology_manager_scope: str = "container"
+    topology_manager_policy_options: Mapping[str, str] = field(default_factory=dict)
     device_plugin_dir: Path = Path("/var/lib/kubelet/device-plugins")
     pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
     gpu_resource_names: Mapping[str, str] = field(default_factory=lambda: dict(VENDOR_RESOURCES))
@@ -593,7 +674,14 @@ class NodeConfig:
     def settings(self) -> NodeSettings:
         """The subset the CPU manager needs, as the short-lived commands use it."""
         return NodeSettings(
-            self.sysfs_root, self.state_dir, self.reserved_system_cpus, self.num_reserved_cpus
+            self.sysfs_root,
+            self.state_dir,
+            self.reserved_system_cpus,
+            self.num_reserved_cpus,
+            cpu_manager_policy_options=dict(self.cpu_manager_policy_options),
+            topology_manager_policy=self.topology_manager_policy,
+            topology_manager_scope=self.topology_manager_scope,
+            topology_manager_policy_options=dict(self.topology_manager_policy_options),
         )
 
     def check(self, topo: Topology, *, source: str = "", flags: Collection[str] = ()) -> None:
@@ -708,6 +796,21 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
         help="whole CPUs reserved when --reserved-cpus is not given, chosen as kubelet "
         "chooses them (default 1: the static policy needs at least one)",
     )
+    g.add_argument(
+        "--cpu-manager-policy-options",
+        default="",
+        metavar="NAME=VALUE,...",
+        help="static policy options as kubelet's --cpu-manager-policy-options "
+        "(e.g. full-pcpus-only=true), plus fragmentation-aware",
+    )
+    g.add_argument("--topology-manager-policy", default="none", choices=POLICIES)
+    g.add_argument("--topology-manager-scope", default="container", choices=SCOPES)
+    g.add_argument(
+        "--topology-manager-policy-options",
+        default="",
+        metavar="NAME=VALUE,...",
+        help="prefer-closest-numa-nodes=true, max-allowable-numa-nodes=N",
+    )
 
 
 @dataclass(frozen=True)
@@ -719,6 +822,10 @@ class NodeSettings:
     #: How the user spelled the two reservation settings (a flag, or a configuration key).
     reserved_name: str = "reservedSystemCPUs"
     num_reserved_name: str = "numReservedCPUs"
+    cpu_manager_policy_options: Mapping[str, str] = field(default_factory=dict)
+    topology_manager_policy: str = "none"
+    topology_manager_scope: str = "container"
+    topology_manager_policy_options: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
     def from_args(args: argparse.Namespace) -> NodeSettings:
@@ -732,6 +839,15 @@ class NodeSettings:
             raise ConfigError(
                 "--num-reserved-cpus", f"expected a non-negative integer, got {args.num_reserved_cpus}"
             )
+        opts: dict[str, Mapping[str, str]] = {}
+        for flag, parse in (
+            ("cpu_manager_policy_options", _cpu_manager_options),
+            ("topology_manager_policy_options", _topology_manager_options),
+        ):
+            try:
+                opts[flag] = parse(getattr(args, flag, ""))
+            except ValueError as e:
+                raise ConfigError(f"--{flag.replace('_', '-')}", str(e)) from e
         return NodeSettings(
             args.root,
             args.state_dir,
@@ -739,10 +855,15 @@ class NodeSettings:
             args.num_reserved_cpus,
             reserved_name="--reserved-cpus",
             num_reserved_name="--num-reserved-cpus",
+            cpu_manager_policy_options=opts["cpu_manager_policy_options"],
+            topology_manager_policy=getattr(args, "topology_manager_policy", "none"),
+            topology_manager_scope=getattr(args, "topology_manager_scope", "container"),
+            topology_manager_policy_options=opts["topology_manager_policy_options"],
         )
 
     def topology(self) -> Topology:
-        return discover(self.root)
+        """The whole machine, whatever cpuset cgroup the caller runs in."""
+        return discover(self.root, whole_machine=True)
 
     def check(self, topo: Topology) -> None:
         """Refuse a reservation this machine cannot hold, naming the setting (not the
@@ -763,9 +884,21 @@ class NodeSettings:
             )
 
     def policy(self, topo: Topology) -> StaticPolicy:
+        """The static policy with the configured options; a bad option (or one that does
+        not fit this machine or topology-manager policy) raises ValueError naming it."""
         self.check(topo)
         n = len(self.reserved_cpus) if self.reserved_cpus is not None else self.num_reserved_cpus
-        return StaticPolicy(topo, num_reserved_cpus=n, reserved_cpus=self.reserved_cpus)
+        try:
+            options = StaticPolicyOptions.parse(self.cpu_manager_policy_options, alpha_enabled=True)
+            return StaticPolicy(
+                topo,
+                num_reserved_cpus=n,
+                reserved_cpus=self.reserved_cpus,
+                options=options,
+                topology_manager_policy=self.topology_manager_policy,
+            )
+        except PolicyConfigError as e:
+            raise ValueError(f"cpuManagerPolicyOptions: {e}") from e
 
     def store(self) -> CheckpointStore:
         return CheckpointStore(self.state_dir / CHECKPOINT_NAME, policy_name="static")

@@ -248,6 +248,7 @@ def _cpuset_paths(r: SysfsReader) -> tuple[str | None, str | None]:
             cg_path = parts[2]
         elif parts[0] == "0" and parts[1] == "":
             cgroup_v2_path = parts[2]
+    v2: tuple[str, str] | None = None
     for line in (r.text("proc/mounts") or "").splitlines():
         fields = line.split()
         if len(fields) < 4:
@@ -258,12 +259,12 @@ def _cpuset_paths(r: SysfsReader) -> tuple[str | None, str | None]:
         if fstype == "cgroup" and "cpuset" in opts and cg_path is not None:
             prefix = "" if "noprefix" in opts else "cpuset."
             return _join(mnt, cg_path, prefix + "cpus"), _join(mnt, cg_path, prefix + "mems")
-        if fstype == "cgroup2" and cgroup_v2_path is not None and cg_path is None:
-            return (
-                _join(mnt, cgroup_v2_path, "cpuset.cpus.effective"),
-                _join(mnt, cgroup_v2_path, "cpuset.mems.effective"),
-            )
-    return None, None
+        # cgroup v2, as hwloc reads it: the effective sets of the caller's cgroup (on a v2-only
+        # host /proc/self/cpuset names the same path as the "0::" line of /proc/self/cgroup).
+        v2_path = cgroup_v2_path if cgroup_v2_path is not None else cg_path
+        if fstype == "cgroup2" and v2_path is not None and v2 is None:
+            v2 = (_join(mnt, v2_path, "cpuset.cpus.effective"), _join(mnt, v2_path, "cpuset.mems.effective"))
+    return v2 if v2 is not None else (None, None)
 
 
 def _join(mnt: str, cg: str, name: str) -> str:
@@ -564,8 +565,14 @@ def _device_nodes(r: SysfsReader, d: str, vendor: int) -> tuple[str, ...]:
 # ------------------------------------------------------------------- assemble
 
 
-def discover(root: Path | str = "/") -> Topology:
+def discover(root: Path | str = "/", *, whole_machine: bool = False) -> Topology:
     """Read the topology of the machine whose ``sys/`` and ``proc/`` live under *root*.
+
+    By default, as hwloc, the topology is restricted to what the caller's cpuset cgroup
+    allows (v1 ``cpuset.cpus``/``cpuset.mems``, v2 ``cpuset.cpus.effective``/
+    ``cpuset.mems.effective``) and the rest is marked ``disallowed_cpus``. With
+    *whole_machine* (the node agent, ``describe``, the CPU manager) every online CPU and
+    NUMA node counts, whatever cgroup the caller runs in.
 
     Raises :class:`~topology.errors.DiscoveryError` naming the file when the tree is
     empty, half-written or garbled.
@@ -577,7 +584,7 @@ def discover(root: Path | str = "/") -> Topology:
     online = _online_cpus(r, present)
     if not online:
         raise DiscoveryError(r.path(f"{SYS_CPU}/online"), "at least one online CPU")
-    allowed_cpus, allowed_mems = _allowed(r)
+    allowed_cpus, allowed_mems = (None, None) if whole_machine else _allowed(r)
     pus = online & allowed_cpus if allowed_cpus is not None else online
     if not pus:
         raise DiscoveryError(r.path("proc/self/cpuset"), "a cpuset that allows at least one online CPU")

@@ -142,9 +142,9 @@ def test_reassign_rekeys_placeholder_from_podresources(manager: CPUManager) -> N
     assert manager.state.get_cpuset(*placeholder_owner(CPUSet.of(3, 35))) is None
     assert "cpu3" in [d.id for d in resource.devices()]
     assert resource.reassign(pods, lambda ns, name: uids.get((ns, name))) == 0  # already done
-    fresh = ExclusiveCPUResource(manager)  # after an agent restart
-    assert "cpu3" not in [d.id for d in fresh.devices()]
-    fresh.reassign(pods, lambda ns, name: uids.get((ns, name)))
+    assert manager.owners[("uid-web", "app")].kind == "device-plugin"
+    assert manager.owners[("uid-web", "app")].identity == "default/web/app"
+    fresh = ExclusiveCPUResource(manager)  # a new plugin instance: the owner record says whose
     assert "cpu3" in [d.id for d in fresh.devices()]
 
 
