@@ -85,24 +85,48 @@ def normalise_prefix(prefix: str) -> str:
     return f"/{stripped}" if stripped else ""
 
 
-def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Any], Any]]:
-    def do_filter(body: Any) -> Any:
-        result = core.filter_json(parse_extender_args(body))
+#: A verb's reply (bytes or a JSON-able value) and the summary its log line carries.
+Handled = tuple[Any, str]
+
+
+def _pod_name(pod: Any) -> str:
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(meta, dict):
+        return "?"
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Any], Handled]]:
+    def do_filter(body: Any) -> Handled:
+        request = parse_extender_args(body)
+        result = core.filter_json(request)
         metrics.decisions.labels("filter", "passed").inc(result.passed)
         metrics.decisions.labels("filter", "failed").inc(result.failed)
         metrics.decisions.labels("filter", "unresolvable").inc(result.unresolvable)
-        return result.body
+        detail = (
+            f"pod {_pod_name(request.pod)} names in {len(request.names)} out {result.passed} "
+            f"failed {result.failed} unresolvable {result.unresolvable}"
+        )
+        return result.body, detail
 
-    def do_prioritize(body: Any) -> Any:
-        return core.prioritize_json(parse_extender_args(body))
+    def do_prioritize(body: Any) -> Handled:
+        request = parse_extender_args(body)
+        reply = core.prioritize_json(request)
+        return reply, f"pod {_pod_name(request.pod)} names in {len(request.names)}"
 
-    def do_bind(body: Any) -> Any:
-        result = core.bind(parse_binding_args(body))
-        metrics.decisions.labels("bind", "refused" if result["Error"] else "bound").inc()
-        return result
+    def do_bind(body: Any) -> Handled:
+        request = parse_binding_args(body)
+        result = core.bind(request)
+        outcome = "refused" if result["Error"] else "bound"
+        metrics.decisions.labels("bind", outcome).inc()
+        detail = f"pod {request.pod_namespace}/{request.pod_name} node {request.node} {outcome}"
+        return result, detail + (f": {result['Error']}" if result["Error"] else "")
 
-    def do_preempt(body: Any) -> Any:
-        return core.preempt(parse_preemption_args(body))
+    def do_preempt(body: Any) -> Handled:
+        request = parse_preemption_args(body)
+        result = core.preempt(request)
+        kept = len(result["NodeNameToMetaVictims"])
+        return result, f"pod {_pod_name(request.pod)} nodes in {len(request.victims)} kept {kept}"
 
     return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind, "preempt": do_preempt}
 
@@ -145,10 +169,10 @@ class _Routes:
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
 
-    def _post(self, verb: str, handler: Callable[[Any], Any], request: Request) -> Reply:
+    def _post(self, verb: str, handler: Callable[[Any], Handled], request: Request) -> Reply:
         started = time.perf_counter()
         try:
-            reply = handler(self._read_json(request))
+            reply, detail = handler(self._read_json(request))
         except _BadRequest as err:
             return self._refuse(verb, str(err), err.status, close=err.close)
         except (SchedulerError, ValueError) as err:
@@ -157,7 +181,10 @@ class _Routes:
             log.exception("extender %s failed", verb)
             return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
         body = reply if isinstance(reply, bytes) else json.dumps(reply, separators=(",", ":")).encode()
-        self.metrics.latency.labels(verb).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.labels(verb).observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s %s %.2f ms", verb, detail, elapsed * 1000)
         return Reply(HTTPStatus.OK, body)
 
     def _length(self, request: Request) -> int:

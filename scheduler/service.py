@@ -73,7 +73,7 @@ from scheduler.wire import (
     preemption_result,
 )
 
-__all__ = ["BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
+__all__ = ["NO_BINDER", "BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
 
 _PASS = FastVerdict(True)
 #: Distinct pod shapes remembered before the id table is dropped (ids are never reused).
@@ -81,6 +81,11 @@ _MAX_SIGNATURES = 1024
 _POD_MEMORY = 8192
 #: Pods whose last filter survivors are kept for their prioritize call.
 _SURVIVORS = 64
+#: Why ``/bind`` is refused by an extender built without a binder (``--nrt-dir``).
+NO_BINDER = (
+    "this extender has no binder (it reads NRT objects from --nrt-dir and has no Kubernetes API); "
+    "remove bindVerb from the KubeSchedulerConfiguration extender so that kube-scheduler binds"
+)
 
 
 class BindError(SchedulerError):
@@ -150,6 +155,8 @@ class ExtenderCore:
         self._next_signature = 0
         self._pods: OrderedDict[str, PodRequest] = OrderedDict()
         self._signatures: dict[tuple[object, ...], int] = {}
+        # pod key -> the node this extender bound it to (a second bind is refused).
+        self._bound: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self._bind_lock = threading.Lock()
 
@@ -322,17 +329,23 @@ class ExtenderCore:
         return cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
 
     def bind(self, request: BindRequest) -> ExtenderBindingResult:
-        """The ``bind`` verb: re-check on current data, reserve, then create the Binding."""
+        """The ``bind`` verb: refuse when this extender cannot bind or the pod is already
+        bound; else re-check on current data, reserve, then create the Binding."""
         if self.bind_route is not None:
             return self.bind_route(request)
         key = _pod_key(request.pod_namespace, request.pod_name, request.pod_uid)
+        where = f"pod {request.pod_namespace}/{request.pod_name} on node {request.node}"
+        if self.binder is None:
+            return {"Error": f"cannot bind {where}: {NO_BINDER}"}
         with self._lock:
             pod = self._pods.get(key) or self._pods.get(f"{request.pod_namespace}/{request.pod_name}")
-        where = f"pod {request.pod_namespace}/{request.pod_name} on node {request.node}"
         with self._bind_lock:
-            held_before = self.cache.holds(key)
+            bound = self._bound.get(key)
+            if bound is not None:
+                return {"Error": f"cannot bind {where}: the pod is already bound to node {bound}"}
             view = self.cache.view(request.node)
-            if pod is not None and view is not None and not held_before:
+            reserved = False
+            if pod is not None and view is not None:
                 verdict = self.verdict(self._compile(pod, self.fit_mode), view)
                 if not verdict.fits:
                     return {
@@ -341,13 +354,16 @@ class ExtenderCore:
                     }
                 placement = admit(self._compile(pod, "kubelet"), view).placement
                 self.cache.reserve(request.node, key, placement)
-        if self.binder is not None:
+                reserved = True
             try:
                 self.binder.bind(request.pod_namespace, request.pod_name, request.pod_uid, request.node)
             except BindError as err:
-                if not held_before:
+                if reserved:
                     self.cache.release_pod(key)
                 return {"Error": f"binding {where}: {err}"}
+            self._bound[key] = request.node
+            while len(self._bound) > _POD_MEMORY:
+                self._bound.popitem(last=False)
         return {"Error": ""}
 
     def preempt(self, request: PreemptRequest) -> ExtenderPreemptionResult:
@@ -372,6 +388,8 @@ class ExtenderCore:
         """A pod was deleted: drop its reservations and its remembered request."""
         key = _pod_key(namespace, name, uid)
         self.cache.release_pod(key)
+        with self._bind_lock:
+            self._bound.pop(key, None)
         with self._lock:
             self._pods.pop(key, None)
             self._pods.pop(f"{namespace}/{name}", None)
