@@ -40,10 +40,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from scheduler.admission import admit
-from scheduler.batch import least_numa_batch
 from scheduler.cache import TopologyCache
 from scheduler.columns import ClusterColumns, IntArray
 from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
+from scheduler.engine import VectorEngine, fast_verdict
 from scheduler.errors import SchedulerError
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.preempt import released_view
@@ -56,8 +56,6 @@ from scheduler.views import (
     FastVerdict,
     NodeView,
     compile_pod,
-    fast_restricted_fit,
-    fast_single_numa_fit,
 )
 from scheduler.wire import (
     BindRequest,
@@ -139,6 +137,8 @@ class ExtenderCore:
         self.cache = cache
         self.fit_mode = fit_mode
         self.scorer = Scorer(strategy)
+        #: The vectorised fit engine (uncached); the result tables below wrap it.
+        self.engine = VectorEngine(cache, mode=fit_mode, scorer=self.scorer)
         self.binder = binder
         #: When set, binds go here instead (a worker process hands them to the
         #: coordinator that holds the reservations: :mod:`scheduler.workers`).
@@ -188,18 +188,10 @@ class ExtenderCore:
 
     def verdict(self, compiled: CompiledPod, view: NodeView | None) -> FastVerdict:
         """Whether the node passes, computed afresh (None view: no NRT object, it passes)."""
-        if view is None or not compiled.needs_work:
-            return _PASS
-        policy = view.config.policy
-        if compiled.mode == "kubelet" and policy == "restricted":
-            return fast_restricted_fit(compiled, view)
-        if policy != "single-numa-node":
-            return _PASS
-        return fast_single_numa_fit(compiled, view)
+        return fast_verdict(compiled, view)
 
     def _columns(self) -> ClusterColumns | None:
-        fresh = getattr(self.cache, "fresh_columns", None)
-        return None if fresh is None else fresh()
+        return self.cache.fresh_columns()
 
     def _per_node_verdict(self, compiled: CompiledPod, name: str) -> tuple[bool, str, bool]:
         v = self.verdict(compiled, self.cache.view(name))
@@ -319,11 +311,9 @@ class ExtenderCore:
         table = self._results.table("prioritize", self._compile(pod, self.fit_mode).signature)
 
         def compute(sub: list[str]) -> list[int]:
-            if self.scorer.strategy != "least-numa-nodes" or len(sub) <= self.small_refresh:
+            if len(sub) <= self.small_refresh:
                 return [self._per_node_score(pod, name, no_nrt) for name in sub]
-            return least_numa_batch(
-                pod, sub, columns, no_nrt, lambda i: self._per_node_score(pod, sub[i], no_nrt)
-            )
+            return self.engine.scores(pod, sub)
 
         known = self._survivor_rows(pod, names)
         return cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
@@ -370,7 +360,6 @@ class ExtenderCore:
         """The ``preempt`` verb: keep the nodes where the pod fits once their victims'
         NUMA holdings are given back; nodes with no victims are dropped."""
         compiled = self._compile(self.parse(request.pod), self.fit_mode)
-        held = getattr(self.cache, "reservations", None)
         kept: dict[str, NodeVictims] = {}
         for node, victims in request.victims.items():
             if not victims.uids:
@@ -378,7 +367,7 @@ class ExtenderCore:
             view = self.cache.view(node)
             if view is not None and compiled.needs_work:
                 uids = set(victims.uids)
-                freed = [r.amounts for r in (held(node) if held else []) if r.pod_key in uids]
+                freed = [r.amounts for r in self.cache.reservations(node) if r.pod_key in uids]
                 if not self.verdict(compiled, released_view(view, freed)).fits:
                     continue
             kept[node] = victims
