@@ -25,23 +25,63 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from scheduler.errors import SchedulerError
-from scheduler.http11 import HTTP11Server, Reply, Request, listening_socket
+from scheduler.http11 import (
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+    HTTP11Server,
+    Reply,
+    Request,
+    listening_socket,
+)
 from scheduler.service import ExtenderCore
 from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
 
-__all__ = ["DEFAULT_MAX_BODY", "ExtenderMetrics", "ExtenderServer", "normalise_prefix"]
+__all__ = ["DEFAULT_MAX_BODY", "MAX_DEPTH", "ExtenderMetrics", "ExtenderServer", "Limits", "normalise_prefix"]
 
 log = logging.getLogger(__name__)
 
 #: Requests above this many bytes are refused (5000 full Node objects fit well below).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+#: Nesting a v1.Pod never reaches (its deepest standard paths are about 12 levels).
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on one request: node names (a cluster has at most 5,000 nodes, kube-scheduler
+    sends at most that many) and containers per pod (init containers included)."""
+
+    max_names: int = 50_000
+    max_containers: int = 1_000
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted up to *limit* + 1 (iterative)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class _BadRequest(Exception):
@@ -134,7 +174,10 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 class _Routes:
     """Routes one :class:`~scheduler.http11.Request` to a verb, ``/healthz`` or ``/metrics``."""
 
-    def __init__(self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics) -> None:
+    def __init__(
+        self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics, limits: Limits
+    ) -> None:
+        self.limits = limits
         self.prefix = normalise_prefix(prefix)
         self.max_body = max_body
         self.metrics = metrics
@@ -195,26 +238,67 @@ class _Routes:
                 close=True,
             )
         raw = request.headers.get("content-length")
-        if raw is None or not raw.isdigit():
+        if raw is None:
             raise _BadRequest(
-                f"Content-Length: expected a byte count, got {raw!r}",
+                "Content-Length: missing; send the body's byte count",
                 status=HTTPStatus.LENGTH_REQUIRED,
                 close=True,
             )
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+            raise _BadRequest(f"Content-Length: expected a byte count, got {raw[:40]!r}", close=True)
         length = int(raw)
         if length > self.max_body:
             raise _BadRequest(
                 f"request body of {length} bytes is over the limit of {self.max_body} bytes",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 close=True,
             )
         return length
 
     def _read_json(self, request: Request) -> Any:
         body = request.read_body(self._length(request))
+        if len(body) != int(request.headers["content-length"]):
+            raise _BadRequest("request body shorter than its Content-Length", close=True)
         try:
-            return json.loads(body)
+            parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise _BadRequest(f"request body is not valid JSON: {err}") from err
+        except RecursionError:
+            raise _BadRequest(f"request body nests deeper than {MAX_DEPTH} levels") from None
+        self._bounded(parsed)
+        return parsed
+
+    def _bounded(self, body: Any) -> None:
+        """Caps a real ExtenderArgs stays far below: nesting, node names, containers."""
+        if not isinstance(body, dict):
+            return
+        pod = body.get("Pod")
+        if _depth(pod, MAX_DEPTH) > MAX_DEPTH:
+            raise _BadRequest(f"Pod: nests deeper than {MAX_DEPTH} levels")
+        for key in ("NodeNames", "NodeNameToMetaVictims", "NodeNameToVictims"):
+            value = body.get(key)
+            if isinstance(value, list | dict) and len(value) > self.limits.max_names:
+                raise _BadRequest(
+                    f"{key}: {len(value)} nodes, over the limit of {self.limits.max_names}",
+                    status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
+        nodes = body.get("Nodes")
+        items = nodes.get("items") if isinstance(nodes, dict) else None
+        if isinstance(items, list) and len(items) > self.limits.max_names:
+            raise _BadRequest(
+                f"Nodes.items: {len(items)} nodes, over the limit of {self.limits.max_names}",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        spec = pod.get("spec") if isinstance(pod, dict) else None
+        if isinstance(spec, dict):
+            count = sum(
+                len(v) for k in ("containers", "initContainers") if isinstance(v := spec.get(k), list)
+            )
+            if count > self.limits.max_containers:
+                raise _BadRequest(
+                    f"Pod.spec: {count} containers, over the limit of {self.limits.max_containers}",
+                    status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
 
     def _refuse(self, verb: str, message: str, status: HTTPStatus, *, close: bool = False) -> Reply:
         self.metrics.bad_requests.labels(verb).inc()
@@ -244,6 +328,9 @@ class ExtenderServer:
         max_body: int = DEFAULT_MAX_BODY,
         sock: socket.socket | None = None,
         server_name: str = "topolet-extender",
+        limits: Limits | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         if sock is None:
             if address is None:
@@ -251,8 +338,14 @@ class ExtenderServer:
             sock = listening_socket(address)
         self.core = core
         self.metrics = ExtenderMetrics()
-        self._routes = _Routes(core, path_prefix, max_body, self.metrics)
-        self._server = HTTP11Server(sock, self._routes, server_name=server_name)
+        self._routes = _Routes(core, path_prefix, max_body, self.metrics, limits or Limits())
+        self._server = HTTP11Server(
+            sock,
+            self._routes,
+            server_name=server_name,
+            max_connections=max_connections,
+            request_timeout_s=request_timeout_s,
+        )
         self._thread: threading.Thread | None = None
 
     @property

@@ -404,7 +404,7 @@ def test_ten_megabyte_body_is_refused_without_reading_it(extender: tuple[Extende
             if not chunk:
                 break
             reply += chunk
-    assert reply.startswith(b"HTTP/1.1 400")
+    assert reply.startswith(b"HTTP/1.1 413")
     assert b"over the limit" in reply and b"Connection: close" in reply
     assert get(server.address, "/healthz") == (200, "ok")
 
