@@ -116,7 +116,7 @@ Handler = Callable[[Request], Reply]
 
 
 def listening_socket(
-    address: tuple[str, int], *, reuse_port: bool = False, backlog: int = 128
+    address: tuple[str, int], *, reuse_port: bool = False, backlog: int = 4096
 ) -> socket.socket:
     """A TCP socket bound to *address* and listening (IPv6 when the host has a colon)."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
