@@ -33,6 +33,7 @@ refused and kube-scheduler retries the pod.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,8 @@ from scheduler.wire import (
     filter_result,
     preemption_result,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NO_BINDER", "BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
 
@@ -155,6 +158,8 @@ class ExtenderCore:
         self._next_signature = 0
         self._pods: OrderedDict[str, PodRequest] = OrderedDict()
         self._signatures: dict[tuple[object, ...], int] = {}
+        # pod keys seen unbound by the pod watch (insertion-ordered set).
+        self._pending: OrderedDict[str, None] = OrderedDict()
         # pod key -> the node this extender bound it to (a second bind is refused).
         self._bound: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
@@ -372,6 +377,56 @@ class ExtenderCore:
                     continue
             kept[node] = victims
         return preemption_result(kept)
+
+    def pod_seen(self, raw_pod: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """A pod watch event (any scheduler's pod): account what the NRT data cannot show yet.
+
+        * deleted, or finished (``Succeeded``/``Failed``): its reservations end;
+        * not bound yet: remembered as pending;
+        * bound to a node while this extender holds it on another node: the reservation
+          moves to the pod's real node;
+        * bound, held nowhere, and seen pending before (so bound since this extender has
+          been watching, by any scheduler): reserved on its node where kubelet would place
+          it, until that node's NRT object accounts for it (or the timeout passes).
+
+        Pods already bound when first seen are taken as counted by their node's NRT data.
+        """
+        meta = raw_pod.get("metadata") or {}
+        spec = raw_pod.get("spec") or {}
+        status = raw_pod.get("status") or {}
+        namespace, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+        key = _pod_key(namespace, name, uid)
+        if deleted or status.get("phase") in ("Succeeded", "Failed"):
+            self.forget_pod(namespace, name, uid)
+            with self._lock:
+                self._pending.pop(key, None)
+            return
+        node = spec.get("nodeName")
+        if not node:
+            with self._lock:
+                self._pending[key] = None
+                while len(self._pending) > _POD_MEMORY:
+                    self._pending.popitem(last=False)
+            return
+        with self._lock:
+            was_pending = self._pending.pop(key, "no") is None
+        held = {r.node for r in self.cache.reservations() if r.pod_key == key}
+        with self._bind_lock:
+            ours = self._bound.get(key) == node
+        if held == {node} or (not held and (ours or not was_pending)):
+            return  # held where it runs, or already counted (by its NRT data or the timeout)
+        try:
+            pod = parse_pod(raw_pod)
+        except SchedulerError as err:
+            log.info("pod %s/%s: not accounted: %s", namespace, name, err)
+            return
+        view = self.cache.view(node)
+        with self._bind_lock:
+            self.cache.release_pod(key)
+            if view is not None:
+                placement = admit(self._compile(pod, "kubelet"), view).placement
+                self.cache.reserve(node, key, placement)
+            self._bound[key] = node
 
     def forget_pod(self, namespace: str, name: str, uid: str) -> None:
         """A pod was deleted: drop its reservations and its remembered request."""
