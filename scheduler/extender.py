@@ -41,7 +41,13 @@ from scheduler.http11 import (
     listening_socket,
 )
 from scheduler.service import ExtenderCore
-from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
+from scheduler.wire import (
+    FilterRequest,
+    decode_extender_args,
+    parse_binding_args,
+    parse_extender_args,
+    parse_preemption_args,
+)
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_DEPTH", "ExtenderMetrics", "ExtenderServer", "Limits", "normalise_prefix"]
 
@@ -136,9 +142,27 @@ def _pod_name(pod: Any) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Any], Handled]]:
-    def do_filter(body: Any) -> Handled:
-        request = parse_extender_args(body)
+class Body:
+    """A request body: typed decoding for filter/prioritize, JSON (with the caps) otherwise."""
+
+    def __init__(self, raw: bytes, routes: _Routes) -> None:
+        self.raw = raw
+        self._routes = routes
+
+    def json(self) -> Any:
+        return self._routes.parse_json(self.raw)
+
+    def extender_args(self) -> FilterRequest:
+        fast = decode_extender_args(self.raw)
+        if fast is None:
+            return parse_extender_args(self.json())
+        self._routes.check_pod(fast.pod, len(fast.names))
+        return fast
+
+
+def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Body], Handled]]:
+    def do_filter(body: Body) -> Handled:
+        request = body.extender_args()
         result = core.filter_json(request)
         metrics.decisions.labels("filter", "passed").inc(result.passed)
         metrics.decisions.labels("filter", "failed").inc(result.failed)
@@ -149,21 +173,21 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
         )
         return result.body, detail
 
-    def do_prioritize(body: Any) -> Handled:
-        request = parse_extender_args(body)
+    def do_prioritize(body: Body) -> Handled:
+        request = body.extender_args()
         reply = core.prioritize_json(request)
         return reply, f"pod {_pod_name(request.pod)} names in {len(request.names)}"
 
-    def do_bind(body: Any) -> Handled:
-        request = parse_binding_args(body)
+    def do_bind(body: Body) -> Handled:
+        request = parse_binding_args(body.json())
         result = core.bind(request)
         outcome = "refused" if result["Error"] else "bound"
         metrics.decisions.labels("bind", outcome).inc()
         detail = f"pod {request.pod_namespace}/{request.pod_name} node {request.node} {outcome}"
         return result, detail + (f": {result['Error']}" if result["Error"] else "")
 
-    def do_preempt(body: Any) -> Handled:
-        request = parse_preemption_args(body)
+    def do_preempt(body: Body) -> Handled:
+        request = parse_preemption_args(body.json())
         result = core.preempt(request)
         kept = len(result["NodeNameToMetaVictims"])
         return result, f"pod {_pod_name(request.pod)} nodes in {len(request.victims)} kept {kept}"
@@ -212,10 +236,10 @@ class _Routes:
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
 
-    def _post(self, verb: str, handler: Callable[[Any], Handled], request: Request) -> Reply:
+    def _post(self, verb: str, handler: Callable[[Body], Handled], request: Request) -> Reply:
         started = time.perf_counter()
         try:
-            reply, detail = handler(self._read_json(request))
+            reply, detail = handler(Body(self._read_body(request), self))
         except _BadRequest as err:
             return self._refuse(verb, str(err), err.status, close=err.close)
         except (SchedulerError, ValueError) as err:
@@ -255,10 +279,13 @@ class _Routes:
             )
         return length
 
-    def _read_json(self, request: Request) -> Any:
+    def _read_body(self, request: Request) -> bytes:
         body = request.read_body(self._length(request))
         if len(body) != int(request.headers["content-length"]):
             raise _BadRequest("request body shorter than its Content-Length", close=True)
+        return body
+
+    def parse_json(self, body: bytes) -> Any:
         try:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -273,8 +300,7 @@ class _Routes:
         if not isinstance(body, dict):
             return
         pod = body.get("Pod")
-        if _depth(pod, MAX_DEPTH) > MAX_DEPTH:
-            raise _BadRequest(f"Pod: nests deeper than {MAX_DEPTH} levels")
+        self.check_pod(pod, 0)
         for key in ("NodeNames", "NodeNameToMetaVictims", "NodeNameToVictims"):
             value = body.get(key)
             if isinstance(value, list | dict) and len(value) > self.limits.max_names:
@@ -289,6 +315,16 @@ class _Routes:
                 f"Nodes.items: {len(items)} nodes, over the limit of {self.limits.max_names}",
                 status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
+
+    def check_pod(self, pod: Any, names: int) -> None:
+        """The caps on one request's Pod (nesting, containers) and node-name count."""
+        if names > self.limits.max_names:
+            raise _BadRequest(
+                f"NodeNames: {names} nodes, over the limit of {self.limits.max_names}",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        if _depth(pod, MAX_DEPTH) > MAX_DEPTH:
+            raise _BadRequest(f"Pod: nests deeper than {MAX_DEPTH} levels")
         spec = pod.get("spec") if isinstance(pod, dict) else None
         if isinstance(spec, dict):
             count = sum(
