@@ -260,13 +260,24 @@ def _sustained(
     }
 
 
+class _RecordedBindings:
+    """The cluster's binding subresource, kept in memory: the bench times the extender,
+    not an API server."""
+
+    def __init__(self) -> None:
+        self.bound: dict[tuple[str, str], str] = {}
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        self.bound[(namespace, name)] = node
+
+
 def _loaded(cluster: list[NodeResourceTopology]) -> ExtenderCore:
     cache = NRTCache()
     for nrt in cluster:
         cache.upsert(nrt)
     gc.collect()
     gc.freeze()  # the cluster is long-lived: keep it out of every later collection
-    return ExtenderCore(cache)
+    return ExtenderCore(cache, binder=_RecordedBindings())
 
 
 def _sustained_run(

@@ -54,6 +54,10 @@ class TopologyCache(Protocol):
 
     def holds(self, pod_key: str) -> bool: ...
 
+    def reservations(self, node: str | None = None) -> list[Reservation]: ...
+
+    def fresh_columns(self) -> ClusterColumns | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:

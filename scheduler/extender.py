@@ -25,23 +25,69 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from scheduler.errors import SchedulerError
-from scheduler.http11 import HTTP11Server, Reply, Request, listening_socket
+from scheduler.http11 import (
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+    HTTP11Server,
+    Reply,
+    Request,
+    listening_socket,
+)
 from scheduler.service import ExtenderCore
-from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
+from scheduler.wire import (
+    FilterRequest,
+    decode_extender_args,
+    parse_binding_args,
+    parse_extender_args,
+    parse_preemption_args,
+)
 
-__all__ = ["DEFAULT_MAX_BODY", "ExtenderMetrics", "ExtenderServer", "normalise_prefix"]
+__all__ = ["DEFAULT_MAX_BODY", "MAX_DEPTH", "ExtenderMetrics", "ExtenderServer", "Limits", "normalise_prefix"]
 
 log = logging.getLogger(__name__)
 
 #: Requests above this many bytes are refused (5000 full Node objects fit well below).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+#: Nesting a v1.Pod never reaches (its deepest standard paths are about 12 levels).
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on one request: node names (a cluster has at most 5,000 nodes, kube-scheduler
+    sends at most that many) and containers per pod (init containers included)."""
+
+    max_names: int = 50_000
+    max_containers: int = 1_000
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted up to *limit* + 1 (iterative)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class _BadRequest(Exception):
@@ -85,24 +131,66 @@ def normalise_prefix(prefix: str) -> str:
     return f"/{stripped}" if stripped else ""
 
 
-def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Any], Any]]:
-    def do_filter(body: Any) -> Any:
-        result = core.filter_json(parse_extender_args(body))
+#: A verb's reply (bytes or a JSON-able value) and the summary its log line carries.
+Handled = tuple[Any, str]
+
+
+def _pod_name(pod: Any) -> str:
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(meta, dict):
+        return "?"
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class Body:
+    """A request body: typed decoding for filter/prioritize, JSON (with the caps) otherwise."""
+
+    def __init__(self, raw: bytes, routes: _Routes) -> None:
+        self.raw = raw
+        self._routes = routes
+
+    def json(self) -> Any:
+        return self._routes.parse_json(self.raw)
+
+    def extender_args(self) -> FilterRequest:
+        fast = decode_extender_args(self.raw)
+        if fast is None:
+            return parse_extender_args(self.json())
+        self._routes.check_pod(fast.pod, len(fast.names))
+        return fast
+
+
+def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Body], Handled]]:
+    def do_filter(body: Body) -> Handled:
+        request = body.extender_args()
+        result = core.filter_json(request)
         metrics.decisions.labels("filter", "passed").inc(result.passed)
         metrics.decisions.labels("filter", "failed").inc(result.failed)
         metrics.decisions.labels("filter", "unresolvable").inc(result.unresolvable)
-        return result.body
+        detail = (
+            f"pod {_pod_name(request.pod)} names in {len(request.names)} out {result.passed} "
+            f"failed {result.failed} unresolvable {result.unresolvable}"
+        )
+        return result.body, detail
 
-    def do_prioritize(body: Any) -> Any:
-        return core.prioritize_json(parse_extender_args(body))
+    def do_prioritize(body: Body) -> Handled:
+        request = body.extender_args()
+        reply = core.prioritize_json(request)
+        return reply, f"pod {_pod_name(request.pod)} names in {len(request.names)}"
 
-    def do_bind(body: Any) -> Any:
-        result = core.bind(parse_binding_args(body))
-        metrics.decisions.labels("bind", "refused" if result["Error"] else "bound").inc()
-        return result
+    def do_bind(body: Body) -> Handled:
+        request = parse_binding_args(body.json())
+        result = core.bind(request)
+        outcome = "refused" if result["Error"] else "bound"
+        metrics.decisions.labels("bind", outcome).inc()
+        detail = f"pod {request.pod_namespace}/{request.pod_name} node {request.node} {outcome}"
+        return result, detail + (f": {result['Error']}" if result["Error"] else "")
 
-    def do_preempt(body: Any) -> Any:
-        return core.preempt(parse_preemption_args(body))
+    def do_preempt(body: Body) -> Handled:
+        request = parse_preemption_args(body.json())
+        result = core.preempt(request)
+        kept = len(result["NodeNameToMetaVictims"])
+        return result, f"pod {_pod_name(request.pod)} nodes in {len(request.victims)} kept {kept}"
 
     return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind, "preempt": do_preempt}
 
@@ -110,7 +198,10 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 class _Routes:
     """Routes one :class:`~scheduler.http11.Request` to a verb, ``/healthz`` or ``/metrics``."""
 
-    def __init__(self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics) -> None:
+    def __init__(
+        self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics, limits: Limits
+    ) -> None:
+        self.limits = limits
         self.prefix = normalise_prefix(prefix)
         self.max_body = max_body
         self.metrics = metrics
@@ -145,10 +236,10 @@ class _Routes:
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
 
-    def _post(self, verb: str, handler: Callable[[Any], Any], request: Request) -> Reply:
+    def _post(self, verb: str, handler: Callable[[Body], Handled], request: Request) -> Reply:
         started = time.perf_counter()
         try:
-            reply = handler(self._read_json(request))
+            reply, detail = handler(Body(self._read_body(request), self))
         except _BadRequest as err:
             return self._refuse(verb, str(err), err.status, close=err.close)
         except (SchedulerError, ValueError) as err:
@@ -157,7 +248,10 @@ class _Routes:
             log.exception("extender %s failed", verb)
             return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
         body = reply if isinstance(reply, bytes) else json.dumps(reply, separators=(",", ":")).encode()
-        self.metrics.latency.labels(verb).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.labels(verb).observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s %s %.2f ms", verb, detail, elapsed * 1000)
         return Reply(HTTPStatus.OK, body)
 
     def _length(self, request: Request) -> int:
@@ -168,26 +262,79 @@ class _Routes:
                 close=True,
             )
         raw = request.headers.get("content-length")
-        if raw is None or not raw.isdigit():
+        if raw is None:
             raise _BadRequest(
-                f"Content-Length: expected a byte count, got {raw!r}",
+                "Content-Length: missing; send the body's byte count",
                 status=HTTPStatus.LENGTH_REQUIRED,
                 close=True,
             )
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+            raise _BadRequest(f"Content-Length: expected a byte count, got {raw[:40]!r}", close=True)
         length = int(raw)
         if length > self.max_body:
             raise _BadRequest(
                 f"request body of {length} bytes is over the limit of {self.max_body} bytes",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 close=True,
             )
         return length
 
-    def _read_json(self, request: Request) -> Any:
+    def _read_body(self, request: Request) -> bytes:
         body = request.read_body(self._length(request))
+        if len(body) != int(request.headers["content-length"]):
+            raise _BadRequest("request body shorter than its Content-Length", close=True)
+        return body
+
+    def parse_json(self, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise _BadRequest(f"request body is not valid JSON: {err}") from err
+        except RecursionError:
+            raise _BadRequest(f"request body nests deeper than {MAX_DEPTH} levels") from None
+        self._bounded(parsed)
+        return parsed
+
+    def _bounded(self, body: Any) -> None:
+        """Caps a real ExtenderArgs stays far below: nesting, node names, containers."""
+        if not isinstance(body, dict):
+            return
+        pod = body.get("Pod")
+        self.check_pod(pod, 0)
+        for key in ("NodeNames", "NodeNameToMetaVictims", "NodeNameToVictims"):
+            value = body.get(key)
+            if isinstance(value, list | dict) and len(value) > self.limits.max_names:
+                raise _BadRequest(
+                    f"{key}: {len(value)} nodes, over the limit of {self.limits.max_names}",
+                    status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
+        nodes = body.get("Nodes")
+        items = nodes.get("items") if isinstance(nodes, dict) else None
+        if isinstance(items, list) and len(items) > self.limits.max_names:
+            raise _BadRequest(
+                f"Nodes.items: {len(items)} nodes, over the limit of {self.limits.max_names}",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+
+    def check_pod(self, pod: Any, names: int) -> None:
+        """The caps on one request's Pod (nesting, containers) and node-name count."""
+        if names > self.limits.max_names:
+            raise _BadRequest(
+                f"NodeNames: {names} nodes, over the limit of {self.limits.max_names}",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        if _depth(pod, MAX_DEPTH) > MAX_DEPTH:
+            raise _BadRequest(f"Pod: nests deeper than {MAX_DEPTH} levels")
+        spec = pod.get("spec") if isinstance(pod, dict) else None
+        if isinstance(spec, dict):
+            count = sum(
+                len(v) for k in ("containers", "initContainers") if isinstance(v := spec.get(k), list)
+            )
+            if count > self.limits.max_containers:
+                raise _BadRequest(
+                    f"Pod.spec: {count} containers, over the limit of {self.limits.max_containers}",
+                    status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
 
     def _refuse(self, verb: str, message: str, status: HTTPStatus, *, close: bool = False) -> Reply:
         self.metrics.bad_requests.labels(verb).inc()
@@ -217,6 +364,9 @@ class ExtenderServer:
         max_body: int = DEFAULT_MAX_BODY,
         sock: socket.socket | None = None,
         server_name: str = "topolet-extender",
+        limits: Limits | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         if sock is None:
             if address is None:
@@ -224,8 +374,14 @@ class ExtenderServer:
             sock = listening_socket(address)
         self.core = core
         self.metrics = ExtenderMetrics()
-        self._routes = _Routes(core, path_prefix, max_body, self.metrics)
-        self._server = HTTP11Server(sock, self._routes, server_name=server_name)
+        self._routes = _Routes(core, path_prefix, max_body, self.metrics, limits or Limits())
+        self._server = HTTP11Server(
+            sock,
+            self._routes,
+            server_name=server_name,
+            max_connections=max_connections,
+            request_timeout_s=request_timeout_s,
+        )
         self._thread: threading.Thread | None = None
 
     @property

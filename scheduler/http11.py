@@ -5,7 +5,14 @@ POST at a time on each. ``http.server`` spends more per request on that than the
 extender's own cached answers cost (an ``email`` header parser, a write per header
 line, a log call), so this server does only what those requests need:
 
-* a thread per connection (daemon), closed after :data:`IDLE_TIMEOUT_S` of silence;
+* a thread per connection (daemon), at most :data:`MAX_CONNECTIONS` at once (one more
+  is answered ``503`` with ``Retry-After`` and closed), closed after
+  :data:`IDLE_TIMEOUT_S` of silence between requests; a connection that has not sent a
+  whole request (head and body) :data:`REQUEST_TIMEOUT_S` after its first byte (or
+  after connecting) is cut by one deadline thread, however slowly it trickles bytes;
+* a request line other than ``HTTP/1.0`` / ``HTTP/1.1`` gets ``505``; a repeated
+  ``Content-Length`` (or ``Transfer-Encoding``, ``Host``, ``Expect``) gets ``400``;
+  ``Connection`` is read as a token list (``keep-alive, close`` closes);
   the listening socket polled by a selector so :meth:`HTTP11Server.shutdown` returns
   promptly;
 * the request line and headers read with ``readline`` and split by hand (at most
@@ -22,30 +29,46 @@ several worker processes serve one port (``SO_REUSEPORT``, :mod:`scheduler.worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 __all__ = [
     "IDLE_TIMEOUT_S",
     "MAX_HEADERS",
+    "MAX_CONNECTIONS",
     "MAX_LINE",
+    "REQUEST_TIMEOUT_S",
     "HTTP11Server",
     "Reply",
     "Request",
     "listening_socket",
+    "wants_close",
 ]
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
 #: Seconds a connection may stay silent (between or inside requests) before it is closed.
-IDLE_TIMEOUT_S = 300.0
+IDLE_TIMEOUT_S = 90.0
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+#: Headers that may appear once.
+_SINGLE = frozenset({"content-length", "transfer-encoding", "host", "expect"})
+#: Connections served at once; one more is answered 503 and closed.
+MAX_CONNECTIONS = 1024
+#: Seconds from a request's first byte until its head and body must have arrived.
+REQUEST_TIMEOUT_S = 10.0
+
+
+def wants_close(headers: dict[str, str]) -> bool:
+    """Whether ``Connection`` lists the ``close`` token (``keep-alive, close`` does)."""
+    return "close" in (t.strip().lower() for t in headers.get("connection", "").split(","))
 
 
 class _Malformed(Exception):
@@ -93,7 +116,7 @@ Handler = Callable[[Request], Reply]
 
 
 def listening_socket(
-    address: tuple[str, int], *, reuse_port: bool = False, backlog: int = 128
+    address: tuple[str, int], *, reuse_port: bool = False, backlog: int = 4096
 ) -> socket.socket:
     """A TCP socket bound to *address* and listening (IPv6 when the host has a colon)."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -120,8 +143,10 @@ def _head(rfile: BinaryIO) -> tuple[str, str, str, dict[str, str]] | None:
     if len(line) > MAX_LINE:
         raise _Malformed(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
     parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         raise _Malformed(HTTPStatus.BAD_REQUEST, f"malformed request line {line[:80]!r}")
+    if parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _Malformed(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"{parts[2][:16]}: use HTTP/1.1")
     headers: dict[str, str] = {}
     for _ in range(MAX_HEADERS + 1):
         raw = rfile.readline(MAX_LINE + 1)
@@ -132,7 +157,11 @@ def _head(rfile: BinaryIO) -> tuple[str, str, str, dict[str, str]] | None:
         name, sep, value = raw.decode("latin-1").partition(":")
         if not sep:
             raise _Malformed(HTTPStatus.BAD_REQUEST, f"malformed header line {raw[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
+        key = name.strip().lower()
+        if key in headers and key in _SINGLE:
+            # Two lengths are a request-smuggling shape: refuse, never pick one.
+            raise _Malformed(HTTPStatus.BAD_REQUEST, f"duplicate {name.strip()} header")
+        headers[key] = value.strip()
     raise _Malformed(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many or too long header lines")
 
 
@@ -152,21 +181,44 @@ def _encode(reply: Reply, server_name: str) -> bytes:
 class HTTP11Server:
     """Serves *handler* on *sock* (a listening socket) until :meth:`shutdown`."""
 
-    def __init__(self, sock: socket.socket, handler: Handler, *, server_name: str = "topolet") -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        *,
+        server_name: str = "topolet",
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+    ) -> None:
         self.socket = sock
         self.handler = handler
         self.server_name = server_name
+        self.max_connections = max_connections
+        self.request_timeout_s = request_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self._lock = threading.Lock()
+        #: Open connections -> the monotonic time their current request must be read by
+        #: (inf while idle between requests or while the handler runs).
+        self._deadlines: dict[socket.socket, float] = {}
 
     @property
     def server_address(self) -> tuple[str, int]:
         host, port = self.socket.getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._deadlines)
+
     def serve_forever(self, poll_interval: float = 0.05) -> None:
         self._done.clear()
+        reaper = threading.Thread(target=self._reap, name="http11-deadlines", daemon=True)
+        reaper.start()
         try:
             with selectors.DefaultSelector() as sel:
                 sel.register(self.socket, selectors.EVENT_READ)
@@ -176,25 +228,61 @@ class HTTP11Server:
         finally:
             self._done.set()
 
+    def _reap(self) -> None:
+        """Cut connections whose request did not arrive in time (slow or stalled clients)."""
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, t in self._deadlines.items() if t <= now]
+                for conn in late:
+                    self._deadlines[conn] = float("inf")
+            for conn in late:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # the reading thread sees EOF and ends
+
     def _accept(self) -> None:
         try:
             conn, _ = self.socket.accept()
         except (BlockingIOError, InterruptedError):
             return  # another process sharing the socket took it
-        conn.settimeout(IDLE_TIMEOUT_S)  # an idle keep-alive connection ends; a new one is cheap
+        with self._lock:
+            full = len(self._deadlines) >= self.max_connections
+            if not full:
+                self._deadlines[conn] = time.monotonic() + self.request_timeout_s
+        if full:
+            body = json.dumps({"Error": f"over {self.max_connections} connections; retry"}).encode()
+            reply = Reply(HTTPStatus.SERVICE_UNAVAILABLE, body, close=True, headers=(("Retry-After", "1"),))
+            with contextlib.suppress(OSError):
+                conn.settimeout(1.0)
+                conn.sendall(_encode(reply, self.server_name))
+            conn.close()
+            return
+        conn.settimeout(self.idle_timeout_s)  # an idle keep-alive connection ends
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=self._connection, args=(conn,), name="http11-conn", daemon=True).start()
 
+    def _set_deadline(self, conn: socket.socket, when: float) -> None:
+        with self._lock:
+            if conn in self._deadlines:
+                self._deadlines[conn] = when
+
     def _connection(self, conn: socket.socket) -> None:
-        with conn, cast(BinaryIO, conn.makefile("rb", buffering=65536)) as rfile:
-            try:
-                while not self._stop.is_set() and self._one(conn, rfile):
-                    pass
-            except OSError:
-                pass  # the peer went away
+        try:
+            with conn, cast(BinaryIO, conn.makefile("rb", buffering=65536)) as rfile:
+                try:
+                    while not self._stop.is_set() and self._one(conn, rfile):
+                        pass
+                except OSError:
+                    pass  # the peer went away, or its deadline passed
+        finally:
+            with self._lock:
+                self._deadlines.pop(conn, None)
 
     def _one(self, conn: socket.socket, rfile: BinaryIO) -> bool:
         """Serve one request; False when the connection must end."""
+        if not cast(Any, rfile).peek(1):  # idle until the next request's first byte
+            return False
+        self._set_deadline(conn, time.monotonic() + self.request_timeout_s)
         try:
             head = _head(rfile)
         except _Malformed as err:
@@ -206,10 +294,11 @@ class HTTP11Server:
         method, target, version, headers = head
         request = Request(method, target, version, headers, rfile, conn)
         reply = self.handler(request)
+        self._set_deadline(conn, float("inf"))
         close = (
             reply.close
             or version == "HTTP/1.0"
-            or headers.get("connection", "").lower() == "close"
+            or wants_close(headers)
             or (not request.body_read and method == "POST" and headers.get("content-length", "0") != "0")
         )
         if close and not reply.close:

@@ -33,6 +33,7 @@ refused and kube-scheduler retries the pod.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -40,10 +41,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from scheduler.admission import admit
-from scheduler.batch import least_numa_batch
 from scheduler.cache import TopologyCache
 from scheduler.columns import ClusterColumns, IntArray
 from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
+from scheduler.engine import VectorEngine, fast_verdict
 from scheduler.errors import SchedulerError
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.preempt import released_view
@@ -56,8 +57,6 @@ from scheduler.views import (
     FastVerdict,
     NodeView,
     compile_pod,
-    fast_restricted_fit,
-    fast_single_numa_fit,
 )
 from scheduler.wire import (
     BindRequest,
@@ -73,7 +72,9 @@ from scheduler.wire import (
     preemption_result,
 )
 
-__all__ = ["BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
+log = logging.getLogger(__name__)
+
+__all__ = ["NO_BINDER", "BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
 
 _PASS = FastVerdict(True)
 #: Distinct pod shapes remembered before the id table is dropped (ids are never reused).
@@ -81,6 +82,11 @@ _MAX_SIGNATURES = 1024
 _POD_MEMORY = 8192
 #: Pods whose last filter survivors are kept for their prioritize call.
 _SURVIVORS = 64
+#: Why ``/bind`` is refused by an extender built without a binder (``--nrt-dir``).
+NO_BINDER = (
+    "this extender has no binder (it reads NRT objects from --nrt-dir and has no Kubernetes API); "
+    "remove bindVerb from the KubeSchedulerConfiguration extender so that kube-scheduler binds"
+)
 
 
 class BindError(SchedulerError):
@@ -134,6 +140,8 @@ class ExtenderCore:
         self.cache = cache
         self.fit_mode = fit_mode
         self.scorer = Scorer(strategy)
+        #: The vectorised fit engine (uncached); the result tables below wrap it.
+        self.engine = VectorEngine(cache, mode=fit_mode, scorer=self.scorer)
         self.binder = binder
         #: When set, binds go here instead (a worker process hands them to the
         #: coordinator that holds the reservations: :mod:`scheduler.workers`).
@@ -150,6 +158,10 @@ class ExtenderCore:
         self._next_signature = 0
         self._pods: OrderedDict[str, PodRequest] = OrderedDict()
         self._signatures: dict[tuple[object, ...], int] = {}
+        # pod keys seen unbound by the pod watch (insertion-ordered set).
+        self._pending: OrderedDict[str, None] = OrderedDict()
+        # pod key -> the node this extender bound it to (a second bind is refused).
+        self._bound: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self._bind_lock = threading.Lock()
 
@@ -181,18 +193,10 @@ class ExtenderCore:
 
     def verdict(self, compiled: CompiledPod, view: NodeView | None) -> FastVerdict:
         """Whether the node passes, computed afresh (None view: no NRT object, it passes)."""
-        if view is None or not compiled.needs_work:
-            return _PASS
-        policy = view.config.policy
-        if compiled.mode == "kubelet" and policy == "restricted":
-            return fast_restricted_fit(compiled, view)
-        if policy != "single-numa-node":
-            return _PASS
-        return fast_single_numa_fit(compiled, view)
+        return fast_verdict(compiled, view)
 
     def _columns(self) -> ClusterColumns | None:
-        fresh = getattr(self.cache, "fresh_columns", None)
-        return None if fresh is None else fresh()
+        return self.cache.fresh_columns()
 
     def _per_node_verdict(self, compiled: CompiledPod, name: str) -> tuple[bool, str, bool]:
         v = self.verdict(compiled, self.cache.view(name))
@@ -312,27 +316,31 @@ class ExtenderCore:
         table = self._results.table("prioritize", self._compile(pod, self.fit_mode).signature)
 
         def compute(sub: list[str]) -> list[int]:
-            if self.scorer.strategy != "least-numa-nodes" or len(sub) <= self.small_refresh:
+            if len(sub) <= self.small_refresh:
                 return [self._per_node_score(pod, name, no_nrt) for name in sub]
-            return least_numa_batch(
-                pod, sub, columns, no_nrt, lambda i: self._per_node_score(pod, sub[i], no_nrt)
-            )
+            return self.engine.scores(pod, sub)
 
         known = self._survivor_rows(pod, names)
         return cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
 
     def bind(self, request: BindRequest) -> ExtenderBindingResult:
-        """The ``bind`` verb: re-check on current data, reserve, then create the Binding."""
+        """The ``bind`` verb: refuse when this extender cannot bind or the pod is already
+        bound; else re-check on current data, reserve, then create the Binding."""
         if self.bind_route is not None:
             return self.bind_route(request)
         key = _pod_key(request.pod_namespace, request.pod_name, request.pod_uid)
+        where = f"pod {request.pod_namespace}/{request.pod_name} on node {request.node}"
+        if self.binder is None:
+            return {"Error": f"cannot bind {where}: {NO_BINDER}"}
         with self._lock:
             pod = self._pods.get(key) or self._pods.get(f"{request.pod_namespace}/{request.pod_name}")
-        where = f"pod {request.pod_namespace}/{request.pod_name} on node {request.node}"
         with self._bind_lock:
-            held_before = self.cache.holds(key)
+            bound = self._bound.get(key)
+            if bound is not None:
+                return {"Error": f"cannot bind {where}: the pod is already bound to node {bound}"}
             view = self.cache.view(request.node)
-            if pod is not None and view is not None and not held_before:
+            reserved = False
+            if pod is not None and view is not None:
                 verdict = self.verdict(self._compile(pod, self.fit_mode), view)
                 if not verdict.fits:
                     return {
@@ -341,20 +349,22 @@ class ExtenderCore:
                     }
                 placement = admit(self._compile(pod, "kubelet"), view).placement
                 self.cache.reserve(request.node, key, placement)
-        if self.binder is not None:
+                reserved = True
             try:
                 self.binder.bind(request.pod_namespace, request.pod_name, request.pod_uid, request.node)
             except BindError as err:
-                if not held_before:
+                if reserved:
                     self.cache.release_pod(key)
                 return {"Error": f"binding {where}: {err}"}
+            self._bound[key] = request.node
+            while len(self._bound) > _POD_MEMORY:
+                self._bound.popitem(last=False)
         return {"Error": ""}
 
     def preempt(self, request: PreemptRequest) -> ExtenderPreemptionResult:
         """The ``preempt`` verb: keep the nodes where the pod fits once their victims'
         NUMA holdings are given back; nodes with no victims are dropped."""
         compiled = self._compile(self.parse(request.pod), self.fit_mode)
-        held = getattr(self.cache, "reservations", None)
         kept: dict[str, NodeVictims] = {}
         for node, victims in request.victims.items():
             if not victims.uids:
@@ -362,16 +372,68 @@ class ExtenderCore:
             view = self.cache.view(node)
             if view is not None and compiled.needs_work:
                 uids = set(victims.uids)
-                freed = [r.amounts for r in (held(node) if held else []) if r.pod_key in uids]
+                freed = [r.amounts for r in self.cache.reservations(node) if r.pod_key in uids]
                 if not self.verdict(compiled, released_view(view, freed)).fits:
                     continue
             kept[node] = victims
         return preemption_result(kept)
 
+    def pod_seen(self, raw_pod: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """A pod watch event (any scheduler's pod): account what the NRT data cannot show yet.
+
+        * deleted, or finished (``Succeeded``/``Failed``): its reservations end;
+        * not bound yet: remembered as pending;
+        * bound to a node while this extender holds it on another node: the reservation
+          moves to the pod's real node;
+        * bound, held nowhere, and seen pending before (so bound since this extender has
+          been watching, by any scheduler): reserved on its node where kubelet would place
+          it, until that node's NRT object accounts for it (or the timeout passes).
+
+        Pods already bound when first seen are taken as counted by their node's NRT data.
+        """
+        meta = raw_pod.get("metadata") or {}
+        spec = raw_pod.get("spec") or {}
+        status = raw_pod.get("status") or {}
+        namespace, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+        key = _pod_key(namespace, name, uid)
+        if deleted or status.get("phase") in ("Succeeded", "Failed"):
+            self.forget_pod(namespace, name, uid)
+            with self._lock:
+                self._pending.pop(key, None)
+            return
+        node = spec.get("nodeName")
+        if not node:
+            with self._lock:
+                self._pending[key] = None
+                while len(self._pending) > _POD_MEMORY:
+                    self._pending.popitem(last=False)
+            return
+        with self._lock:
+            was_pending = self._pending.pop(key, "no") is None
+        held = {r.node for r in self.cache.reservations() if r.pod_key == key}
+        with self._bind_lock:
+            ours = self._bound.get(key) == node
+        if held == {node} or (not held and (ours or not was_pending)):
+            return  # held where it runs, or already counted (by its NRT data or the timeout)
+        try:
+            pod = parse_pod(raw_pod)
+        except SchedulerError as err:
+            log.info("pod %s/%s: not accounted: %s", namespace, name, err)
+            return
+        view = self.cache.view(node)
+        with self._bind_lock:
+            self.cache.release_pod(key)
+            if view is not None:
+                placement = admit(self._compile(pod, "kubelet"), view).placement
+                self.cache.reserve(node, key, placement)
+            self._bound[key] = node
+
     def forget_pod(self, namespace: str, name: str, uid: str) -> None:
         """A pod was deleted: drop its reservations and its remembered request."""
         key = _pod_key(namespace, name, uid)
         self.cache.release_pod(key)
+        with self._bind_lock:
+            self._bound.pop(key, None)
         with self._lock:
             self._pods.pop(key, None)
             self._pods.pop(f"{namespace}/{name}", None)

@@ -138,6 +138,8 @@ class DirectorySource:
 
 # ------------------------------------------------------------- Kubernetes
 PodDeleted = Callable[[str, str, str], None]
+#: (pod object, deleted?) for every pod watch event.
+PodEvent = Callable[..., None]
 
 
 class KubernetesSource:
@@ -149,12 +151,15 @@ class KubernetesSource:
         cache: TopologyCache,
         on_pod_deleted: PodDeleted | None = None,
         *,
+        on_pod: PodEvent | None = None,
         watch_timeout_s: int = _WATCH_TIMEOUT_S,
     ) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.cache = cache
         self.on_pod_deleted = on_pod_deleted
+        #: Called as ``on_pod(pod, deleted=...)`` for every pod event (reservation accounting).
+        self.on_pod = on_pod
         self.watch_timeout_s = watch_timeout_s
         self._stop = threading.Event()
         self._watches: list[watch.Watch] = []
@@ -252,15 +257,19 @@ class KubernetesSource:
                 self._stop.wait(1.0)
 
     def _pod_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "DELETED" or self.on_pod_deleted is None:
-            return
         obj = event.get("raw_object") or event.get("object") or {}
-        meta = obj.get("metadata", {}) if isinstance(obj, dict) else {}
-        self.on_pod_deleted(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
+        if not isinstance(obj, dict):
+            return
+        deleted = event.get("type") == "DELETED"
+        if self.on_pod is not None and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            self.on_pod(obj, deleted=deleted)
+        if deleted and self.on_pod_deleted is not None:
+            meta = obj.get("metadata", {})
+            self.on_pod_deleted(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
 
     def start(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.run_nrts, name="nrt-watch", daemon=True)]
-        if self.on_pod_deleted is not None:
+        if self.on_pod_deleted is not None or self.on_pod is not None:
             threads.append(threading.Thread(target=self.run_pods, name="pod-watch", daemon=True))
         for t in threads:
             t.start()

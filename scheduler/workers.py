@@ -135,10 +135,9 @@ class BindCoordinator:
     def _bind(self, conn: Connection, request: BindRequest) -> None:
         result = self.core.bind(request)
         key = request.pod_uid or f"{request.pod_namespace}/{request.pod_name}"
-        held = getattr(self.core.cache, "reservations", None)
         ordered = [conn] + [c for c in self._conns if c is not conn]
-        if not result["Error"] and held is not None:
-            for res in (r for r in held(request.node) if r.pod_key == key):
+        if not result["Error"]:
+            for res in (r for r in self.core.cache.reservations(request.node) if r.pod_key == key):
                 amounts = {n: dict(row) for n, row in res.amounts.items()}
                 self._broadcast(ordered, ("reserve", request.node, key, amounts))
         self._broadcast([conn], ("result", result))

@@ -13,6 +13,19 @@ from kubernetes import client
 
 _API = client.ApiClient()
 
+
+class MemoryBinder:
+    """A binder that records Bindings in memory, for tests whose subject is the extender's
+    own accounting (the binding subresource itself is tested against the API server
+    stand-in in ``test_extender_sources.py`` and ``test_extender_binds.py``)."""
+
+    def __init__(self) -> None:
+        self.bound: dict[tuple[str, str], str] = {}
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        self.bound[(namespace, name)] = node
+
+
 GU = "gu"
 BU = "bu"
 

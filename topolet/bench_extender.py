@@ -49,6 +49,12 @@ def register_extender(subparsers: Any) -> None:
         default=1,
         help="extender worker processes for the sustained run (default 1)",
     )
+    p.add_argument(
+        "--attack",
+        action="store_true",
+        help="instead: the load test (2000 idle + 1000 slowloris connections + huge bodies while a "
+        "steady client sends filter+prioritize; --seconds long)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_run)
 
@@ -70,6 +76,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0:
         raise CommandError(f"--seconds: expected a positive number, got {args.seconds}")
+    if args.attack:
+        from bench.extender_attack import run_attack
+
+        print(json.dumps(run_attack(seconds=args.seconds), indent=2))
+        return 0
     out = extender.run(
         args.nodes,
         args.calls,

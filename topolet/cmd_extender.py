@@ -102,16 +102,16 @@ def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -
 
     try:
         if args.kubeconfig:
-            config.load_kube_config(config_file=args.kubeconfig)
+            config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
         else:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException as err:
         raise CommandError(
             f"no Kubernetes configuration ({err}); pass --kubeconfig FILE or --nrt-dir DIR"
         ) from err
     api = client.ApiClient()
     core.binder = KubernetesBinder(api)
-    KubernetesSource(api, cache, core.forget_pod).start()
+    KubernetesSource(api, cache, on_pod=core.pod_seen).start()
 
 
 def _factory(args: argparse.Namespace) -> Callable[[], ExtenderCore]:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.batch import least_numa_plugin
-from scheduler.cache import NRTCache
+from scheduler.cache import NRTCache, Reservation
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.score import Scorer
 from scheduler.service import ExtenderCore
@@ -40,6 +40,12 @@ class PerNodeCache:
 
     def views(self) -> Mapping[str, NodeView]:
         return self._cache.views()
+
+    def fresh_columns(self) -> None:
+        return None
+
+    def reservations(self, node: str | None = None) -> list[Reservation]:
+        return self._cache.reservations(node)
 
 
 @st.composite

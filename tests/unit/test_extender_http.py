@@ -11,7 +11,7 @@ import pytest
 from scheduler.cache import NRTCache
 from scheduler.extender import ExtenderServer
 from scheduler.service import ExtenderCore
-from tests.extender_helpers import BU, GU, args, get, nrt_obj, post, v1_node_list, v1_pod
+from tests.extender_helpers import BU, GU, MemoryBinder, args, get, nrt_obj, post, v1_node_list, v1_pod
 from topology.nrt import NodeResourceTopology
 
 PREFIX = "/topolet"
@@ -35,7 +35,9 @@ def serve(mode: str, nrts: list[dict[str, Any]], clock: Clock) -> tuple[Extender
     cache = NRTCache(clock=clock, reservation_timeout_s=60)
     for obj in nrts:
         cache.upsert(NodeResourceTopology.from_dict(obj))
-    server = ExtenderServer(ExtenderCore(cache, fit_mode=mode), ("127.0.0.1", 0), path_prefix=PREFIX)
+    server = ExtenderServer(
+        ExtenderCore(cache, fit_mode=mode, binder=MemoryBinder()), ("127.0.0.1", 0), path_prefix=PREFIX
+    )
     server.start()
     return server, cache
 
@@ -402,7 +404,7 @@ def test_ten_megabyte_body_is_refused_without_reading_it(extender: tuple[Extende
             if not chunk:
                 break
             reply += chunk
-    assert reply.startswith(b"HTTP/1.1 400")
+    assert reply.startswith(b"HTTP/1.1 413")
     assert b"over the limit" in reply and b"Connection: close" in reply
     assert get(server.address, "/healthz") == (200, "ok")
 

@@ -201,6 +201,7 @@ def test_scheduler_configuration_has_one_profile_and_our_extender() -> None:
     assert (
         ext["filterVerb"] == "filter" and ext["prioritizeVerb"] == "prioritize" and ext["bindVerb"] == "bind"
     )
+    assert ext["preemptVerb"] == "preempt"
     assert ext["nodeCacheCapable"] is True and ext["enableHTTPS"] is False and ext["weight"] > 0
     assert ext["ignorable"] is False
     # Every pod of this instance goes to the extender (CPU-only Guaranteed pods included).
@@ -251,3 +252,13 @@ def test_crd_is_cluster_scoped_v1alpha2() -> None:
     assert version["name"] == "v1alpha2" and version["storage"] is True
     resource = version["schema"]["openAPIV3Schema"]["properties"]["zones"]["items"]["properties"]["resources"]
     assert resource["items"]["required"] == ["name", "capacity", "allocatable", "available"]
+
+
+def test_docs_describe_the_shipped_extender_config() -> None:
+    """docs/scheduler.md names every verb the shipped config sets, and says what it says
+    about managedResources."""
+    (ext,) = scheduler_config()["extenders"]
+    docs = (DEPLOY.parent / "docs" / "scheduler.md").read_text()
+    for key in ("filterVerb", "prioritizeVerb", "preemptVerb", "bindVerb"):
+        assert f"`{key}: {ext[key]}`" in docs, key
+    assert "managedResources" not in ext and "**no `managedResources`**" in docs

@@ -12,7 +12,7 @@ import pytest
 from scheduler.cache import NRTCache
 from scheduler.extender import ExtenderServer
 from scheduler.service import ExtenderCore
-from tests.extender_helpers import GU, args, nrt_obj, post, v1_pod
+from tests.extender_helpers import GU, MemoryBinder, args, nrt_obj, post, v1_pod
 from topology.nrt import NodeResourceTopology
 
 # Two nodes, each 4 + 4 CPUs; the victim (3 CPUs) is bound by the extender onto each.
@@ -25,7 +25,7 @@ def server() -> Iterator[ExtenderServer]:
     cache = NRTCache(clock=lambda: 0.0)
     for name in ("w1", "w2"):
         cache.upsert(NodeResourceTopology.from_dict(nrt_obj(name, ZONES)))
-    srv = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0))
+    srv = ExtenderServer(ExtenderCore(cache, binder=MemoryBinder()), ("127.0.0.1", 0))
     srv.start()
     for node, fill in (("w1", "4"), ("w2", "3")):
         # w1: the victim takes a whole zone and a filler the other; w2: both zones part-used.

@@ -121,9 +121,10 @@ def test_bind_through_http_reserves_and_pod_deletion_releases(
         assert post(server.address, "/bind", bind) == (200, {"Error": ""})
         assert apiserver.state.pods[("default", "db-0")]["spec"]["nodeName"] == "w1"
         assert cpu_available(cache, "w1", 0) == 0
-        # A second bind of the same pod: the API server says 409; the first reservation stays.
+        # A second bind of the same pod is refused before it reaches the API server.
         status, reply = post(server.address, "/bind", {**bind, "Node": "w1"})
-        assert status == 200 and "409" in reply["Error"]
+        assert status == 200 and "already bound to node w1" in reply["Error"]
+        assert len(apiserver.bindings) == 1
         assert cpu_available(cache, "w1", 0) == 0  # the first bind's reservation stays
         time.sleep(0.2)  # let the pod watch start streaming
         apiserver.delete_pod("default", "db-0")

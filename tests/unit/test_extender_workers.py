@@ -25,7 +25,7 @@ from scheduler.cache import NRTCache
 from scheduler.errors import SchedulerError
 from scheduler.service import ExtenderCore
 from scheduler.workers import WorkerPool
-from tests.extender_helpers import GU, nrt_obj, v1_pod
+from tests.extender_helpers import GU, MemoryBinder, nrt_obj, v1_pod
 from topology.nrt import NodeResourceTopology
 
 ZONES = {0: {"cpu": "4", "memory": "8Gi"}, 1: {"cpu": "4", "memory": "8Gi"}}
@@ -34,7 +34,7 @@ ZONES = {0: {"cpu": "4", "memory": "8Gi"}, 1: {"cpu": "4", "memory": "8Gi"}}
 def _core() -> ExtenderCore:
     cache = NRTCache()
     cache.upsert(NodeResourceTopology.from_dict(nrt_obj("w1", ZONES)))
-    return ExtenderCore(cache)
+    return ExtenderCore(cache, binder=MemoryBinder())
 
 
 @pytest.fixture

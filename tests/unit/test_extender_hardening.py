@@ -1,0 +1,157 @@
+"""The extender's HTTP server against hostile or broken clients, over raw sockets on
+127.0.0.1: smuggling shapes, wrong versions, over-deep JSON, oversized requests, too many
+connections and slow clients. Each case gets its one answer and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from scheduler.cache import NRTCache
+from scheduler.extender import ExtenderServer, Limits
+from scheduler.service import ExtenderCore
+from tests.extender_helpers import GU, args, get, nrt_obj, post, v1_pod
+from topology.nrt import NodeResourceTopology
+
+POD = v1_pod("p", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
+
+
+@pytest.fixture
+def server() -> Iterator[ExtenderServer]:
+    cache = NRTCache()
+    cache.upsert(NodeResourceTopology.from_dict(nrt_obj("w1", {0: {"cpu": "4", "memory": "8Gi"}})))
+    srv = ExtenderServer(
+        ExtenderCore(cache),
+        ("127.0.0.1", 0),
+        limits=Limits(max_names=100, max_containers=10),
+        max_connections=8,
+        request_timeout_s=0.5,
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _exchange(address: tuple[str, int], raw: bytes) -> bytes:
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(raw)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _post_raw(body: bytes, extra: str = "", length: str | None = None) -> bytes:
+    n = str(len(body)) if length is None else length
+    return f"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n{extra}\r\n".encode() + body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "text"),
+    [
+        pytest.param(
+            _post_raw(b"{}", "Content-Length: 2\r\n"),
+            b"400",
+            b"duplicate Content-Length",
+            id="duplicate-length",
+        ),
+        pytest.param(
+            _post_raw(b"{}", length="\u0662".encode().decode("latin-1")),
+            b"400",
+            b"byte count",
+            id="non-ascii-length",
+        ),
+        pytest.param(_post_raw(b"{}", length="-2"), b"400", b"byte count", id="negative-length"),
+        pytest.param(
+            b"POST /filter HTTP/1.9\r\nContent-Length: 2\r\n\r\n{}", b"505", b"HTTP/1.9", id="http-1.9"
+        ),
+        pytest.param(_post_raw(b"[" * 1000 + b"]" * 1000), b"400", b"", id="deep-array-body"),
+        pytest.param(
+            _post_raw(json.dumps({"Pod": {"metadata": {"x": json.loads("[" * 200 + "]" * 200)}}}).encode()),
+            b"400",
+            b"nests deeper than 64",
+            id="deep-pod",
+        ),
+        pytest.param(
+            _post_raw(json.dumps(args(POD, [f"n{i}" for i in range(101)])).encode()),
+            b"413",
+            b"NodeNames: 101 nodes, over the limit of 100",
+            id="too-many-names",
+        ),
+        pytest.param(
+            _post_raw(
+                json.dumps(
+                    args(
+                        v1_pod("big", *[(f"c{i}", GU, {"cpu": "1", "memory": "1"}) for i in range(11)]),
+                        ["w1"],
+                    )
+                ).encode()
+            ),
+            b"413",
+            b"11 containers, over the limit of 10",
+            id="too-many-containers",
+        ),
+    ],
+)
+def test_bad_requests_get_one_answer_and_the_server_keeps_serving(
+    server: ExtenderServer, raw: bytes, status: bytes, text: bytes
+) -> None:
+    reply = _exchange(server.address, raw + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status), reply[:300]
+    assert text in body
+    assert b"Traceback" not in reply
+    assert get(server.address, "/healthz") == (200, "ok")
+
+
+def test_keep_alive_close_token_list_closes(server: ExtenderServer) -> None:
+    raw = b"GET /healthz HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"
+    reply = _exchange(
+        server.address, raw + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )  # second never answered
+    assert reply.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in reply
+
+
+def test_connections_over_the_cap_get_503_and_the_others_keep_working(server: ExtenderServer) -> None:
+    held = [socket.create_connection(server.address, timeout=5) for _ in range(8)]
+    try:
+        time.sleep(0.1)
+        extra = _exchange(server.address, b"")  # answered at accept, before any request
+        assert extra.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in extra
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while server._server.connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server._server.connections == 0  # every slot given back
+    assert post(server.address, "/filter", args(POD, ["w1"]))[1]["NodeNames"] == ["w1"]
+
+
+@pytest.mark.parametrize(
+    "trickle", [b"POST /filter HTTP/1.1\r\nHost: x\r\n", b""], ids=["slow-head", "silent"]
+)
+def test_a_slow_client_is_cut_at_the_request_deadline(server: ExtenderServer, trickle: bytes) -> None:
+    with socket.create_connection(server.address, timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(trickle[:5])
+        for i in range(5, len(trickle)):  # one byte every 0.1 s: each read alone is quick
+            try:
+                sock.sendall(trickle[i : i + 1])
+            except OSError:
+                break
+            time.sleep(0.1)
+        sock.settimeout(3)
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 2.5  # cut at 0.5 s (+ the 0.25 s reaper tick)
+    assert get(server.address, "/healthz") == (200, "ok")
