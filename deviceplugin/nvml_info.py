@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from topology.model import PCIDevice, Topology
 
-__all__ = ["nvml_attributes", "with_nvml_attributes"]
+__all__ = ["nvml_attributes", "with_live_nvml", "with_nvml_attributes"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,18 @@ def with_nvml_attributes(topo: Topology, nvml: Any, *, nvidia_listed: Iterable[s
     )
     devices = tuple(nvml_attributes(nvml, d, version) if _nvidia(d, listed) else d for d in topo.pci_devices)
     return dataclasses.replace(topo, pci_devices=devices)
+
+
+def with_live_nvml(topo: Topology) -> Topology:
+    """*topo* with NVML's attributes when this machine has NVML, else *topo* unchanged
+    (the reason is logged: the ``nvidia`` extra or the driver is missing)."""
+    from deviceplugin.nvml import NVMLUnavailableError, load_nvml
+
+    if not any(d.is_gpu and d.vendor == 0x10DE for d in topo.pci_devices):
+        return topo
+    try:
+        nvml = load_nvml()
+    except NVMLUnavailableError as e:
+        log.info("GPU memory and compute capability stay unknown: %s", e)
+        return topo
+    return with_nvml_attributes(topo, nvml)
