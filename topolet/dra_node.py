@@ -47,7 +47,7 @@ class DRANode:
     """This node as DRA driver ``gpu.topolet.io`` (see the module docstring).
 
     ``unhealthy()`` returns the PCI addresses of GPUs to leave out of the slice now; call
-    :meth:`health_changed` when it may have changed.
+    :meth:`check_health` often (the node agent does, every tick).
     """
 
     def __init__(
@@ -64,6 +64,7 @@ class DRANode:
         resync_s: float = 60.0,
     ) -> None:
         self.topo, self.node_name, self.unhealthy = topo, node_name, unhealthy
+        self._last_unhealthy: frozenset[str] = frozenset()
         self.publisher = ResourceSlicePublisher(
             KubeSliceAPI(api_client), self.slices, node_name=node_name, resync_s=resync_s
         )
@@ -80,8 +81,12 @@ class DRANode:
     def slices(self) -> list[dict[str, Any]]:
         return build_resource_slices(self.topo, node_name=self.node_name, unhealthy=self.unhealthy())
 
-    def health_changed(self) -> None:
-        self.publisher.trigger()
+    def check_health(self) -> None:
+        """Republish when the set of unhealthy GPUs changed since the last check (cheap)."""
+        now = frozenset(self.unhealthy())
+        if now != self._last_unhealthy:
+            self._last_unhealthy = now
+            self.publisher.trigger()
 
     def start(self) -> None:
         self.server.start()
