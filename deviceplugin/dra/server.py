@@ -8,7 +8,8 @@
 * ``pluginregistration.Registration`` on ``<registry dir>/<driver>-reg.sock``, where
   kubelet's plugin watcher finds it: ``GetInfo`` answers at once from memory
   (``type`` ``DRAPlugin``, ``name`` = the driver, ``endpoint`` = the DRA socket's full
-  path, ``supported_versions`` ``["v1.DRAPlugin", "v1beta1.DRAPlugin"]``, v1 first) and
+  path, ``supported_versions`` ``["v1.DRAPlugin", "v1beta1.DRAPlugin"]``, v1 first, or
+  the subset given) and
   ``NotifyRegistrationStatus`` records kubelet's verdict (:attr:`registered`,
   :attr:`registration_error`).
 
@@ -23,6 +24,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +40,7 @@ from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg_pb2
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
 from deviceplugin.dra.claims import ClaimRef
 from deviceplugin.dra.plugin import DRAPlugin
+from deviceplugin.errors import ConfigError
 
 __all__ = ["PLUGINS_DIR", "PLUGINS_REGISTRY", "PLUGIN_TYPE", "SUPPORTED_VERSIONS", "DRAPluginServer"]
 
@@ -93,7 +96,7 @@ class _Registration:
             type=PLUGIN_TYPE,
             name=s.driver,
             endpoint=str(s.dra_socket),
-            supported_versions=list(SUPPORTED_VERSIONS),
+            supported_versions=list(s.supported_versions),
         )
 
     def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:
@@ -123,7 +126,13 @@ class DRAPluginServer:
         registry_dir: Path = PLUGINS_REGISTRY,
         plugin_dir: Path | None = None,
         workers: int = 4,
+        supported_versions: Sequence[str] = SUPPORTED_VERSIONS,
     ) -> None:
+        if not supported_versions or not set(supported_versions) <= set(SUPPORTED_VERSIONS):
+            raise ConfigError(
+                "DRA plugin supported_versions", ",".join(supported_versions), SUPPORTED_VERSIONS
+            )
+        self.supported_versions = tuple(supported_versions)
         self.plugin = plugin
         self.driver = plugin.driver
         self.dra_socket = (plugin_dir or PLUGINS_DIR / self.driver) / "dra.sock"
