@@ -35,6 +35,7 @@ __all__ = [
     "build_resource_slices",
     "device_name",
     "gpu_numa_node",
+    "numa_of_device",
     "quantity",
     "semver",
     "slice_devices",
@@ -84,6 +85,17 @@ def quantity(n: int) -> str:
 def gpu_numa_node(dev: PCIDevice) -> int | None:
     """The kernel's ``numa_node`` first (what kubelet uses), else the locality's node."""
     return dev.kernel_numa_node if dev.kernel_numa_node is not None else dev.numa_node
+
+
+def numa_of_device(topo: Topology, name: str) -> int | None:
+    """The NUMA node of the GPU a slice device name stands for (what podresources reports
+    for a claim: driver, pool, device), or None when it is not one of this node's GPUs or
+    has no NUMA node. This is how a claim's GPU places exclusive CPUs."""
+    address = address_of(name)
+    for dev in topo.gpus():
+        if dev.address == address:
+            return gpu_numa_node(dev)
+    return None
 
 
 def _string(value: str | None) -> dict[str, str] | None:

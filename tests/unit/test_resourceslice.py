@@ -25,6 +25,7 @@ from topology.resourceslice import (
     address_of,
     build_resource_slices,
     device_name,
+    numa_of_device,
     quantity,
     semver,
 )
@@ -214,3 +215,11 @@ def test_background_publisher_follows_triggers(api: DRAApiServerStandIn, topo: T
         assert len(api.slices()[0]["spec"]["devices"]) == 7
     finally:
         pub.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "numa"),
+    [("gpu-0000-17-00-0", 0), ("gpu-0000-b1-01-0", 1), ("gpu-0000-18-00-0", None), ("gpu-x", None)],
+)
+def test_numa_of_a_claim_device(topo: Topology, name: str, numa: int | None) -> None:
+    assert numa_of_device(topo, name) == numa
