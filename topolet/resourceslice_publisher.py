@@ -165,13 +165,10 @@ class ResourceSlicePublisher:
             body = copy.deepcopy(body)
             body["spec"]["pool"]["generation"] = self.generation
             if i < len(current):
-                old = current[i]["metadata"]
-                body["metadata"] = {
-                    **old,
-                    **{k: v for k, v in body["metadata"].items() if k != "generateName"},
-                }
-                body["metadata"].pop("generateName", None)
-                stored = self.api.replace(old["name"], body)
+                meta = {**current[i]["metadata"], **body["metadata"]}  # name, resourceVersion kept
+                meta.pop("generateName", None)
+                body["metadata"] = meta
+                stored = self.api.replace(meta["name"], body)
                 verb = "update"
             else:
                 stored = self.api.create(body)

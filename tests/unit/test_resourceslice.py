@@ -6,6 +6,7 @@ unchanged, update with a generation bump, unhealthy GPUs leave, withdraw on unin
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,10 +209,9 @@ def test_background_publisher_follows_triggers(api: DRAApiServerStandIn, topo: T
         assert pub.published.wait(10)
         node.unhealthy.add("0000:b1:01.0")
         pub.trigger()
-        for _ in range(200):
-            if api.slices() and len(api.slices()[0]["spec"]["devices"]) == 7:
-                break
-            pub.published.wait(0.05)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(api.slices()[0]["spec"]["devices"]) != 7:
+            time.sleep(0.02)
         assert len(api.slices()[0]["spec"]["devices"]) == 7
     finally:
         pub.stop()
@@ -223,3 +223,18 @@ def test_background_publisher_follows_triggers(api: DRAApiServerStandIn, topo: T
 )
 def test_numa_of_a_claim_device(topo: Topology, name: str, numa: int | None) -> None:
     assert numa_of_device(topo, name) == numa
+
+
+def test_a_pool_of_two_slices_shrinks_to_one(api: DRAApiServerStandIn, topo: Topology) -> None:
+    gpu = topo.gpus()[0]
+    many = tuple(dataclasses.replace(gpu, address=f"0001:{i // 32:02x}:{i % 32:02x}.0") for i in range(130))
+    node = Node(dataclasses.replace(topo, pci_devices=many))
+    pub = ResourceSlicePublisher(client(api), node.build, node_name=node.name)
+    assert pub.publish() == "create"
+    assert sorted(len(s["spec"]["devices"]) for s in api.slices()) == [2, 128]
+    node.topo = topo
+    pub.publish()
+    (left,) = api.slices()
+    assert len(left["spec"]["devices"]) == 8
+    assert left["spec"]["pool"] == {"name": "worker-1", "generation": 2, "resourceSliceCount": 1}
+    assert [w[0] for w in api.writes] == ["create", "create", "delete", "update"], "surplus deleted first"
