@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("tree", "json", "dot", "png", "nrt", "resourceslice")
 #: Where ``--format png`` writes when no ``--output`` is given.
 DEFAULT_PNG = Path("topology.png")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 _HELP = "show the CPU/NUMA/cache/PCI topology of this machine or of a sysfs snapshot"
 _DESCRIPTION = """\
@@ -63,7 +65,12 @@ def register(subparsers: Any) -> None:
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
     nrt = p.add_argument_group("nrt and resourceslice formats")
-    nrt.add_argument("--node-name", default=None, help="node (object/pool) name (default: this host's name)")
+    nrt.add_argument(
+        "--node-name",
+        default=None,
+        type=_node_name,
+        help="node (object/pool) name (default: this host's name)",
+    )
     nrt.add_argument(
         "--topology-manager-policy",
         default="none",
@@ -75,6 +82,15 @@ def register(subparsers: Any) -> None:
         help="kubelet's topology manager scope to advertise (default container, as kubelet)",
     )
     p.set_defaults(func=run)
+
+
+def _node_name(text: str) -> str:
+    """A Kubernetes node name: a DNS subdomain (argparse type)."""
+    if not _DNS_SUBDOMAIN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not a node name: expected a DNS subdomain (a-z, 0-9, '-', '.'; at most 253)"
+        )
+    return text
 
 
 def gpu_resources(topo: Topology) -> dict[int, dict[str, int]]:

@@ -49,6 +49,7 @@ _MAX_STRING = 64
 _ADDRESS = re.compile(r"([0-9a-f]{4,8}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])")
 _NAME = re.compile(r"gpu-([0-9a-f]{4,8})-([0-9a-f]{2})-([0-9a-f]{2})-([0-7])")
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def device_name(address: str) -> str:
@@ -143,6 +144,10 @@ def build_resource_slices(
     Names are left to the API server (``generateName: <node>-<driver>-``); with
     *node_uid* each slice is owned by its Node, so deleting the node deletes them.
     """
+    if not _DNS_SUBDOMAIN.fullmatch(node_name):
+        raise ValueError(
+            f"node name {node_name[:80]!r}: expected a DNS subdomain (a-z, 0-9, '-', '.'; at most 253)"
+        )
     devices = slice_devices(topo.gpus(), unhealthy)
     chunks = [devices[i : i + MAX_DEVICES_PER_SLICE] for i in range(0, len(devices), MAX_DEVICES_PER_SLICE)]
     chunks = chunks or [[]]

@@ -238,3 +238,14 @@ def test_a_pool_of_two_slices_shrinks_to_one(api: DRAApiServerStandIn, topo: Top
     assert len(left["spec"]["devices"]) == 8
     assert left["spec"]["pool"] == {"name": "worker-1", "generation": 2, "resourceSliceCount": 1}
     assert [w[0] for w in api.writes] == ["create", "create", "delete", "update"], "surplus deleted first"
+
+
+def test_a_bad_node_name_is_a_usage_error(
+    root: Path, capsys: pytest.CaptureFixture[str], topo: Topology
+) -> None:
+    argv = ["discover", "--root", str(root), "--format", "resourceslice", "--node-name", "Worker_1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--node-name: 'Worker_1' is not a node name: expected a DNS subdomain" in err
+    with pytest.raises(ValueError, match="expected a DNS subdomain"):
+        build_resource_slices(topo, node_name="a" * 254)
