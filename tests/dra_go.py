@@ -4,7 +4,10 @@
   ``structured``), one allocation per run (:func:`allocate`);
 * ``tests/dra_kubelet``: kubelet's plugin manager and DRA plugin client
   (k8s.io/kubernetes ``pkg/kubelet/pluginmanager``, ``pkg/kubelet/cm/dra/plugin``), a
-  long-running process spoken to one JSON line at a time (:class:`KubeletHarness`).
+  long-running process spoken to one JSON line at a time (:class:`KubeletHarness`);
+* ``tests/cdi_check``: the CDI library container runtimes use
+  (tags.cncf.io/container-device-interface) loading a spec folder and resolving device ids
+  (:func:`cdi_resolve`).
 
 :func:`build` compiles one with the local module cache only (``GOPROXY=off``); it returns
 None with the reason when Go or the modules are missing, so the tests that need it skip
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["KubeletHarness", "allocate", "build"]
+__all__ = ["KubeletHarness", "allocate", "build", "cdi_resolve"]
 
 TESTS = Path(__file__).resolve().parent
 
@@ -97,3 +100,12 @@ class KubeletHarness:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def cdi_resolve(binary: Path, spec_dir: Path, ids: Sequence[str]) -> dict[str, Any]:
+    """``{"errors": [...], "devices": {id: container edits | None}}`` from the CDI library."""
+    proc = subprocess.run(
+        [str(binary), "-dir", str(spec_dir), *ids], capture_output=True, text=True, timeout=60, check=True
+    )
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out

@@ -1,13 +1,16 @@
 """CDI spec files for prepared claims: one file per claim, written and removed atomically.
 
-The spec of claim ``<uid>`` (kind ``k8s.gpu.topolet.io/claim``, ``cdiVersion`` 0.3.0: it
-uses only device node paths and env, so the oldest version that has them) holds one
-device per allocated GPU, named ``<uid>-<device name>`` (the claim UID in the name: runtimes
+The spec of claim ``<uid>`` (kind ``k8s.gpu.topolet.io/claim``) holds one device per
+allocated GPU, named ``<uid>-<device name>`` (the claim UID in the name: runtimes
 cache specs, and two claims must never share a name). Each device's edits add its own
 device nodes, the driver's control nodes (``/dev/nvidiactl`` ...), and the env variable of
 its vendor (``NVIDIA_VISIBLE_DEVICES``, else ``TOPOLET_VISIBLE_DEVICES``) listing every GPU
 allocated for the same request(s), UUIDs when known, so a container given several of them
 sees one consistent value. The file is ``<cdi dir>/gpu.topolet.io-<uid>.json``.
+
+``cdiVersion`` is the lowest version that allows what the spec uses, as the CDI library
+demands: device node paths and env are 0.3.0, but a device name that starts with a digit
+(a UID may) needs 0.5.0.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ __all__ = [
 ]
 
 CDI_KIND = "k8s.gpu.topolet.io/claim"
-CDI_VERSION = "0.3.0"
+#: The oldest CDI version runtimes accept, and the one that allows names starting with a digit.
+CDI_VERSION, CDI_VERSION_DIGIT_NAMES = "0.3.0", "0.5.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,8 @@ def claim_spec(uid: str, devices: Sequence[CDIDevice], control_nodes: Sequence[s
                 },
             }
         )
-    return {"cdiVersion": CDI_VERSION, "kind": CDI_KIND, "devices": out}
+    digit = any(d["name"][:1].isdigit() for d in out)
+    return {"cdiVersion": CDI_VERSION_DIGIT_NAMES if digit else CDI_VERSION, "kind": CDI_KIND, "devices": out}
 
 
 def spec_path(cdi_dir: Path, driver: str, uid: str) -> Path:

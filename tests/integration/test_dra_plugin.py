@@ -33,6 +33,7 @@ from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import GPUDevice, discover_gpus
 from deviceplugin.nvml_info import with_nvml_attributes
 from tests.dra_apiserver_standin import DRAApiServerStandIn
+from tests.dra_go import build, cdi_resolve
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topolet.dra_node import kube_claim_getter
 from topology.sysfs import discover
@@ -101,9 +102,11 @@ def server(
     s.stop()
 
 
-def allocated_claim(api: DRAApiServerStandIn, name: str, results: list[tuple[str, str, str]]) -> Any:
+def allocated_claim(
+    api: DRAApiServerStandIn, name: str, results: list[tuple[str, str, str]], uid: str | None = None
+) -> Any:
     """A claim as kube-scheduler leaves it: allocation results (request, pool, device)."""
-    uid = str(uuid.uuid4())
+    uid = uid or str(uuid.uuid4())
     api.put_claim(
         {
             "apiVersion": "resource.k8s.io/v1",
@@ -204,7 +207,8 @@ def test_prepare_writes_cdi_and_unprepare_removes_exactly_it(
         [f"k8s.gpu.topolet.io/claim={uid}-gpu-0000-3a-01-0"],
     ]
     spec = json.loads((node.cdi / f"{DRIVER}-{uid}.json").read_text())
-    assert spec["cdiVersion"] == "0.3.0" and spec["kind"] == "k8s.gpu.topolet.io/claim"
+    assert spec["cdiVersion"] == ("0.5.0" if uid[0].isdigit() else "0.3.0")
+    assert spec["kind"] == "k8s.gpu.topolet.io/claim"
     g2, g3 = GPUS[2], GPUS[3]
     visible = f"NVIDIA_VISIBLE_DEVICES={g2.uuid},{g3.uuid}"
 
@@ -305,3 +309,40 @@ def test_a_corrupt_checkpoint_refuses_to_start(
     node.checkpoint.write_text('{"version": 1, "checksum": 1, "claims": {"x": {}}}')
     with pytest.raises(CheckpointError, match=r"checksum mismatch.*delete the file"):
         make_server(node, machine, api)
+
+
+@pytest.fixture(scope="module")
+def cdi_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary, why = build("cdi_check", tmp_path_factory.mktemp("go"))
+    if binary is None:
+        pytest.skip(f"the CDI library cannot be built here: {why}")
+    return binary
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        pytest.param("0a3e6f52-64c1-4b53-9a8e-1f2d3c4b5a69", id="uid-starts-with-a-digit"),
+        pytest.param("fa3e6f52-64c1-4b53-9a8e-1f2d3c4b5a69", id="uid-starts-with-a-letter"),
+    ],
+)
+def test_the_runtimes_cdi_library_accepts_the_spec_and_resolves_the_ids(
+    server: DRAPluginServer, node: Node, api: DRAApiServerStandIn, cdi_check: Path, uid: str
+) -> None:
+    _, endpoint = kubelet_dial(node)
+    pair = allocated_claim(
+        api, "pair", [("gpus", NODE, "gpu-0000-86-00-0"), ("gpus", NODE, "gpu-0000-86-01-0")], uid
+    )
+    got = prepare(endpoint, (v1, v1_grpc), pair).claims[pair["uid"]]
+    ids = [i for d in got.devices for i in d.cdi_device_ids]
+    out = cdi_resolve(cdi_check, node.cdi, [*ids, "k8s.gpu.topolet.io/claim=no-such-device"])
+    assert out["errors"] == []
+    visible = f"NVIDIA_VISIBLE_DEVICES={GPUS[4].uuid},{GPUS[5].uuid}"
+    for cdi_id, minor in zip(ids, (4, 5), strict=True):
+        edits = out["devices"][cdi_id]
+        assert edits["env"] == [visible]
+        assert [n["path"] for n in edits["deviceNodes"]] == [f"/dev/nvidia{minor}", *CONTROL]
+    assert out["devices"]["k8s.gpu.topolet.io/claim=no-such-device"] is None
+    # A spec the library refuses is reported, so the check can fail.
+    (node.cdi / "broken.json").write_text('{"cdiVersion": "9.9.9", "kind": "x/y", "devices": []}')
+    assert cdi_resolve(cdi_check, node.cdi, ids)["errors"] != []
