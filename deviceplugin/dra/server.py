@@ -14,7 +14,10 @@
   :attr:`registration_error`).
 
 The DRA socket is served before the registration socket appears, because kubelet dials
-the endpoint as soon as it has the info. Stale sockets of an earlier run are replaced;
+the endpoint as soon as it has the info. Kubelet never retries a registration it refused
+(or one whose ``GetInfo`` timed out), so after a refusal the registration socket is
+re-created, after ``retry_s`` seconds, doubling up to ``max_retry_s``: the plugin watcher
+sees a new socket and tries again. Stale sockets of an earlier run are replaced;
 :meth:`DRAPluginServer.stop` removes only the sockets this server bound.
 """
 
@@ -127,6 +130,8 @@ class DRAPluginServer:
         plugin_dir: Path | None = None,
         workers: int = 4,
         supported_versions: Sequence[str] = SUPPORTED_VERSIONS,
+        retry_s: float = 5.0,
+        max_retry_s: float = 300.0,
     ) -> None:
         if not supported_versions or not set(supported_versions) <= set(SUPPORTED_VERSIONS):
             raise ConfigError(
@@ -140,7 +145,13 @@ class DRAPluginServer:
         self.workers = workers
         self.registered = threading.Event()
         self.registration_error = ""
-        self._servers: list[tuple[grpc.Server, Path, int]] = []
+        self.min_retry_s = self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._retry: threading.Timer | None = None
+        self._dra: tuple[grpc.Server, Path, tuple[int, int]] | None = None
+        self._reg: tuple[grpc.Server, Path, tuple[int, int]] | None = None
 
     def start(self) -> None:
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="topolet-dra")
@@ -148,33 +159,78 @@ class DRAPluginServer:
         v1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1_pb2), dra)  # type: ignore[no-untyped-call]
         v1beta1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1beta1_pb2), dra)  # type: ignore[no-untyped-call]
         dra.start()
-        self._servers.append((dra, self.dra_socket, os.stat(self.dra_socket).st_ino))
+        self._dra = (dra, self.dra_socket, _identity(self.dra_socket))
+        with self._lock:
+            self._stopping = False
+            self._serve_registration()
+        log.info("DRA plugin %s serving %s, registration at %s", self.driver, self.dra_socket,
+                 self.registration_socket)  # fmt: skip
+
+    def _serve_registration(self) -> None:
+        """Bind a fresh registration socket (caller holds the lock)."""
         reg = _bind(self.registration_socket, ThreadPoolExecutor(2, thread_name_prefix="topolet-dra-reg"))
         reg_grpc.add_RegistrationServicer_to_server(_Registration(self), reg)  # type: ignore[no-untyped-call]
         reg.start()
-        self._servers.append((reg, self.registration_socket, os.stat(self.registration_socket).st_ino))
-        log.info("DRA plugin %s serving %s, registration at %s", self.driver, self.dra_socket,
-                 self.registration_socket)  # fmt: skip
+        self._reg = (reg, self.registration_socket, _identity(self.registration_socket))
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving and remove the sockets this server bound (registration first, so
         kubelet stops calling before the service goes)."""
-        for server, path, inode in reversed(self._servers):
-            server.stop(grace).wait()
-            try:
-                if os.stat(path).st_ino == inode:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
-        self._servers.clear()
+        with self._lock:
+            self._stopping = True
+            if self._retry is not None:
+                self._retry.cancel()
+            held, self._reg = self._reg, None
+        for item in (held, self._dra):
+            if item is not None:
+                _close(*item, grace)
+        self._dra = None
         self.registered.clear()
 
+    def _reregister(self) -> None:
+        """Kubelet does not retry a failed registration: offer a new socket to its watcher."""
+        with self._lock:
+            if self._stopping:
+                return
+            old, self._reg = self._reg, None
+            if old is not None:
+                _close(*old, 0)
+            self._serve_registration()
+        log.info("DRA driver %s: registration socket re-created for kubelet to retry", self.driver)
+
     def _on_status(self, registered: bool, error: str) -> None:
-        if registered:
-            self.registration_error = ""
-            self.registered.set()
-            log.info("kubelet registered DRA driver %s", self.driver)
-        else:
+        with self._lock:
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+            if registered:
+                self.registration_error = ""
+                self.retry_s = self.min_retry_s
+                self.registered.set()
+                log.info("kubelet registered DRA driver %s", self.driver)
+                return
             self.registration_error = error or "kubelet gave no reason"
             self.registered.clear()
-            log.error("kubelet refused DRA driver %s: %s", self.driver, self.registration_error)
+            log.error("kubelet refused DRA driver %s: %s; retrying in %.0fs", self.driver,
+                      self.registration_error, self.retry_s)  # fmt: skip
+            if not self._stopping:
+                self._retry = threading.Timer(self.retry_s, self._reregister)
+                self._retry.daemon = True
+                self._retry.start()
+            self.retry_s = min(self.retry_s * 2, self.max_retry_s)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """Inode and change time: an inode number alone is reused at once after an unlink."""
+    st = os.stat(path)
+    return st.st_ino, st.st_ctime_ns
+
+
+def _close(server: grpc.Server, path: Path, identity: tuple[int, int], grace: float) -> None:
+    """Stop *server* and remove its socket if the file there is still the one it bound."""
+    server.stop(grace).wait()
+    try:
+        if _identity(path) == identity:
+            path.unlink()
+    except FileNotFoundError:
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from deviceplugin.api.dra.v1beta1 import api_pb2 as v1beta1
 from deviceplugin.api.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
 from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
-from deviceplugin.dra.checkpoint import CheckpointError
+from deviceplugin.dra.checkpoint import MAX_BYTES, CheckpointError, save
 from deviceplugin.dra.plugin import DRAPlugin
 from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import GPUDevice, discover_gpus
@@ -163,6 +164,34 @@ def test_registration_info_and_status(server: DRAPluginServer, node: Node) -> No
         assert not server.registered.is_set() and server.registration_error == "no such version"
         stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=True))
     assert server.registered.is_set()
+
+
+def identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_ctime_ns
+
+
+def test_a_refused_registration_is_offered_again(
+    node: Node, machine: tuple[Path, list[GPUDevice]], api: DRAApiServerStandIn
+) -> None:
+    server = make_server(node, machine, api)
+    server.retry_s = server.min_retry_s = 0.05
+    sock = node.registry / (DRIVER + "-reg.sock")
+    try:
+        first = identity(sock)
+        with grpc.insecure_channel(f"unix://{sock}") as ch:
+            stub = reg_grpc.RegistrationStub(ch)  # type: ignore[no-untyped-call]
+            stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=False, error="timeout"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not sock.exists() or identity(sock) == first):
+            time.sleep(0.02)
+        assert identity(sock) != first, "a new registration socket for kubelet's watcher"
+        info, _ = kubelet_dial(node)
+        assert info.name == DRIVER
+        assert server.retry_s == 0.1, "the next retry waits twice as long"
+    finally:
+        server.stop()
+    assert not sock.exists()
 
 
 def test_the_wire_names_are_kubelets() -> None:
@@ -346,3 +375,38 @@ def test_the_runtimes_cdi_library_accepts_the_spec_and_resolves_the_ids(
     # A spec the library refuses is reported, so the check can fail.
     (node.cdi / "broken.json").write_text('{"cdiVersion": "9.9.9", "kind": "x/y", "devices": []}')
     assert cdi_resolve(cdi_check, node.cdi, ids)["errors"] != []
+
+
+def test_a_crash_between_spec_and_checkpoint_leaves_nothing_after_unprepare(
+    node: Node, machine: tuple[Path, list[GPUDevice]], api: DRAApiServerStandIn
+) -> None:
+    first = make_server(node, machine, api)
+    _, endpoint = kubelet_dial(node)
+    claim = allocated_claim(api, "c", [("gpus", NODE, "gpu-0000-3a-01-0")])
+    prepare(endpoint, (v1, v1_grpc), claim)
+    first.stop()
+    save(node.checkpoint, {})  # as if the agent died after writing the spec, before the checkpoint
+    assert spec_files(node) == [f"{DRIVER}-{claim['uid']}.json"]
+    second = make_server(node, machine, api)
+    try:
+        assert unprepare(endpoint, (v1, v1_grpc), claim).claims[claim["uid"]].error == ""
+        assert spec_files(node) == []
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        pytest.param(b"{", "not JSON", id="truncated"),
+        pytest.param(b'{"version": 2, "checksum": 0, "claims": {}}', "expected", id="other-version"),
+        pytest.param(b" " * (MAX_BYTES + 1), f"larger than {MAX_BYTES} bytes", id="too-large"),
+    ],
+)
+def test_unusable_checkpoints_are_refused(
+    node: Node, machine: tuple[Path, list[GPUDevice]], api: DRAApiServerStandIn, content: bytes, reason: str
+) -> None:
+    node.plugin_dir.mkdir(parents=True)
+    node.checkpoint.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{node.checkpoint}: {reason}"):
+        make_server(node, machine, api)
