@@ -43,6 +43,7 @@ from deviceplugin.gpu import GPUResource, UdevGPUHealth, gpu_resources
 from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
+from topolet.dra_node import DRANode
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
@@ -235,7 +236,7 @@ class NodeAgent:
         self.gpus: dict[str, SwappableGPUs] = {}
         self.servers: list[DevicePluginServer] = []
         self.publisher: NRTPublisher | None = None
-        self.dra: Any = None  # topolet.dra_node.DRANode when draDriver is set
+        self.dra: DRANode | None = None
         self.http: NodeHTTPServer | None = None
         self._restored = False
         self._stopping = threading.Event()
@@ -442,8 +443,6 @@ class NodeAgent:
         """Be DRA driver gpu.topolet.io (ResourceSlices + kubelet plugin) when configured."""
         if not self.config.dra_driver or self.topology is None:
             return
-        from topolet.dra_node import DRANode
-
         topo, nvml = self.topology, self._nvml()
         if nvml is not None:
             from deviceplugin.nvml_info import with_nvml_attributes
