@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ __all__ = ["FORMATS", "register", "run"]
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tree", "json", "dot", "png", "nrt")
+FORMATS = ("tree", "json", "dot", "png", "nrt", "resourceslice")
 #: Where ``--format png`` writes when no ``--output`` is given.
 DEFAULT_PNG = Path("topology.png")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 _HELP = "show the CPU/NUMA/cache/PCI topology of this machine or of a sysfs snapshot"
 _DESCRIPTION = """\
@@ -37,7 +39,9 @@ formats:
   dot   Graphviz dot text of the topology graph
   png   a drawing of the topology graph (written to --output, default topology.png)
   nrt   the NodeResourceTopology (v1alpha2) object this node would publish, as YAML:
-        one zone node-<N> per NUMA node with cpu, memory, hugepages-* and GPUs"""
+        one zone node-<N> per NUMA node with cpu, memory, hugepages-* and GPUs
+  resourceslice  the resource.k8s.io/v1 ResourceSlice(s) of DRA driver gpu.topolet.io
+        this node would publish (docs/dra.md), as YAML"""
 
 
 def register(subparsers: Any) -> None:
@@ -60,8 +64,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
-    nrt = p.add_argument_group("nrt format")
-    nrt.add_argument("--node-name", default=None, help="object name (default: this host's name)")
+    nrt = p.add_argument_group("nrt and resourceslice formats")
+    nrt.add_argument(
+        "--node-name",
+        default=None,
+        type=_node_name,
+        help="node (object/pool) name (default: this host's name)",
+    )
     nrt.add_argument(
         "--topology-manager-policy",
         default="none",
@@ -73,6 +82,15 @@ def register(subparsers: Any) -> None:
         help="kubelet's topology manager scope to advertise (default container, as kubelet)",
     )
     p.set_defaults(func=run)
+
+
+def _node_name(text: str) -> str:
+    """A Kubernetes node name: a DNS subdomain (argparse type)."""
+    if not _DNS_SUBDOMAIN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not a node name: expected a DNS subdomain (a-z, 0-9, '-', '.'; at most 253)"
+        )
+    return text
 
 
 def gpu_resources(topo: Topology) -> dict[int, dict[str, int]]:
@@ -106,6 +124,21 @@ def render_nrt(topo: Topology, args: argparse.Namespace) -> str:
     return str(yaml.safe_dump(obj.to_dict(), sort_keys=False))
 
 
+def render_resourceslices(topo: Topology, node_name: str | None) -> str:
+    """The ResourceSlices of this node's pool, as YAML documents."""
+    import socket
+
+    import yaml
+
+    from topology.resourceslice import build_resource_slices
+
+    return str(
+        yaml.safe_dump_all(
+            build_resource_slices(topo, node_name=node_name or socket.gethostname()), sort_keys=False
+        )
+    )
+
+
 def render(topo: Topology, fmt: str) -> str:
     """The text of *topo* in format *fmt* (``tree``, ``json`` or ``dot``)."""
     if fmt == "json":
@@ -122,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     log.info("reading the topology under %s", args.root)
     topo = discover(args.root)
     log.info("found %d CPUs in %d NUMA nodes", topo.num_cpus, topo.num_numa_nodes)
+    if args.root == Path("/"):  # NVML speaks for this machine only, never for a snapshot
+        from deviceplugin.nvml_info import with_live_nvml
+
+        topo = with_live_nvml(topo)
     output: Path | None = args.output
     if args.format == "png":
         from topolet.render_png import render_png
@@ -136,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
 
         Console().print(render_tree(topo))
         return 0
-    text = render_nrt(topo, args) if args.format == "nrt" else render(topo, args.format)
+    if args.format == "resourceslice":
+        text = render_resourceslices(topo, args.node_name)
+    else:
+        text = render_nrt(topo, args) if args.format == "nrt" else render(topo, args.format)
     if output is None:
         sys.stdout.write(text)
     else:

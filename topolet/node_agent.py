@@ -47,6 +47,7 @@ from deviceplugin.gpu import GPUResource, UdevGPUHealth, gpu_resources
 from deviceplugin.podresources import PodResources, PodResourcesClient, PodResourcesError, device_numa_nodes
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
+from topolet.dra_node import DRANode
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
@@ -140,6 +141,7 @@ class NodeAgent:
         self.gpus: dict[str, SwappableGPUs] = {}
         self.servers: list[DevicePluginServer] = []
         self.publisher: NRTPublisher | None = None
+        self.dra: DRANode | None = None
         self.http: NodeHTTPServer | None = None
         self._restored = False
         self._stopping = threading.Event()
@@ -166,6 +168,7 @@ class NodeAgent:
         for server in self.servers:
             server.start()
         self._start_publisher()
+        self._start_dra()
         self._start_udev()
         self._loop = threading.Thread(target=self._run, name="topolet-node-reconcile", daemon=True)
         self._loop.start()
@@ -189,6 +192,8 @@ class NodeAgent:
             self._monitor.stop()
         if self.publisher is not None:
             self.publisher.stop()
+        if self.dra is not None:
+            self.dra.stop()
         for source in self.sources:
             if hasattr(source, "stop"):
                 source.stop()
@@ -376,6 +381,34 @@ class NodeAgent:
         self.manager.subscribe(self.publisher.trigger)
         self.publisher.start()
 
+    def _start_dra(self) -> None:
+        """Be DRA driver gpu.topolet.io (ResourceSlices + kubelet plugin) when configured."""
+        if not self.config.dra_driver or self.topology is None:
+            return
+        topo, nvml = self.topology, self._nvml()
+        if nvml is not None:
+            from deviceplugin.nvml_info import with_nvml_attributes
+
+            topo = with_nvml_attributes(topo, nvml)
+        self.dra = DRANode(
+            topo,
+            node_name=self.node_name,
+            api_client=kube_api_client(self.config.kubeconfig),
+            root=self.config.sysfs_root,
+            unhealthy=self.unhealthy_gpus,
+        )
+        self.dra.start()
+
+    def unhealthy_gpus(self) -> set[str]:
+        """PCI addresses of the GPUs the GPU plugins hold Unhealthy now."""
+        return {
+            d.id
+            for s in self.servers
+            if s.resource.resource_name in self.gpus
+            for d in s.device_list()
+            if not d.healthy
+        }
+
     def _start_udev(self) -> None:
         if not self.config.watch_udev:
             return
@@ -465,6 +498,8 @@ class NodeAgent:
                 marks, due = now_marks, time.monotonic() + period
                 self._safely(self.sweep)
             self._update_device_gauges()
+            if self.dra is not None:
+                self.dra.check_health()
 
     def _safely(self, step: Callable[[], object]) -> None:
         try:

@@ -54,6 +54,12 @@ DEFAULT_STATE_DIR = Path("/var/lib/topolet")
 #: cgroup v1 cpuset mount, or the v2 unified root when v1 holds no cpuset controller.
 V1_CPUSET = Path("/sys/fs/cgroup/cpuset")
 V2_ROOT = Path("/sys/fs/cgroup")
+#: Host folders of the DRA driver: kubelet's plugin registry, our plugin folder, CDI specs.
+DRA_HOST_PATHS = (
+    Path("/var/lib/kubelet/plugins_registry"),
+    Path("/var/lib/kubelet/plugins/gpu.topolet.io"),
+    Path("/var/run/cdi"),
+)
 CHECKPOINT_NAME = "cpu_manager_state"
 
 
@@ -529,6 +535,15 @@ KEYS: tuple[ConfigKey, ...] = (
         yaml_flag=True,
     ),
     ConfigKey(
+        "draDriver",
+        "dra_driver",
+        _bool,
+        "Also be DRA driver gpu.topolet.io: publish the GPUs as ResourceSlices and serve "
+        "kubelet's DRA plugin (CDI specs under /var/run/cdi); see docs/dra.md.",
+        metavar="BOOL",
+        yaml_flag=True,
+    ),
+    ConfigKey(
         "nrtResyncPeriod",
         "nrt_resync_period_s",
         _duration,
@@ -581,6 +596,7 @@ class NodeConfig:
     watch_udev: bool = True
     nvml: str = "auto"
     publish_nrt: bool = False
+    dra_driver: bool = False
     nrt_resync_period_s: float = 60.0
     metrics_bind_address: str = "0.0.0.0:9464"
     log_format: str = "text"
@@ -668,6 +684,7 @@ class NodeConfig:
             self.state_dir,
             Path("/dev") if self.gpu_resource_names else None,
             Path("/run/udev") if self.watch_udev else None,
+            *(DRA_HOST_PATHS if self.dra_driver else ()),
         ]
         return tuple(dict.fromkeys(p for p in paths if p is not None))
 

@@ -176,9 +176,25 @@ def _device_label(kind: str, dev: PCIDevice) -> Text:
         t.append(f" {dev.vendor_name}")
     if dev.driver:
         t.append(f" driver={dev.driver}")
+    if dev.is_gpu:
+        t.append(" " + gpu_attribute_text(dev), style="green")
     if dev.device_nodes:
         t.append(" " + " ".join(dev.device_nodes), style="dim")
     return t
+
+
+def gpu_attribute_text(dev: PCIDevice) -> str:
+    """A GPU's attributes, ``unknown`` where no source said (memory in GiB)."""
+    mem = f"{dev.memory_bytes / 2**30:g}GiB" if dev.memory_bytes is not None else "unknown"
+    fields = [
+        ("product", dev.product_name),
+        ("memory", mem),
+        ("uuid", dev.uuid),
+        ("driver", dev.driver_version),
+        ("cc", dev.compute_capability),
+        ("pcieRoot", dev.pcie_root),
+    ]
+    return " ".join(f"{k}={v if v is not None else 'unknown'}" for k, v in fields)
 
 
 # ------------------------------------------------------------------------- tree

@@ -108,6 +108,13 @@ PCIDeviceDict = TypedDict(
         "local_cpus": str,
         "device_nodes": list[str],
         "is_gpu": bool,
+        "product_name": str | None,
+        "memory_bytes": int | None,
+        "uuid": str | None,
+        "driver_version": str | None,
+        "compute_capability": str | None,
+        "pcie_root": str | None,
+        "attributes_source": str | None,
     },
 )
 
@@ -179,6 +186,13 @@ def _pci(d: PCIDevice) -> PCIDeviceDict:
         "local_cpus": str(d.local_cpus),
         "device_nodes": list(d.device_nodes),
         "is_gpu": d.is_gpu,
+        "product_name": d.product_name,
+        "memory_bytes": d.memory_bytes,
+        "uuid": d.uuid,
+        "driver_version": d.driver_version,
+        "compute_capability": d.compute_capability,
+        "pcie_root": d.pcie_root,
+        "attributes_source": d.attributes_source,
     }
 
 

@@ -143,6 +143,13 @@ class PCIDevice:
     none do); ``package`` likewise. ``kernel_numa_node`` is the kernel's own
     ``numa_node`` attribute (None when it says -1 or is absent): kubelet-facing
     NUMA affinity (device plugin TopologyInfo) uses it first.
+
+    Device attributes (filled for GPUs by :mod:`topology.gpu_attributes`, or by NVML on the
+    node): each is None when no source on the machine says it; None is reported as
+    "unknown" and never guessed. ``memory_bytes`` is the device's own memory (VRAM), never a
+    PCI BAR size. ``pcie_root`` is the PCIe root complex the function hangs off, as
+    Kubernetes' ``resource.kubernetes.io/pcieRoot`` names it (``pci0000:c1``).
+    ``attributes_source`` says where the attributes came from: ``"sysfs"`` or ``"nvml"``.
     """
 
     address: str
@@ -155,6 +162,13 @@ class PCIDevice:
     local_cpus: CPUSet = field(default_factory=CPUSet)
     device_nodes: tuple[str, ...] = ()
     kernel_numa_node: int | None = None
+    product_name: str | None = None
+    memory_bytes: int | None = None
+    uuid: str | None = None
+    driver_version: str | None = None
+    compute_capability: str | None = None
+    pcie_root: str | None = None
+    attributes_source: str | None = None
 
     @property
     def class_id(self) -> int:

@@ -641,13 +641,15 @@ def _assemble(
     ]
     topo_nodes = {n.id: n.cpus for n in numa_nodes}
     pkg_cpus = {p.id: p.cpus for p in pkg_objs}
+    from topology.gpu_attributes import with_device_attributes  # it reads through SysfsReader
+
     return Topology.build(
         packages=pkg_objs,
         numa_nodes=numa_nodes,
         cores=core_objs,
         l3_groups=l3,
         dies=dies,
-        pci_devices=_pci_devices(r, pus, topo_nodes, pkg_cpus),
+        pci_devices=with_device_attributes(r, _pci_devices(r, pus, topo_nodes, pkg_cpus)),
         online=pus,
         offline_cpus=CPUSet(present) - online,
         disallowed_cpus=online - pus,

@@ -14,7 +14,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROTOS = ("deviceplugin/api/v1beta1/api.proto", "deviceplugin/api/podresources/v1/api.proto")
+PROTOS = (
+    "deviceplugin/api/v1beta1/api.proto",
+    "deviceplugin/api/podresources/v1/api.proto",
+    "deviceplugin/api/dra/v1/api.proto",
+    "deviceplugin/api/dra/v1beta1/api.proto",
+    "deviceplugin/api/pluginregistration/v1/api.proto",
+)
 OUTPUTS = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py")
 
 

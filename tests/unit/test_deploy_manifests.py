@@ -99,6 +99,7 @@ def test_generator_files_exist_and_names_are_unique() -> None:
 def test_namespaced_objects_name_their_namespace() -> None:
     """No namespace transformer runs, so every namespaced object says where it goes."""
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped |= {"DeviceClass", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for doc in installed():
         ns = doc["metadata"].get("namespace")
         if doc["kind"] in cluster_scoped:

@@ -1,0 +1,1 @@
+"""topolet's kubelet DRA plugin for driver ``gpu.topolet.io`` (see docs/dra.md)."""
