@@ -205,14 +205,16 @@ class ControlPlane:
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--authorization-mode=RBAC",
-                "--disable-admission-plugins=ServiceAccount",
+                # No kube-controller-manager: no default service account, and nothing would lift the
+                # not-ready taint TaintNodesByCondition puts on kubelet-less Node objects.
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--allow-privileged=true",
                 "--max-requests-inflight=2000",
                 "--max-mutating-requests-inflight=1000",
                 "--v=1",
             ],
         )
-        api.wait_ready(f"{self.url}/readyz", self.ssl_context(ADMIN[0]), self.ready_timeout_s)
+        api.wait_ready(f"{self.url}/readyz", self.ssl_context(*ADMIN), self.ready_timeout_s)
         return self
 
     def stop(self) -> None:

@@ -69,7 +69,8 @@ def shipped_scheduler_config(deploy: Path, extender: str, kubeconfig: Path) -> d
 
 
 def shipped_extender_args(deploy: Path, listen: str) -> list[str]:
-    """``topolet`` arguments of the shipped extender Deployment, ``--listen`` set to *listen*."""
+    """``topolet`` arguments of the shipped extender Deployment (``extender ...``), ``--listen``
+    set to *listen*."""
     path = deploy / "scheduler" / "extender.yaml"
     for doc in _documents(path):
         if doc.get("kind") == "Deployment":
@@ -82,7 +83,7 @@ def shipped_extender_args(deploy: Path, listen: str) -> list[str]:
 
 def extender_prefix(config: dict[str, Any]) -> str:
     """The URL path of the (first) extender in *config*, e.g. ``/topolet``."""
-    return urllib.parse.urlsplit(config["extenders"][0]["urlPrefix"]).path
+    return str(urllib.parse.urlsplit(config["extenders"][0]["urlPrefix"]).path)
 
 
 def default_scheduler_config(kubeconfig: Path, *, name: str = "default-scheduler") -> dict[str, Any]:
@@ -101,7 +102,7 @@ def apply_manifest(api_client: Any, path: Path) -> None:
     from kubernetes import utils
 
     try:
-        utils.create_from_yaml(api_client, str(path))
+        utils.create_from_yaml(api_client, str(path))  # type: ignore[no-untyped-call]
     except utils.FailToCreateError as err:
         other = [e for e in err.api_exceptions if getattr(e, "status", None) != 409]
         if other:
@@ -112,7 +113,7 @@ def wait_crd(api_client: Any, name: str, timeout_s: float = 30.0) -> None:
     """Wait until CustomResourceDefinition *name* is Established."""
     from kubernetes import client
 
-    ext = client.ApiextensionsV1Api(api_client)
+    ext: Any = client.ApiextensionsV1Api(api_client)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         crd = ext.read_custom_resource_definition(name)

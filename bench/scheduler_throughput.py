@@ -170,8 +170,8 @@ def run(
 
     results: list[ProfileRun] = []
     with ControlPlane(bin_dir, work) as cp:
-        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))
-        core = client.CoreV1Api(api)
+        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
+        core: Any = client.CoreV1Api(api)
         for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml"):
             apply_manifest(api, deploy / manifest)
         wait_crd(api, "noderesourcetopologies.topology.node.k8s.io")
@@ -190,7 +190,6 @@ def run(
                     sys.executable,
                     "-m",
                     "topolet",
-                    "extender",
                     *shipped_extender_args(deploy, f"127.0.0.1:{ext_port}"),
                     f"--kubeconfig={cp.admin_kubeconfig()}",
                 ],

@@ -71,11 +71,16 @@ def _topology(name: str) -> Any:
         return discover(roots[name])
 
 
+def _add(api: Any, names: list[str], topo: Any) -> None:
+    from topolet.testbed import add_nodes
+
+    add_nodes(api, [(n, topo) for n in names])
+
+
 def _run(args: argparse.Namespace) -> int:
     from bench.controlplane import ControlPlaneError, find_bin_dir
     from bench.kube_stack import DEFAULT_DEPLOY, StackError
     from bench.scheduler_throughput import as_dicts, run
-    from topolet.testbed import add_nodes
 
     counts, pods = ((100,), 100) if args.quick else (_counts(args.nodes), args.pods)
     deploy = args.deploy or DEFAULT_DEPLOY
@@ -91,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
             pods=pods,
             cpus=args.cpus,
             qps=args.qps,
-            add_nodes=lambda api, names: add_nodes(api, [(n, topo) for n in names]),
+            add_nodes=lambda api, names: _add(api, names, topo),
         )
     except (ControlPlaneError, StackError) as err:
         raise CommandError(str(err)) from err

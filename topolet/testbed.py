@@ -63,7 +63,7 @@ def add_nodes(
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(api_client)
+    core: Any = client.CoreV1Api(api_client)
 
     def one(item: tuple[str, Topology]) -> None:
         name, topo = item

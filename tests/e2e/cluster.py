@@ -81,7 +81,7 @@ class E2ECluster:
         from kubernetes import client, config
 
         self.cp.start()
-        self.api = config.new_client_from_config(config_file=str(self.cp.admin_kubeconfig()))
+        self.api = config.new_client_from_config(config_file=str(self.cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
         for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml", "scheduler/rbac.yaml"):
             apply_manifest(self.api, DEFAULT_DEPLOY / manifest)
         wait_crd(self.api, CRD)
@@ -116,7 +116,7 @@ class E2ECluster:
         args = shipped_extender_args(DEFAULT_DEPLOY, f"127.0.0.1:{self.extender_port}")
         self.extender = Proc(
             "topolet-extender",
-            [sys.executable, "-m", "topolet", "extender", *args, f"--kubeconfig={kubeconfig}"],
+            [sys.executable, "-m", "topolet", *args, f"--kubeconfig={kubeconfig}"],
             self.dir / "topolet-extender.log",
         ).start()
         self.extender.wait_ready(f"http://127.0.0.1:{self.extender_port}/healthz", None, 60.0)
@@ -199,12 +199,26 @@ def _down(directory: Path) -> int:
     if not state_file.exists():
         print(f"{state_file}: no cluster state here", file=sys.stderr)
         return 1
-    for pid in reversed(json.loads(state_file.read_text())["pids"]):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGTERM)
+    pids = [int(p) for p in json.loads(state_file.read_text())["pids"]]
+    for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if _running(p)]
+            time.sleep(0.2)
     state_file.unlink()
     print("cluster down")
     return 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,8 @@ def submit(core: Any, name: str, cpus: int, *, scheduler: str = "topolet-schedul
 
 
 def node_of(core: Any, name: str) -> str | None:
-    return core.read_namespaced_pod(name, NS).spec.node_name or None  # type: ignore[no-any-return]
+    node: str | None = core.read_namespaced_pod(name, NS).spec.node_name
+    return node or None
 
 
 def events_of(core: Any, name: str) -> list[str]:
