@@ -107,23 +107,14 @@ def _run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"kube-scheduler {pods} Guaranteed pods ({args.cpus} CPUs), nodes: {args.snapshot}")
-    for col in (
-        "nodes",
-        "profile",
-        "pods/s",
-        "vs default",
-        "algorithm s",
-        "in-tree s",
-        "extender share",
-        "extender server s",
-    ):
+    for col in ("nodes", "profile", "pods/s", "ratio", "algo s", "in-tree s", "ext share", "ext server s"):
         table.add_column(col, justify="right")
     base = {r.nodes: r.pods_per_s for r in results if r.profile == "default-scheduler"}
     for r in results:
         ratio = r.pods_per_s / base[r.nodes] if base.get(r.nodes) else 0.0
         table.add_row(
             str(r.nodes),
-            r.profile,
+            r.profile.removesuffix("-scheduler"),
             f"{r.pods_per_s:.1f}",
             f"{ratio:.2f}",
             f"{r.algorithm_s:.2f}",
