@@ -18,6 +18,7 @@ from topolet.bench_all import register_all
 from topolet.bench_extender import register_extender
 from topolet.bench_fragmentation import register_fragmentation
 from topolet.bench_isolation import register_isolation
+from topolet.bench_scheduler import register_scheduler
 from topolet.cli import CommandError, common_options
 
 __all__ = ["BENCHMARKS", "register"]
@@ -178,6 +179,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("extender", register_extender),
     ("fragmentation", register_fragmentation),
     ("isolation", register_isolation),
+    ("scheduler", register_scheduler),
 )
 
 

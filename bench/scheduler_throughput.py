@@ -1,0 +1,239 @@
+"""The real kube-scheduler's throughput with and without topolet's extender.
+
+One loopback control plane (:mod:`bench.controlplane`); for each node count, fake nodes
+with NRT objects are added (by the *add_nodes* callback: the caller writes them with
+topolet's publisher), the shipped extender is started, and the same pods are scheduled
+twice by a fresh kube-scheduler: once with the default profile (the shipped configuration
+without its extender), once with the shipped topolet configuration. Each time the pods are
+created while no scheduler serves their ``schedulerName``, then the scheduler starts and
+its own ``/metrics`` are sampled until every pod is scheduled.
+
+* pods/s: pods scheduled between the first and the last sample that saw progress, divided
+  by the time between them (like scheduler_perf's SchedulingThroughput);
+* the extender's share of scheduling time: the scheduler's
+  ``scheduler_scheduling_algorithm_duration_seconds`` minus its own PreFilter, Filter,
+  PreScore and Score time (``scheduler_framework_extension_point_duration_seconds``) is
+  what the extender calls took; their share of the algorithm time is reported, with the
+  extender's own server-side time (its ``/metrics``) beside it.
+
+Both schedulers run with leader election off and the same ``clientConnection`` QPS.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.controlplane import ControlPlane, Proc, free_port, http_get
+from bench.kube_stack import (
+    apply_manifest,
+    extender_prefix,
+    guaranteed_pod,
+    shipped_extender_args,
+    shipped_scheduler_config,
+    wait_crd,
+    wait_extender_synced,
+)
+
+__all__ = ["ProfileRun", "metric_sum", "run"]
+
+AddNodes = Callable[[Any, list[str]], None]
+_IN_TREE = ("PreFilter", "Filter", "PreScore", "Score")
+_NS = "bench"
+
+
+@dataclass(frozen=True)
+class ProfileRun:
+    nodes: int
+    profile: str
+    pods: int
+    seconds: float
+    pods_per_s: float
+    algorithm_s: float
+    in_tree_s: float
+    extender_share: float
+    extender_server_s: float
+
+
+def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples of *name* (with *labels* among theirs) in Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in (labels or {}).items()):
+            total += float(value)
+    return total
+
+
+def _insecure() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
+def _create_pods(core: Any, prefix: str, count: int, cpus: int, scheduler: str) -> list[str]:
+    names = [f"{prefix}-{i}" for i in range(count)]
+
+    def one(name: str) -> None:
+        core.create_namespaced_pod(_NS, guaranteed_pod(name, cpus, scheduler=scheduler))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, names))
+    return names
+
+
+def _delete_pods(core: Any) -> None:
+    core.delete_collection_namespaced_pod(_NS, grace_period_seconds=0)
+    deadline = time.monotonic() + 120
+    while core.list_namespaced_pod(_NS, limit=1).items:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pods of namespace {_NS} not deleted after 120 s")
+        time.sleep(0.5)
+
+
+def _measure(
+    cp: ControlPlane,
+    name: str,
+    config: dict[str, Any],
+    profile: str,
+    pods: int,
+    timeout_s: float,
+) -> tuple[float, float, str]:
+    """Start a scheduler, sample its metrics until *pods* are scheduled; returns
+    ``(seconds, pods/s, last metrics text)``."""
+    proc, port = cp.start_scheduler(name, config)
+    url, ctx = f"https://127.0.0.1:{port}/metrics", _insecure()
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    try:
+        while True:
+            status, body = http_get(url, ctx, timeout=10.0)
+            now = time.monotonic()
+            if status == 200:
+                text = body.decode()
+                done = metric_sum(
+                    text, "scheduler_schedule_attempts_total", {"result": "scheduled", "profile": profile}
+                )
+                samples.append((now, done))
+                if done >= pods:
+                    break
+            if now > deadline:
+                raise RuntimeError(f"{name}: {samples[-1][1] if samples else 0:.0f}/{pods} pods scheduled")
+            time.sleep(0.2)
+    finally:
+        cp.stop_proc(proc)
+    moving = [(t, n) for t, n in samples if n > 0]
+    first = max((s for s in samples if s[1] == 0), default=moving[0])
+    t0, n0 = first
+    t1, n1 = moving[-1]
+    seconds = max(t1 - t0, 1e-6)
+    return seconds, (n1 - n0) / seconds, text
+
+
+def _split(text: str, profile: str) -> tuple[float, float]:
+    algorithm = metric_sum(text, "scheduler_scheduling_algorithm_duration_seconds_sum")
+    in_tree = sum(
+        metric_sum(
+            text,
+            "scheduler_framework_extension_point_duration_seconds_sum",
+            {"extension_point": ep, "profile": profile},
+        )
+        for ep in _IN_TREE
+    )
+    return algorithm, in_tree
+
+
+def run(
+    bin_dir: Path,
+    work: Path,
+    deploy: Path,
+    *,
+    node_counts: tuple[int, ...],
+    pods: int,
+    cpus: int,
+    add_nodes: AddNodes,
+    qps: int = 1000,
+    timeout_s: float = 600.0,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> list[ProfileRun]:
+    """Both profiles at each node count (see the module docstring)."""
+    from kubernetes import client, config
+
+    results: list[ProfileRun] = []
+    with ControlPlane(bin_dir, work) as cp:
+        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
+        core: Any = client.CoreV1Api(api)
+        for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml"):
+            apply_manifest(api, deploy / manifest)
+        wait_crd(api, "noderesourcetopologies.topology.node.k8s.io")
+        core.create_namespace({"metadata": {"name": _NS}})
+        have = 0
+        for count in sorted(node_counts):
+            log(f"adding nodes {have}..{count - 1} with NRT objects")
+            add_nodes(api, [f"node-{i:05d}" for i in range(have, count)])
+            have = count
+            names = [f"node-{i:05d}" for i in range(count)]
+            ext_port = free_port()
+            shipped = shipped_scheduler_config(deploy, f"127.0.0.1:{ext_port}", cp.admin_kubeconfig())
+            ext = Proc(
+                "topolet-extender",
+                [
+                    sys.executable,
+                    "-m",
+                    "topolet",
+                    *shipped_extender_args(deploy, f"127.0.0.1:{ext_port}"),
+                    f"--kubeconfig={cp.admin_kubeconfig()}",
+                ],
+                work / f"extender-{count}.log",
+            ).start()
+            try:
+                ext_url = f"http://127.0.0.1:{ext_port}{extender_prefix(shipped)}"
+                wait_extender_synced(f"{ext_url}/filter", names, 100_000, timeout_s)
+                for profile in ("default-scheduler", "topolet-scheduler"):
+                    cfg = _profile_config(shipped, profile, qps)
+                    log(f"{count} nodes, {profile}: creating {pods} pods")
+                    _create_pods(core, f"{profile[:7]}-{count}", pods, cpus, profile)
+                    seconds, rate, text = _measure(
+                        cp, f"sched-{profile}-{count}", cfg, profile, pods, timeout_s
+                    )
+                    algorithm, in_tree = _split(text, profile)
+                    server = 0.0
+                    if profile != "default-scheduler":
+                        _, body = http_get(f"http://127.0.0.1:{ext_port}/metrics")
+                        server = sum(
+                            metric_sum(
+                                body.decode(), "topolet_extender_request_duration_seconds_sum", {"verb": v}
+                            )
+                            for v in ("filter", "prioritize")
+                        )
+                    share = max(algorithm - in_tree, 0.0) / algorithm if algorithm else 0.0
+                    results.append(
+                        ProfileRun(count, profile, pods, seconds, rate, algorithm, in_tree, share, server)
+                    )
+                    log(f"  {rate:.1f} pods/s; algorithm {algorithm:.2f} s, in-tree {in_tree:.2f} s")
+                    _delete_pods(core)
+            finally:
+                ext.stop()
+    return results
+
+
+def _profile_config(shipped: dict[str, Any], profile: str, qps: int) -> dict[str, Any]:
+    cfg: dict[str, Any] = {**shipped, "leaderElection": {"leaderElect": False}}
+    cfg["clientConnection"] = {**shipped["clientConnection"], "qps": qps, "burst": qps}
+    if profile == "default-scheduler":
+        cfg.pop("extenders", None)
+        cfg["profiles"] = [{"schedulerName": "default-scheduler"}]
+    return cfg
+
+
+def as_dicts(results: list[ProfileRun]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]
