@@ -11,12 +11,16 @@ from rich.table import Table
 
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "cpumanager", parents=[common_options()], help="inspect the CPU manager's state", description=__doc__
+        "cpumanager",
+        parents=[common_options()],
+        help="inspect the CPU manager's state",
+        description=plain(__doc__),
     )
     sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     s = sub.add_parser("status", parents=[common_options()], help="print pools and assignments")

@@ -45,6 +45,7 @@ from cpumanager.isolated import POOL_POD_UID, free_isolated, seed_isolated_pool
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options
 from topology.cpuset import CPUSet
 from topology.model import Topology
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "describe",
         parents=[common_options()],
         help="what this node holds: pools, assignments, hugepages, fragmentation",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

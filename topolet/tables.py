@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["TextTable", "add_format_option", "print_table", "wants_json"]
+__all__ = ["TextTable", "add_format_option", "add_quick_option", "from_rich", "print_table", "wants_json"]
 
 
 @dataclass
@@ -65,14 +65,35 @@ class TextTable:
         return self.title + "\n\n" + "\n\n".join(blocks) + "\n"
 
 
+def _plain_text(renderable: object) -> str:
+    if isinstance(renderable, Text):
+        return renderable.plain
+    return str(renderable) if renderable is not None else ""
+
+
+def from_rich(table: Table) -> TextTable:
+    """The strings of a rich *table* (title, headers, cells, right-aligned columns)."""
+    out = TextTable(
+        _plain_text(table.title),
+        [_plain_text(c.header) for c in table.columns],
+        right={i for i, c in enumerate(table.columns) if c.justify == "right"},
+    )
+    columns = [[_plain_text(cell) for cell in c.cells] for c in table.columns]
+    for row in zip(*columns, strict=True):
+        out.add(*row)
+    return out
+
+
 def _fits(console: Console, table: Table) -> bool:
     """Whether *table* fits the console at its natural width (no cell wrapped)."""
     return console.measure(table).maximum <= console.width
 
 
-def print_table(table: TextTable, console: Console | None = None) -> None:
+def print_table(table: TextTable | Table, console: Console | None = None) -> None:
     """Print *table* as a rich table, row blocks or plain columns (see the module text)."""
     console = console or Console()
+    if isinstance(table, Table):
+        table = from_rich(table)
     if not console.is_terminal:
         console.file.write(table.plain())
         return
@@ -92,6 +113,11 @@ def add_format_option(p: argparse.ArgumentParser) -> None:
         help="print a table (default) or the same figures as JSON",
     )
     p.add_argument("--json", action="store_true", help="same as --format json")
+
+
+def add_quick_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--quick``: a first look in seconds, as *what* says."""
+    p.add_argument("--quick", action="store_true", help=f"a first look in seconds: {what}")
 
 
 def wants_json(args: argparse.Namespace) -> bool:
