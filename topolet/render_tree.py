@@ -28,7 +28,15 @@ from rich.tree import Tree
 from topology.cpuset import CPUSet
 from topology.model import PCIDevice, Topology
 
-__all__ = ["distance_matrix", "notable_devices", "print_tree", "render_tree", "tree_text"]
+__all__ = [
+    "TreeObject",
+    "distance_matrix",
+    "notable_devices",
+    "object_tree",
+    "print_tree",
+    "render_tree",
+    "tree_text",
+]
 
 _GIB = 1024**3
 # Hierarchy ranks: a lower rank is a higher level of the tree.
@@ -219,6 +227,25 @@ def _build(topo: Topology) -> _Obj:
         _parent(obj, containers, machine).children.append(obj)
     _attach_loose_cpus(topo, machine, containers)
     _attach_devices(topo, machine, {(o.rank, o.key[1]): o for o in objs})
+    return machine
+
+
+TreeObject = _Obj
+"""One object of the tree: ``rank`` (0 machine, 1 package, 2 NUMA node, 3 L3, 4 core or
+loose CPU, 5 device), ``key`` (``(0, id)``, or ``(1, index into notable_devices)`` for a
+device), ``cpus``, ``label`` and ``children``."""
+
+
+def object_tree(topo: Topology) -> _Obj:
+    """The machine object with every other object under it, children in display order."""
+    machine = _build(topo)
+
+    def order(o: _Obj) -> None:
+        o.children.sort(key=_sort_key)
+        for c in o.children:
+            order(c)
+
+    order(machine)
     return machine
 
 

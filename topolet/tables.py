@@ -86,7 +86,8 @@ def from_rich(table: Table) -> TextTable:
 
 def _fits(console: Console, table: Table) -> bool:
     """Whether *table* fits the console at its natural width (no cell wrapped)."""
-    return console.measure(table).maximum <= console.width
+    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+    return natural <= console.width
 
 
 def print_table(table: TextTable | Table, console: Console | None = None) -> None:
