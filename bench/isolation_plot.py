@@ -72,7 +72,9 @@ def _ticks(ax: Axes, series: list[str]) -> None:
 def plot(report: Report, path: Path) -> Path:
     """Write the box plots of *report* to *path* (PNG)."""
     kernels = list(dict.fromkeys(s.kernel for s in report.stats))
-    fig, axes = plt.subplots(3, len(kernels), figsize=(max(7.5, 4.4 * len(kernels)), 10.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(
+        3, len(kernels), figsize=(max(7.5, 4.4 * len(kernels)), 10.5), squeeze=False, sharex="col"
+    )
     for col, kernel in enumerate(kernels):
         series = [s.series for s in report.stats if s.kernel == kernel]
         _wall(axes[0][col], report, kernel, series)
