@@ -1,10 +1,19 @@
-"""The aggressor of the isolation benchmark: a CPU stressor on every CPU it is allowed.
+"""The aggressor of the isolation benchmark: a stressor on every CPU it is allowed.
+
+Two loads:
+
+* ``cpu``: integer arithmetic that stays in registers and L1: it takes CPU time, which the
+  static policy can keep off a victim's exclusive CPUs;
+* ``memory``: copies of buffers much larger than a core's caches: it takes shared L3 and
+  memory bandwidth, which no CPU pinning can take back (that needs cache/memory-bandwidth
+  allocation, Linux ``resctrl``).
 
 Two kinds, same behaviour:
 
-* ``stress-ng``: Debian's ``stress-ng --cpu N`` when it is on ``PATH``;
-* ``builtin``: ``python -m bench.aggressor N``, a leader that forks N-1 workers, all doing
-  integer arithmetic forever.
+* ``stress-ng``: Debian's ``stress-ng --cpu N`` (``--stream N`` for memory) when it is on
+  ``PATH``;
+* ``builtin``: ``python -m bench.aggressor N [--memory MIB]``, a leader that forks N-1
+  workers, all spinning (or copying MIB-sized numpy buffers) forever.
 
 The stressor runs in a process group of its own (a new session), so stopping it kills the
 leader and every worker it forked, by group id; :class:`Aggressor` is a context manager
@@ -26,10 +35,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-__all__ = ["KINDS", "Aggressor", "AggressorError", "group_members", "resolve_kind"]
+__all__ = ["KINDS", "LOADS", "Aggressor", "AggressorError", "group_members", "memory_mib", "resolve_kind"]
 
 Kind = Literal["stress-ng", "builtin"]
+Load = Literal["cpu", "memory"]
 KINDS = ("auto", "stress-ng", "builtin")
+LOADS = ("cpu", "memory")
+#: Buffer per memory worker (two halves copied into each other), and the cap over all workers.
+_WORKER_MIB, _TOTAL_MIB, _MIN_MIB = 256, 2048, 16
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -78,26 +91,40 @@ def group_members(pgid: int, proc: Path = Path("/proc")) -> list[int]:
     return sorted(out)
 
 
-class Aggressor:
-    """A CPU stressor with *workers* workers, placed by *join* (run in the child before exec).
+def memory_mib(workers: int) -> int:
+    """Buffer MiB per memory worker: 256, less when many workers would pass 2 GiB in all."""
+    return max(_MIN_MIB, min(_WORKER_MIB, _TOTAL_MIB // max(1, workers)))
 
-    >>> with Aggressor("builtin", workers=2) as agg:      # doctest: +SKIP
+
+class Aggressor:
+    """A stressor with *workers* workers, placed by *join* (run in the child before exec).
+
+    >>> with Aggressor("builtin", workers=2, load="memory") as agg:      # doctest: +SKIP
     ...     run_victims()
     """
 
-    def __init__(self, kind: Kind, *, workers: int, join: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, kind: Kind, *, workers: int, join: Callable[[], None] | None = None, load: Load = "cpu"
+    ) -> None:
         if workers < 1:
             raise AggressorError(f"aggressor workers: expected at least 1, got {workers}")
+        if load not in LOADS:
+            raise AggressorError(f"aggressor load: unknown {load!r}, expected one of {', '.join(LOADS)}")
         self.kind: Kind = kind
+        self.load: Load = load
         self.workers = workers
         self._join = join
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
     def command(self) -> list[str]:
+        n = str(self.workers)
         if self.kind == "stress-ng":
-            return ["stress-ng", "--cpu", str(self.workers), "--cpu-method", "int64", "--quiet"]
-        return [sys.executable, "-m", "bench.aggressor", str(self.workers)]
+            if self.load == "memory":
+                return ["stress-ng", "--stream", n, "--quiet"]
+            return ["stress-ng", "--cpu", n, "--cpu-method", "int64", "--quiet"]
+        extra = ["--memory", str(memory_mib(self.workers))] if self.load == "memory" else []
+        return [sys.executable, "-m", "bench.aggressor", n, *extra]
 
     @property
     def pgid(self) -> int | None:
@@ -174,15 +201,31 @@ def _spin() -> None:
         x = (x * 1103515245 + 12345) & 0xFFFFFFFF
 
 
+def _stream(mib: int) -> None:
+    import numpy as np
+
+    half = max(1, mib * 1024 * 1024 // 16)  # float64 elements per half buffer
+    a = np.ones(half)
+    b = np.empty_like(a)
+    while True:
+        np.copyto(b, a)
+        np.copyto(a, b)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bench.aggressor N``: N busy processes (this one and N-1 forks)."""
+    """``python -m bench.aggressor N [--memory MIB]``: N busy processes (this one and N-1
+    forks), spinning on the CPU or, with ``--memory``, copying MIB-sized buffers."""
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else os.cpu_count() or 1
+    mib = int(args[2]) if len(args) >= 3 and args[1] == "--memory" else 0
+    if not (1 <= n <= 4096 and 0 <= mib <= _WORKER_MIB):
+        sys.exit(f"bench.aggressor: expected 1..4096 workers and --memory 0..{_WORKER_MIB}, got {args}")
+    work: Callable[[], None] = (lambda: _stream(mib)) if mib else _spin
     for _ in range(n - 1):
         if os.fork() == 0:
             die_with_parent()
-            _spin()
-    _spin()
+            work()
+    work()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
-"""``topolet bench isolation``: victims beside a CPU aggressor, static CPU manager policy on vs off.
+"""``topolet bench isolation``: victims beside an aggressor, static CPU manager policy on vs off.
 
 Scenarios (after the CPU manager's PARSEC study):
 
 * ``solo``: the victim alone, policy off and on: the baseline;
 * ``aggressor``: a Guaranteed victim beside a CPU stressor on every CPU; with the static
   policy the victim holds an exclusive CPU and the stressor stays in the shared pool;
-* ``colocated``: two victims at once, one Guaranteed and one Burstable, beside the stressor.
+* ``colocated``: two victims at once, one Guaranteed and one Burstable, beside the stressor;
+* ``membw``: the Guaranteed victim beside a memory-bandwidth stressor: what pinning cannot
+  isolate (shared L3 and memory bandwidth).
 
-Every run of every scenario runs each kernel (:mod:`bench.kernels`) in child processes that
-are placed by :mod:`bench.placement` before they execute and timed from inside, after a
-start barrier, so interpreter start-up and input generation are not counted. Results are
-summarised per kernel and series (median, IQR, normalised to the kernel's best run,
-slowdown against ``solo/static-off``), written as JSON with box plots as PNG.
+Every run of every scenario runs each kernel (``bench.kernels``) in child processes that
+are placed by ``bench.placement`` before they execute and timed from inside, after a
+start barrier, so interpreter start-up and input generation are not counted. Beside the
+wall time every run records what the kernel's scheduler saw (``bench.schedstat``): the
+victim's run-queue wait, involuntary context switches and migrations, and the CPU time
+other tasks ran on the victim's CPUs (``/proc/stat`` per CPU minus the victim's own).
+Results are summarised per kernel and series (median and IQR of each, wall time also
+normalised to the ``solo/static-off`` median), written as JSON with box plots as PNG.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,12 +41,16 @@ from topology.model import Topology
 
 __all__ = [
     "BASELINE",
+    "MECHANISM_TARGET",
     "SCENARIOS",
     "IsolationError",
+    "MechanismCheck",
+    "Ratio",
     "Report",
     "Sample",
     "Scenario",
     "SeriesStats",
+    "mechanism_checks",
     "run",
     "summarize",
     "targets",
@@ -52,6 +61,8 @@ DEFAULT_OUT = Path("topolet-report/isolation")
 WARMUP_S = 0.3
 """The aggressor runs this long before the victims start, so they meet it at full load."""
 QUICK_RUNS = 3
+MECHANISM_TARGET = 0.05
+"""Policy on: run-queue wait and others' CPU time on the victim's CPUs <= 5 % of policy off."""
 _ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -63,7 +74,8 @@ class IsolationError(RuntimeError):
 class Scenario:
     group: str
     static: bool
-    aggressor: bool
+    aggressor: Literal["cpu", "memory"] | None
+    """The stressor's load, or None for no stressor."""
     victims: tuple[Request, ...]
 
     @property
@@ -78,13 +90,15 @@ class Scenario:
 
 _VICTIM = (Request("victim", "guaranteed", 1),)
 _PAIR = (Request("guaranteed", "guaranteed", 1), Request("burstable", "burstable", 0))
+_GROUPS: tuple[tuple[str, Literal["cpu", "memory"] | None, tuple[Request, ...]], ...] = (
+    ("solo", None, _VICTIM),
+    ("aggressor", "cpu", _VICTIM),
+    ("colocated", "cpu", _PAIR),
+    ("membw", "memory", _VICTIM),
+)
 SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(group, static, aggressor, victims)
-    for group, aggressor, victims in (
-        ("solo", False, _VICTIM),
-        ("aggressor", True, _VICTIM),
-        ("colocated", True, _PAIR),
-    )
+    for group, aggressor, victims in _GROUPS
     for static in (False, True)
 )
 
@@ -99,6 +113,15 @@ class Sample:
     others_s: float = 0.0
     """CPU time others (aggressor, other victims, anything else on the machine) used on
     this victim's CPUs while it ran: the contention it met."""
+    runqueue_wait_s: float = 0.0
+    """Time the victim's threads waited on a run queue while timed (``schedstat``)."""
+    bench_others_s: float | None = None
+    """The part of ``others_s`` that the scenario's own other containers (aggressor, other
+    victim) used, from their ``cpuacct`` groups: what the policy controls. None without
+    ``cpuacct`` (affinity placement)."""
+    involuntary_switches: int = 0
+    migrations: int | None = None
+    """None where the kernel has no ``/proc/<pid>/sched``."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,15 @@ class Running:
 # ------------------------------------------------------------------ statistics (pure)
 
 
+#: The kernel's counters summarised beside the wall time: (Sample field, label, unit).
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("runqueue_wait_s", "run-queue wait", "s"),
+    ("others_s", "others' CPU time on its CPUs", "s"),
+    ("involuntary_switches", "involuntary context switches", ""),
+    ("migrations", "migrations", ""),
+)
+
+
 @dataclass(frozen=True)
 class SeriesStats:
     kernel: str
@@ -122,13 +154,28 @@ class SeriesStats:
     median_s: float
     iqr_s: float
     best_s: float
-    """The kernel's best run over every series: what ``*_norm`` is relative to."""
+    """The kernel's best run over every series."""
     median_norm: float
+    """Median over the kernel's ``solo/static-off`` median (1.0 = solo; over the best run
+    when there is no solo series)."""
     iqr_norm: float
+    """IQR over the same solo median."""
     slowdown: float | None
     """Median over the ``solo/static-off`` median (None without that series)."""
+    q1_norm: float = 0.0
+    q3_norm: float = 0.0
     others_median_s: float = 0.0
     """Median CPU time others used on the victim's CPUs during a run (see :class:`Sample`)."""
+    others_iqr_s: float = 0.0
+    bench_others_median_s: float | None = None
+    """Median of :attr:`Sample.bench_others_s` (None without ``cpuacct``)."""
+    bench_others_iqr_s: float | None = None
+    runqueue_wait_median_s: float = 0.0
+    runqueue_wait_iqr_s: float = 0.0
+    involuntary_switches_median: float = 0.0
+    involuntary_switches_iqr: float = 0.0
+    migrations_median: float | None = None
+    migrations_iqr: float | None = None
 
 
 def _iqr(values: Sequence[float]) -> float:
@@ -136,20 +183,35 @@ def _iqr(values: Sequence[float]) -> float:
     return float(q3 - q1)
 
 
+def _median_iqr(values: Sequence[float | int | None]) -> tuple[float | None, float | None]:
+    if not values or any(v is None for v in values):
+        return None, None
+    nums = [float(v) for v in values if v is not None]
+    return float(np.median(nums)), _iqr(nums)
+
+
 def summarize(samples: Sequence[Sample], baseline: str = BASELINE) -> list[SeriesStats]:
-    """Median, IQR and normalised figures per (kernel, series), in first-seen order."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    others: dict[tuple[str, str], list[float]] = {}
+    """Median and IQR of the wall time and of every kernel counter per (kernel, series),
+    in first-seen order; wall time also over the kernel's baseline median."""
+    groups: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
-        groups.setdefault((s.kernel, s.series), []).append(s.seconds)
-        others.setdefault((s.kernel, s.series), []).append(s.others_s)
+        groups.setdefault((s.kernel, s.series), []).append(s)
     best: dict[str, float] = {}
     for (k, _), v in groups.items():
-        best[k] = min(best.get(k, float("inf")), *v)
+        best[k] = min(best.get(k, float("inf")), *(x.seconds for x in v))
     out = []
-    for (kernel, series), times in groups.items():
+    for (kernel, series), group in groups.items():
+        times = [x.seconds for x in group]
         med = float(np.median(times))
         base = groups.get((kernel, baseline))
+        base_med = float(np.median([x.seconds for x in base])) if base else None
+        unit = base_med or best[kernel]
+        q1, q3 = np.percentile(np.asarray(times, dtype=float), [25, 75])
+        others = _median_iqr([x.others_s for x in group])
+        wait = _median_iqr([x.runqueue_wait_s for x in group])
+        bench = _median_iqr([x.bench_others_s for x in group])
+        invol = _median_iqr([x.involuntary_switches for x in group])
+        migr = _median_iqr([x.migrations for x in group])
         out.append(
             SeriesStats(
                 kernel=kernel,
@@ -158,10 +220,21 @@ def summarize(samples: Sequence[Sample], baseline: str = BASELINE) -> list[Serie
                 median_s=med,
                 iqr_s=_iqr(times),
                 best_s=best[kernel],
-                median_norm=med / best[kernel],
-                iqr_norm=_iqr(times) / best[kernel],
-                slowdown=med / float(np.median(base)) if base else None,
-                others_median_s=float(np.median(others[(kernel, series)])),
+                median_norm=med / unit,
+                iqr_norm=_iqr(times) / unit,
+                slowdown=med / base_med if base_med else None,
+                q1_norm=float(q1) / unit,
+                q3_norm=float(q3) / unit,
+                others_median_s=others[0] or 0.0,
+                others_iqr_s=others[1] or 0.0,
+                bench_others_median_s=bench[0],
+                bench_others_iqr_s=bench[1],
+                runqueue_wait_median_s=wait[0] or 0.0,
+                runqueue_wait_iqr_s=wait[1] or 0.0,
+                involuntary_switches_median=invol[0] or 0.0,
+                involuntary_switches_iqr=invol[1] or 0.0,
+                migrations_median=migr[0],
+                migrations_iqr=migr[1],
             )
         )
     return out
@@ -189,6 +262,75 @@ def targets(stats: Sequence[SeriesStats]) -> list[TargetCheck]:
         ratio = on.iqr_s / off.iqr_s if off.iqr_s > 0 else None
         out.append(
             TargetCheck(kernel, on.slowdown, ratio, on.slowdown <= 1.05, ratio is not None and ratio <= 1 / 3)
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One kernel counter's median with the policy off and on, and on over off."""
+
+    off: float
+    on: float
+    ratio: float | None
+    """None when off is 0."""
+    ok: bool
+    """on <= :data:`MECHANISM_TARGET` x off."""
+
+
+def _ratio(on: float, off: float) -> Ratio:
+    if off <= 0:
+        return Ratio(off, on, None, on <= 0)
+    return Ratio(off, on, on / off, on / off <= MECHANISM_TARGET)
+
+
+@dataclass(frozen=True)
+class MechanismCheck:
+    """Policy on against policy off for one kernel and exclusive victim, from the kernel's
+    counters (medians). ``wait`` and ``others`` count everything on the machine;
+    ``bench_others`` only the scenario's own containers (the aggressor, the other victim),
+    and ``excess_wait`` the wait beyond the solo run with the same policy: on a machine
+    that other work keeps busy, these two are what the policy controls."""
+
+    kernel: str
+    series: str
+    """The series without its ``/static-*`` suffix (``aggressor``, ``colocated-guaranteed``)."""
+    wait: Ratio
+    others: Ratio
+    excess_wait: Ratio | None
+    bench_others: Ratio | None
+
+
+def mechanism_checks(stats: Sequence[SeriesStats]) -> list[MechanismCheck]:
+    """Every exclusive victim beside the CPU aggressor: its run-queue wait and the others'
+    CPU time on its CPUs with the policy on, against off (target <= 5 %)."""
+    by = {(s.kernel, s.series): s for s in stats}
+    out = []
+    for kernel, series in dict.fromkeys((s.kernel, s.series.rsplit("/", 1)[0]) for s in stats):
+        if series not in ("aggressor", "colocated-guaranteed"):
+            continue
+        on, off = by.get((kernel, f"{series}/static-on")), by.get((kernel, f"{series}/static-off"))
+        if on is None or off is None:
+            continue
+        solo_on, solo_off = by.get((kernel, "solo/static-on")), by.get((kernel, "solo/static-off"))
+        excess = None
+        if solo_on is not None and solo_off is not None:
+            excess = _ratio(
+                max(0.0, on.runqueue_wait_median_s - solo_on.runqueue_wait_median_s),
+                max(0.0, off.runqueue_wait_median_s - solo_off.runqueue_wait_median_s),
+            )
+        bench = None
+        if on.bench_others_median_s is not None and off.bench_others_median_s is not None:
+            bench = _ratio(on.bench_others_median_s, off.bench_others_median_s)
+        out.append(
+            MechanismCheck(
+                kernel,
+                series,
+                _ratio(on.runqueue_wait_median_s, off.runqueue_wait_median_s),
+                _ratio(on.others_median_s, off.others_median_s),
+                excess,
+                bench,
+            )
         )
     return out
 
@@ -275,7 +417,10 @@ def execute(
         agg: AbstractContextManager[Aggressor | None] = nullcontext()
         if scenario.aggressor:
             agg = Aggressor(
-                resolve_kind(aggressor_kind), workers=len(placer.cpus), join=seats["aggressor"].join
+                resolve_kind(aggressor_kind),
+                workers=len(placer.cpus),
+                join=seats["aggressor"].join,
+                load=scenario.aggressor,
             )
         with agg as a:
             procs: dict[str, subprocess.Popen[str]] = {}
@@ -286,6 +431,7 @@ def execute(
                     a.wait_workers()
                     time.sleep(max(0.0, a.started_at + WARMUP_S - time.monotonic()))
                 _release(procs)
+                usage0 = {n: s.usage() for n, s in seats.items() if s.usage is not None}
                 before = cpu_busy_seconds()
                 if on_start is not None:
                     on_start(
@@ -293,9 +439,17 @@ def execute(
                     )
                 results = {n: _result(n, p) for n, p in procs.items()}
                 after = cpu_busy_seconds()
+                usage1 = {n: s.usage() for n, s in seats.items() if s.usage is not None}
                 for n, res in results.items():
                     busy = sum(after[c] - before[c] for c in seats[n].cpus)
                     res["others_s"] = max(0.0, busy - res["cpu_with_check_s"])
+                    if usage1 and len(usage1) == len(seats):
+                        res["bench_others_s"] = sum(
+                            usage1[o].get(c, 0.0) - usage0[o].get(c, 0.0)
+                            for o in seats
+                            if o != n
+                            for c in seats[n].cpus
+                        )
                 return results
             finally:
                 for p in procs.values():
@@ -315,6 +469,11 @@ class Report:
     samples: list[Sample] = field(default_factory=list)
     stats: list[SeriesStats] = field(default_factory=list)
     checks: list[TargetCheck] = field(default_factory=list)
+    mechanism: list[MechanismCheck] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    """What this machine offers and how noisy it was (``bench.machine_notes``)."""
+    notes: list[str] = field(default_factory=list)
+    """The figures in words, for this machine."""
     files: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -328,6 +487,10 @@ class Report:
             "baseline": BASELINE,
             "summary": [asdict(s) for s in self.stats],
             "targets": [asdict(c) for c in self.checks],
+            "mechanism": [asdict(c) for c in self.mechanism],
+            "mechanism_target": MECHANISM_TARGET,
+            "machine": self.machine,
+            "notes": self.notes,
             "samples": [asdict(s) for s in self.samples],
             "files": self.files,
         }
@@ -364,6 +527,7 @@ def run(
 ) -> Report:
     """Run the benchmark, write ``isolation.json`` and ``isolation.png`` under *out*."""
     from bench.isolation_plot import plot
+    from bench.machine_notes import explain, machine_facts
     from topology.sysfs import discover
 
     runs = runs or (QUICK_RUNS if quick else 10)
@@ -393,11 +557,18 @@ def run(
                                 res["seconds"],
                                 res["cpu_seconds"],
                                 res["others_s"],
+                                res.get("runqueue_wait_s", 0.0),
+                                res.get("bench_others_s"),
+                                res.get("involuntary_switches", 0),
+                                res.get("migrations"),
                             )
                         )
                     bar.advance(task)
     report.stats = summarize(report.samples)
     report.checks = targets(report.stats)
+    report.mechanism = mechanism_checks(report.stats)
+    report.machine = machine_facts(topo, report.stats)
+    report.notes = explain(report)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report.files = {"json": str(out / "isolation.json"), "png": str(out / "isolation.png")}

@@ -13,7 +13,9 @@ on a 2.4 GHz EPYC vCPU). A kernel is three steps:
 ``python -m bench.kernels NAME [--scale S] [--wait]`` runs one kernel in a child process
 (the isolation benchmark places that process in a cgroup or CPU set): it prints ``ready``
 once the inputs are built, waits for a line on stdin with ``--wait``, then prints one JSON
-line ``{"kernel", "scale", "seconds", "cpu_seconds", "checksum", "cpu_with_check_s"}``.
+line ``{"kernel", "scale", "seconds", "cpu_seconds", "checksum", "cpu_with_check_s",
+"runqueue_wait_s", "involuntary_switches", "migrations"}``: the last three are the kernel
+scheduler's counters of this process (:mod:`bench.schedstat`) over the timed part only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from bench.schedstat import delta, read_counters
 
 __all__ = ["KERNELS", "Kernel", "KernelCheckError", "KernelRun", "main", "run_kernel"]
 
@@ -316,6 +320,10 @@ class KernelRun:
     checksum: float
     cpu_with_check_s: float = 0.0
     """CPU time from the start of the timing to the end of the self-check."""
+    runqueue_wait_s: float = 0.0
+    """Time this process's threads waited on a run queue during the timed part."""
+    involuntary_switches: int = 0
+    migrations: int | None = None
 
 
 def get_kernel(name: str) -> Kernel:
@@ -333,12 +341,24 @@ def run_kernel(name: str, scale: float = 1.0, *, before: Callable[[], None] | No
     inputs = kernel.prepare(scale)
     if before is not None:
         before()
+    s0 = read_counters()
     t0, c0 = time.perf_counter(), time.process_time()
     result = kernel.compute(inputs)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    sched = delta(s0, read_counters())
     kernel.verify(inputs, result)
     checksum = kernel.checksum(result)
-    return KernelRun(name, scale, seconds, cpu, checksum, time.process_time() - c0)
+    return KernelRun(
+        name,
+        scale,
+        seconds,
+        cpu,
+        checksum,
+        time.process_time() - c0,
+        sched.runqueue_wait_s,
+        sched.involuntary_switches,
+        sched.migrations,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_seconds": run.cpu_seconds,
                 "checksum": run.checksum,
                 "cpu_with_check_s": run.cpu_with_check_s,
+                "runqueue_wait_s": run.runqueue_wait_s,
+                "involuntary_switches": run.involuntary_switches,
+                "migrations": run.migrations,
             }
         ),
         flush=True,

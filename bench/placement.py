@@ -12,6 +12,11 @@ in one of two ways, named in the report:
   process joins its cgroup before it executes;
 * ``affinity`` (no root): the same CPU sets through ``sched_setaffinity``.
 
+With ``cgroup`` placement and a cgroup v1 ``cpuacct`` hierarchy, every container also gets a
+``cpuacct`` group under a private root, so its CPU time per CPU (``cpuacct.usage_percpu``)
+can be read: how much of the time others ran on a victim's CPUs was the benchmark's own
+containers (what the policy controls) and how much the rest of the machine.
+
 Kubelet's reserved CPUs stay in the shared pool: on a 2-CPU machine the static policy
 reserves CPU 0, so a Guaranteed 1-CPU victim gets CPU 1 and everything else (the aggressor,
 Burstable victims) shares CPU 0.
@@ -43,6 +48,8 @@ MODES = ("auto", "cgroup", "affinity")
 QoS = Literal["guaranteed", "burstable", "besteffort"]
 V1_CPUSET = Path("/sys/fs/cgroup/cpuset")
 V2_ROOT = Path("/sys/fs/cgroup")
+V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+_MAX_READ = 64 * 1024
 
 
 class PlacementError(RuntimeError):
@@ -67,6 +74,8 @@ class Seat:
     exclusive: bool
     join: Callable[[], None]
     """Runs in the child before it executes (joins the cgroup or sets the affinity)."""
+    usage: Callable[[], dict[int, float]] | None = None
+    """CPU seconds this container's processes used, per CPU (None without ``cpuacct``)."""
 
 
 def _v2_has_cpuset() -> bool:
@@ -110,6 +119,28 @@ def _join_cgroup(path: Path) -> Callable[[], None]:
     return join
 
 
+def _join_all(*joins: Callable[[], None]) -> Callable[[], None]:
+    def join() -> None:
+        for j in joins:
+            j()
+
+    return join
+
+
+def _usage_reader(path: Path) -> Callable[[], dict[int, float]]:
+    """Seconds per CPU from ``cpuacct.usage_percpu`` (one nanosecond count per possible CPU)."""
+
+    def usage() -> dict[int, float]:
+        try:
+            with (path / "cpuacct.usage_percpu").open("rb") as f:
+                text = f.read(_MAX_READ).decode("ascii", "replace")
+        except OSError:
+            return {}
+        return {i: int(v) / 1e9 for i, v in enumerate(text.split()) if v.isdigit()}
+
+    return usage
+
+
 def _set_affinity(cpus: CPUSet) -> Callable[[], None]:
     ids = set(cpus)
 
@@ -135,11 +166,14 @@ class Placer:
         self.num_reserved_cpus = num_reserved_cpus
         self.cpus = topo.online_cpus
         self.writer: CpusetWriter | None = None
+        self.acct_root: Path | None = None
         if mode == "cgroup":
             v1 = (V1_CPUSET / "cpuset.cpus").exists()
             base = V1_CPUSET if v1 else V2_ROOT
             root = cgroup_root or base / f"topolet-bench-{os.getpid()}"
             self.writer = CgroupV1Cpuset(root) if v1 else CgroupV2Cpuset(root)
+            if v1 and cgroup_root is None and (V1_CPUACCT / "cpuacct.usage_percpu").exists():
+                self.acct_root = V1_CPUACCT / root.name
         elif not set(self.cpus) <= os.sched_getaffinity(0):
             raise PlacementError(
                 f"this process may run only on cpus {CPUSet(os.sched_getaffinity(0))}, "
@@ -153,13 +187,19 @@ class Placer:
     def __enter__(self) -> Placer:
         if self.writer is not None:
             self.writer.ensure_root()
+        if self.acct_root is not None:
+            self.acct_root.mkdir(exist_ok=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Remove the private cgroup root (its processes must have exited)."""
+        """Remove the private cgroup roots (their processes must have exited)."""
+        if self.acct_root is not None and self.acct_root.exists():
+            for d in sorted((p for p in self.acct_root.iterdir() if p.is_dir()), reverse=True):
+                d.rmdir()
+            self.acct_root.rmdir()
         if self.writer is None or not self.writer.root.exists():
             return
         root = self.writer.root
@@ -227,10 +267,21 @@ class Placer:
                 if self.writer is not None
                 else _set_affinity(cpus)
             )
-            seats[r.name] = Seat(r.name, cpus, held is not None, join)
+            usage = None
+            if self.acct_root is not None:
+                acct = self.acct_root / refs[r.name].container_id
+                acct.mkdir()
+                join, usage = _join_all(join, _join_cgroup(acct)), _usage_reader(acct)
+            seats[r.name] = Seat(r.name, cpus, held is not None, join, usage)
         return seats
 
-    def _remove_cgroups(self, refs: Iterable[ContainerCgroup]) -> None:
+    def _remove_cgroups(self, containers: Iterable[ContainerCgroup]) -> None:
+        refs = list(containers)
+        if self.acct_root is not None:
+            for ref in refs:
+                acct = self.acct_root / ref.container_id
+                if acct.exists():
+                    acct.rmdir()
         if self.writer is None:
             return
         for ref in refs:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from topolet.cli import CommandError, common_options
+from topolet.tables import add_format_option, print_table, wants_json
 
 __all__ = ["COLLECTORS", "collect", "register_all"]
 
@@ -162,7 +163,7 @@ def register_all(subparsers: Any) -> None:
         metavar="NAME",
         help=f"run only this benchmark (repeatable; one of {', '.join(COLLECTORS)})",
     )
-    p.add_argument("--json", action="store_true", help="print the JSON document on stdout")
+    add_format_option(p)
     p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON document to FILE")
     p.set_defaults(func=_run_all)
 
@@ -178,7 +179,7 @@ def _run_all(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    if args.json:
+    if wants_json(args):
         print(text)
     else:
         from rich.console import Console
@@ -190,5 +191,5 @@ def _run_all(args: argparse.Namespace) -> int:
         for name, entry in doc["benchmarks"].items():
             detail = entry["error"] if not entry["ok"] else _headline(name, entry["result"])
             table.add_row(name, "yes" if entry["ok"] else "NO", f"{entry['seconds']:.1f}", detail)
-        Console().print(table)
+        print_table(table, Console())
     return 0 if all(e["ok"] for e in doc["benchmarks"].values()) else 1

@@ -12,6 +12,7 @@ from typing import Any
 
 from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
+from topolet.tables import add_format_option, add_quick_option, print_table, wants_json
 
 __all__ = ["register_extender"]
 
@@ -55,7 +56,8 @@ def register_extender(subparsers: Any) -> None:
         help="instead: the load test (2000 idle + 1000 slowloris connections + huge bodies while a "
         "steady client sends filter+prioritize; --seconds long)",
     )
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quick_option(p, "as --nodes 1000 --names 100,1000 --calls 50 --seconds 2")
+    add_format_option(p)
     p.set_defaults(func=_run)
 
 
@@ -74,6 +76,8 @@ def _names(text: str, nodes: int) -> tuple[int, ...]:
 def _run(args: argparse.Namespace) -> int:
     from bench import extender
 
+    if args.quick:
+        args.nodes, args.names, args.calls, args.seconds = 1000, "100,1000", 50, 2.0
     if args.seconds <= 0:
         raise CommandError(f"--seconds: expected a positive number, got {args.seconds}")
     if args.attack:
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         clients=args.clients,
         workers=args.workers,
     )
-    if args.json:
+    if wants_json(args):
         print(json.dumps(out, indent=2))
         return 0
     _print(out)
@@ -117,7 +121,7 @@ def _print(out: dict[str, Any]) -> None:
                 f"{r['cold_ms']:.2f}",
             )
     console = Console()
-    console.print(table)
+    print_table(table, console)
     sustained = out.get("sustained")
     if sustained:
         met = "met" if targets["pods_per_s_met"] else "not met"

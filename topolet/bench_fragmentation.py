@@ -10,6 +10,7 @@ from typing import Any
 
 from topolet.arg_types import fraction, positive_int
 from topolet.cli import CommandError, common_options
+from topolet.tables import add_format_option, add_quick_option, print_table, wants_json
 
 __all__ = ["register_fragmentation"]
 
@@ -39,7 +40,8 @@ def register_fragmentation(subparsers: Any) -> None:
         metavar="N",
         help="CPUs reserved for the system, chosen as kubelet chooses them (default 0)",
     )
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quick_option(p, "as --seeds 2 --steps 500")
+    add_format_option(p)
     p.set_defaults(func=_run_fragmentation)
 
 
@@ -48,13 +50,13 @@ def _run_fragmentation(args: argparse.Namespace) -> int:
 
     if not 0 <= args.reserved < 24:
         raise CommandError(f"--reserved: expected 0 to 23 CPUs, got {args.reserved}")
+    if args.quick:
+        args.seeds, args.steps = 2, 500
     report = fragmentation.run(
         seeds=args.seeds, steps=args.steps, load=args.load, num_reserved_cpus=args.reserved
     )
-    if args.json:
+    if wants_json(args):
         print(json.dumps(fragmentation.as_dicts(report), indent=2))
         return 0
-    from rich.console import Console
-
-    Console().print(fragmentation.render_table(report))
+    print_table(fragmentation.render_table(report))
     return 0

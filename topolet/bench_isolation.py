@@ -1,7 +1,7 @@
-"""``topolet bench isolation``: argument parsing and printing for :mod:`bench.isolation`.
+"""``topolet bench isolation``: argument parsing and printing for ``bench.isolation``.
 
 The measuring lives in ``bench``; this module turns options into a call of
-:func:`bench.isolation.run` and prints the table (or JSON) it returns.
+``bench.isolation.run`` and prints the table (or JSON) it returns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from topolet.arg_types import positive_float, positive_int
 from topolet.cli import CommandError, common_options
+from topolet.tables import TextTable, add_format_option, print_table, wants_json
 
 __all__ = ["register_isolation"]
 
@@ -28,12 +29,16 @@ def register_isolation(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "isolation",
         parents=[common_options()],
-        help="PARSEC-style victims beside a CPU aggressor, static CPU manager policy on vs off",
+        help="PARSEC-style victims beside a CPU or memory aggressor, static CPU manager policy on vs off",
         description=(
             "Run blackscholes-, canneal- and streamcluster-like kernels alone, beside a CPU "
-            "stressor, and two at once (Guaranteed + Burstable), with the static CPU manager "
-            "policy on and off. Placement goes through the real CPU manager: cgroup cpusets as "
-            "root, sched_setaffinity otherwise. Writes isolation.json and isolation.png."
+            "stressor, two at once (Guaranteed + Burstable) beside it, and beside a "
+            "memory-bandwidth stressor, with the static CPU manager policy on and off. "
+            "Placement goes through the real CPU manager: cgroup cpusets as root, "
+            "sched_setaffinity otherwise. Besides the wall time, each run records the victim's "
+            "run-queue wait, involuntary context switches and migrations, and the CPU time "
+            "other tasks ran on its CPUs, from the kernel. Writes isolation.json and "
+            "isolation.png."
         ),
     )
     p.add_argument(
@@ -75,7 +80,7 @@ def register_isolation(subparsers: Any) -> None:
         default="auto",
         help="cgroup cpusets (root) or sched_setaffinity; auto picks cgroup as root",
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_format_option(p)
     p.set_defaults(func=_run)
 
 
@@ -96,11 +101,11 @@ def _run(args: argparse.Namespace) -> int:
             aggressor=args.aggressor,
             placement=args.placement,
             scale=args.scale,
-            progress=not args.json,
+            progress=not wants_json(args),
         )
     except (isolation.IsolationError, AggressorError, PlacementError) as e:
         raise CommandError(str(e)) from e
-    if args.json:
+    if wants_json(args):
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -108,35 +113,79 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(x: float | None, scale: float = 1.0, digits: int = 0) -> str:
+    return "-" if x is None else f"{x * scale:.{digits}f}"
+
+
 def _print(report: Any) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"isolation: {report.placement} placement, {report.aggressor} aggressor, "
-        f"cpus {report.cpus}, {report.runs} runs, scale {report.scale}"
+    runs = f"{report.runs} run{'s' if report.runs != 1 else ''}"
+    wall = TextTable(
+        f"isolation, wall time: {report.placement} placement, {report.aggressor} aggressor, "
+        f"cpus {report.cpus}, {runs}, scale {report.scale}",
+        ["kernel", "series", "median s", "IQR s", "vs solo", "IQR/solo"],
+        right={2, 3, 4, 5},
     )
-    for col in ("kernel", "series", "median s", "IQR s", "median/best", "IQR/best", "vs solo", "others s"):
-        table.add_column(col, justify="left" if col in ("kernel", "series") else "right")
+    mech = TextTable(
+        "isolation, what the kernel's scheduler saw (median, IQR in brackets)",
+        [
+            "kernel",
+            "series",
+            "run-queue wait ms",
+            "others' CPU ms",
+            "of which bench ms",
+            "invol. switches",
+            "migrations",
+        ],
+        right={2, 3, 4, 5, 6},
+    )
     for s in report.stats:
-        table.add_row(
+        series = s.series.replace("/static-", " policy ")
+        wall.add(
             s.kernel,
-            s.series,
+            series,
             f"{s.median_s:.3f}",
             f"{s.iqr_s:.3f}",
-            f"{s.median_norm:.3f}",
-            f"{s.iqr_norm:.3f}",
             "-" if s.slowdown is None else f"{s.slowdown:.3f}x",
-            f"{s.others_median_s:.3f}",
+            f"{s.iqr_norm:.3f}",
+        )
+        mech.add(
+            s.kernel,
+            series,
+            f"{_num(s.runqueue_wait_median_s, 1000, 1)} ({_num(s.runqueue_wait_iqr_s, 1000, 1)})",
+            f"{_num(s.others_median_s, 1000, 1)} ({_num(s.others_iqr_s, 1000, 1)})",
+            f"{_num(s.bench_others_median_s, 1000, 1)} ({_num(s.bench_others_iqr_s, 1000, 1)})",
+            f"{_num(s.involuntary_switches_median)} ({_num(s.involuntary_switches_iqr)})",
+            f"{_num(s.migrations_median)} ({_num(s.migrations_iqr)})",
         )
     console = Console()
-    console.print(table)
+    print_table(wall, console)
+    console.print()
+    print_table(mech, console)
+    console.print()
     for c in report.checks:
         ratio = "n/a" if c.iqr_ratio is None else f"{c.iqr_ratio:.2f}"
         console.print(
-            f"{c.kernel}: pinned beside aggressor {c.slowdown_pinned:.3f}x solo "
+            f"{c.kernel}: pinned beside the CPU aggressor {c.slowdown_pinned:.3f}x solo "
             f"({'ok' if c.median_ok else 'MISSED'}, target <= 1.05); IQR pinned/unpinned "
             f"{ratio} ({'ok' if c.iqr_ok else 'MISSED'}, target <= 0.33)"
         )
-    console.print("others s: median CPU time other processes used on the victim's CPUs during a run")
+    for m in report.mechanism:
+        parts = [f"run-queue wait {_ratio(m.wait)}", f"others' CPU time {_ratio(m.others)}"]
+        if m.excess_wait is not None:
+            parts.append(f"wait beyond solo {_ratio(m.excess_wait)}")
+        if m.bench_others is not None:
+            parts.append(f"benchmark's own containers' CPU time {_ratio(m.bench_others)}")
+        console.print(f"{m.kernel} {m.series}, policy on/off (target <= 5 %): " + "; ".join(parts))
+    console.print()
+    for note in report.notes:
+        console.print(note)
     console.print(f"wrote {report.files['json']} and {report.files['png']}")
+
+
+def _ratio(r: Any) -> str:
+    verdict = "ok" if r.ok else "MISSED"
+    return (
+        f"n/a, 0 with the policy off ({verdict})" if r.ratio is None else f"{100 * r.ratio:.1f} % ({verdict})"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
+from topolet.tables import add_format_option, add_quick_option, wants_json
 
 __all__ = ["register_scheduler"]
 
@@ -36,7 +37,7 @@ def register_scheduler(subparsers: Any) -> None:
     p.add_argument("--nodes", default="1000,5000", help="node counts, comma-separated (default 1000,5000)")
     p.add_argument("--pods", type=positive_int, default=1000, help="pods per run (default 1000)")
     p.add_argument("--cpus", type=positive_int, default=2, help="CPUs per pod (default 2)")
-    p.add_argument("--quick", action="store_true", help="a small run: 100 nodes, 100 pods")
+    add_quick_option(p, "100 nodes, 100 pods (about 20 s)")
     p.add_argument("--qps", type=positive_int, default=1000, help="scheduler client QPS and burst")
     p.add_argument(
         "--snapshot", default=DEFAULT_SNAPSHOT, help=f"hwloc topology of every node ({DEFAULT_SNAPSHOT})"
@@ -44,7 +45,7 @@ def register_scheduler(subparsers: Any) -> None:
     p.add_argument("--bin-dir", type=Path, metavar="DIR", help="etcd/kube-apiserver/kube-scheduler")
     p.add_argument("--deploy", type=Path, metavar="DIR", help="topolet's deploy/ directory")
     p.add_argument("--work-dir", type=Path, metavar="DIR", help="state and logs (default: a temp dir)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_format_option(p)
     p.set_defaults(func=_run)
 
 
@@ -100,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except (ControlPlaneError, StackError) as err:
         raise CommandError(str(err)) from err
-    if args.json:
+    if wants_json(args):
         print(json.dumps(as_dicts(results), indent=2))
         return 0
     from rich.console import Console

@@ -1,7 +1,8 @@
 """``topolet bench``: the benchmark suite, one ``bench <name>`` subcommand per benchmark.
 
 Each benchmark registers through a function in :data:`BENCHMARKS`; the measuring code
-lives in the ``bench`` package, this module only parses arguments and prints.
+lives in the ``bench`` package, this module only parses arguments and prints. Every
+benchmark takes ``--quick`` (a first look in seconds) and ``--format table|json``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from topolet.bench_fragmentation import register_fragmentation
 from topolet.bench_isolation import register_isolation
 from topolet.bench_scheduler import register_scheduler
 from topolet.cli import CommandError, common_options
+from topolet.tables import TextTable, add_format_option, add_quick_option, print_table, wants_json
 
 __all__ = ["BENCHMARKS", "register"]
 
@@ -50,33 +52,36 @@ def _register_discover(subparsers: Any) -> None:
         help="the hwloc conformance directory (default: <repo>/tests/conformance_data/hwloc)",
     )
     p.add_argument(
-        "--repeat", type=positive_int, default=20, metavar="N", help="timed runs per root (default 20)"
+        "--repeat",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="timed runs per root (default 20, 3 with --quick)",
     )
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quick_option(p, "3 runs on the 3 first snapshots")
+    add_format_option(p)
     p.set_defaults(func=_run_discover)
 
 
 def _run_discover(args: argparse.Namespace) -> int:
     from bench import discover as bd
 
+    repeat = args.repeat or (3 if args.quick else 20)
     if args.root is not None:
-        results = [bd.bench_root(str(args.root), args.root, args.repeat)]
+        results = [bd.bench_root(str(args.root), args.root, repeat)]
     else:
         snapshots = bd.find_snapshots(args.snapshots or bd.default_snapshots_dir(), args.snapshot)
         if not snapshots:
             raise CommandError("the snapshot directory holds no expected/*.json cases")
-        results = bd.run(snapshots, args.repeat)
-    if args.json:
+        if args.quick and not args.snapshot:
+            snapshots = sorted(snapshots, key=lambda s: s.name)[:3]
+        results = bd.run(snapshots, repeat)
+    if wants_json(args):
         json.dump(bd.to_json(results), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        from rich.console import Console
-
-        Console().print(bd.render_table(results))
+        print_table(bd.render_table(results))
     return 0
-
-
-#: ``(name, register)`` of every ``topolet bench`` subcommand.
 
 
 # ------------------------------------------------------------------ bench alloc
@@ -100,8 +105,14 @@ def _register_alloc(subparsers: Any) -> None:
         default=None,
         help="static policy option set to time (repeatable; default: default)",
     )
-    p.add_argument("--samples", type=positive_int, default=500, help="minimum timings per size (default 500)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=None,
+        help="minimum timings per size (default 500, 50 with --quick)",
+    )
+    add_quick_option(p, "50 timings per size")
+    add_format_option(p)
     p.set_defaults(func=_run_alloc)
 
 
@@ -114,21 +125,21 @@ def _run_alloc(args: argparse.Namespace) -> int:
         raise CommandError(f"--sizes: expected comma-separated integers, got {args.sizes!r}") from None
     if not sizes or min(sizes) < 1:
         raise CommandError("--sizes: expected positive integers")
-    results = alloc.run(sizes=sizes, options=tuple(args.option or ["default"]), min_samples=args.samples)
-    if args.json:
+    samples = args.samples or (50 if args.quick else 500)
+    results = alloc.run(sizes=sizes, options=tuple(args.option or ["default"]), min_samples=samples)
+    if wants_json(args):
         print(json.dumps(alloc.as_dicts(results), indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="allocate() on 256 CPUs / 2 sockets / 8 NUMA / SMT-2 (target p99 <= 100 us)")
-    for col in ("option", "request", "samples", "p50 us", "p99 us", "max us"):
-        table.add_column(col, justify="right")
+    table = TextTable(
+        "allocate() on 256 CPUs, 2 sockets, 8 NUMA nodes, SMT-2 (target p99 <= 100 us)",
+        ["option", "request", "samples", "p50 us", "p99 us", "max us"],
+        right={1, 2, 3, 4, 5},
+    )
     for r in results:
-        table.add_row(
+        table.add(
             r.option, str(r.request), str(r.samples), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}", f"{r.max_us:.1f}"
         )
-    Console().print(table)
+    print_table(table)
     return 0
 
 
@@ -143,10 +154,13 @@ def _register_deviceplugin(subparsers: Any) -> None:
         description="Time device plugin RPCs of the exclusive-CPU resource through the real gRPC "
         "server on a unix socket, with a kubelet-like client in the same process.",
     )
-    p.add_argument("--repeat", type=positive_int, default=500, help="timed calls per RPC (default 500)")
+    p.add_argument(
+        "--repeat", type=positive_int, default=None, help="timed calls per RPC (default 500, 50 with --quick)"
+    )
     p.add_argument("--cpus", type=positive_int, default=64, help="CPUs of the in-memory machine (default 64)")
     p.add_argument("--size", type=positive_int, default=4, help="CPUs per request (default 4)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quick_option(p, "50 calls per RPC")
+    add_format_option(p)
     p.set_defaults(func=_run_deviceplugin)
 
 
@@ -155,22 +169,22 @@ def _run_deviceplugin(args: argparse.Namespace) -> int:
 
     from bench.deviceplugin import bench_deviceplugin
 
-    results = bench_deviceplugin(args.repeat, cpus=args.cpus, size=args.size)
-    if args.json:
+    results = bench_deviceplugin(args.repeat or (50 if args.quick else 500), cpus=args.cpus, size=args.size)
+    if wants_json(args):
         print(json.dumps([asdict(r) for r in results], indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"device plugin round trips, {args.cpus} CPUs, size {args.size} (target p99 <= 2 ms)")
-    for col in ("rpc", "calls", "p50 us", "p99 us", "max us"):
-        table.add_column(col, justify="right")
+    table = TextTable(
+        f"device plugin round trips, {args.cpus} CPUs, size {args.size} (target p99 <= 2 ms)",
+        ["rpc", "calls", "p50 us", "p99 us", "max us"],
+        right={1, 2, 3, 4},
+    )
     for r in results:
-        table.add_row(r.rpc, str(r.calls), f"{r.p50_us:.0f}", f"{r.p99_us:.0f}", f"{r.max_us:.0f}")
-    Console().print(table)
+        table.add(r.rpc, str(r.calls), f"{r.p50_us:.0f}", f"{r.p99_us:.0f}", f"{r.max_us:.0f}")
+    print_table(table)
     return 0
 
 
+#: ``(name, register)`` of every ``topolet bench`` subcommand.
 BENCHMARKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("all", register_all),
     ("discover", _register_discover),

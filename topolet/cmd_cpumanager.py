@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -15,12 +14,16 @@ from rich.table import Table
 from cpumanager.errors import CPUManagerError
 from cpumanager.ownership import describe_state, read_view
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "cpumanager", parents=[common_options()], help="inspect the CPU manager's state", description=__doc__
+        "cpumanager",
+        parents=[common_options()],
+        help="inspect the CPU manager's state",
+        description=plain(__doc__),
     )
     sub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     s = sub.add_parser("status", parents=[common_options()], help="print pools, assignments and owners")

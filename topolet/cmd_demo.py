@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from topolet.cli import CommandError, common_options
+from topolet.tables import TextTable, print_table
 from topology.cpuset import CPUSet
 from topology.export import topology_to_dict
 from topology.model import Topology
@@ -79,7 +79,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--tiny",
         action="store_true",
-        help="the smallest isolation and simulation runs (seconds; figures are only a smoke test)",
+        help="small isolation (3 rounds) and simulation (6 nodes, 200 pods) runs: under a minute",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="print the tree and tables (default), or summary.json on standard output",
     )
     p.set_defaults(func=run)
 
@@ -117,12 +123,14 @@ def allocation_table(topo: Topology, reserved: int = RESERVED_CPUS) -> tuple[CPU
     return kept, rows
 
 
-def _rich_table(reserved: CPUSet, rows: Sequence[Allocation]) -> Table:
-    table = Table(title=f"Exclusive CPU requests (reserved for the system: {reserved or 'none'})")
-    for col in ("request", "CPUs", "whole cores", "cores", "NUMA nodes", "packages"):
-        table.add_column(col, justify="left" if col == "CPUs" else "right")
+def _rich_table(reserved: CPUSet, rows: Sequence[Allocation]) -> TextTable:
+    table = TextTable(
+        f"Exclusive CPU requests (reserved for the system: {reserved or 'none'})",
+        ["request", "CPUs", "whole cores", "cores", "NUMA nodes", "packages"],
+        right={0, 2, 3, 4, 5},
+    )
     for a in rows:
-        table.add_row(
+        table.add(
             str(a.requested),
             str(a.cpus),
             str(a.whole_cores),
@@ -131,6 +139,10 @@ def _rich_table(reserved: CPUSet, rows: Sequence[Allocation]) -> Table:
             str(a.packages) or "-",
         )
     return table
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def report_markdown(topo: Topology, tree: str, reserved: CPUSet, rows: Sequence[Allocation]) -> str:
@@ -175,13 +187,17 @@ def report_markdown(topo: Topology, tree: str, reserved: CPUSet, rows: Sequence[
 def run(args: argparse.Namespace) -> int:
     """Discover, show, allocate, write the report. Returns the exit code."""
     from topolet.render_png import render_png
-    from topolet.render_tree import render_tree, tree_text
+    from topolet.render_tree import print_tree, tree_text
 
     topo = discover(args.root)
-    console = Console()
-    console.print(render_tree(topo))
+    as_json = getattr(args, "format", "table") == "json"
+    console = Console(stderr=as_json, quiet=as_json)
+    if not as_json:
+        print_tree(topo, console)
     reserved, rows = allocation_table(topo)
-    console.print(_rich_table(reserved, rows))
+    if not as_json:
+        print_table(_rich_table(reserved, rows), console)
+        console.print()
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "topology.json").write_text(json.dumps(topology_to_dict(topo), indent=2) + "\n", encoding="utf-8")
@@ -200,11 +216,16 @@ def run(args: argparse.Namespace) -> int:
     sections = _sections(args, out)
     folders = {"isolation": "isolation/", "simulation": "simulate/"}
     for key, section in sections.items():
-        console.print(section.table)
+        if not as_json:
+            print_table(section.table, console)
+            console.print()
         report += "\n" + section.markdown
         summary[key] = section.summary
     (out / "report.md").write_text(report, encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0
     console.print(
         f"wrote {out / 'report.md'} (with summary.json, topology.json, topology.png"
         + "".join(f", {folders[k]}" for k in sections)

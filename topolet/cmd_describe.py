@@ -56,6 +56,7 @@ from cpumanager.ownership import describe_state, read_view
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options
 from topology.cpuset import CPUSet
 from topology.model import Topology
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "describe",
         parents=[common_options()],
         help="what this node holds: pools, assignments, hugepages, fragmentation",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

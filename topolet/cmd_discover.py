@@ -1,7 +1,9 @@
 """``topolet discover``: this machine's topology (or a snapshot's) as a tree, JSON, dot or PNG.
 
-The topology is read by :func:`topology.sysfs.discover` from ``<root>/sys`` and
-``<root>/proc``; ``--root`` points it at a captured tree such as an hwloc snapshot.
+The topology is read by ``topology.sysfs.discover`` from ``<root>/sys`` and
+``<root>/proc``; ``--root`` points it at a captured tree such as an hwloc snapshot. A
+root without ``sys/`` whose only folder has one (a snapshot extracted into a folder of its
+own name, ``NAME/NAME/sys``) is an error that names the root to use instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from topolet.cli import common_options
+from topolet.cli import CommandError, common_options
 from topology.export import topology_to_dict, topology_to_dot
 from topology.model import Topology
 from topology.sysfs import discover
@@ -34,10 +36,13 @@ Read the topology from <root>/sys and <root>/proc and print it.
 
 formats:
   tree  packages, NUMA nodes (memory, hugepages), L3 groups, cores and threads,
-        GPUs/NICs/NVMe under their NUMA node (default)
+        GPUs/NICs/NVMe under their NUMA node, then the NUMA distance matrix
+        (default; plain text without wrapping when not printed to a terminal)
   json  the stable topolet.topology/v1 document (docs/topology-json.md)
   dot   Graphviz dot text of the topology graph
-  png   a drawing of the topology graph (written to --output, default topology.png)
+  png   nested boxes as lstopo draws them: package, NUMA node, L3, core, PU
+        numbers, GPUs/NICs at their NUMA node, a legend (written to --output,
+        default topology.png)
   nrt   the NodeResourceTopology (v1alpha2) object this node would publish, as YAML:
         one zone node-<N> per NUMA node with cpu, memory, hugepages-* and GPUs
   resourceslice  the resource.k8s.io/v1 ResourceSlice(s) of DRA driver gpu.topolet.io
@@ -150,9 +155,31 @@ def render(topo: Topology, fmt: str) -> str:
     return tree_text(topo)
 
 
+_MAX_SUBDIRS = 64
+
+
+def check_root(root: Path) -> None:
+    """Raise :class:`CommandError` naming the fix when *root* has no ``sys/`` but a folder
+    inside it does (an extracted snapshot's own top folder)."""
+    if (root / "sys").is_dir() or not root.is_dir():
+        return
+    inner = []
+    for i, child in enumerate(root.iterdir()):
+        if i >= _MAX_SUBDIRS:
+            break
+        if child.is_dir() and (child / "sys").is_dir():
+            inner.append(child)
+    if len(inner) == 1:
+        raise CommandError(
+            f"--root {root}: no sys/ there, but {inner[0]}/sys exists; "
+            f"use --root {inner[0]} (the snapshot's own top folder)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Discover, render, write. Returns the exit code."""
     log.info("reading the topology under %s", args.root)
+    check_root(args.root)
     topo = discover(args.root)
     log.info("found %d CPUs in %d NUMA nodes", topo.num_cpus, topo.num_numa_nodes)
     if args.root == Path("/"):  # NVML speaks for this machine only, never for a snapshot
@@ -167,11 +194,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if output is None and args.format == "tree":
-        from rich.console import Console
+        from topolet.render_tree import print_tree
 
-        from topolet.render_tree import render_tree
-
-        Console().print(render_tree(topo))
+        print_tree(topo)
         return 0
     if args.format == "resourceslice":
         text = render_resourceslices(topo, args.node_name)

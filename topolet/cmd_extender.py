@@ -25,6 +25,7 @@ from scheduler.score import SCORING_STRATEGIES
 from scheduler.service import ExtenderCore
 from scheduler.views import FIT_MODES
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 
 log = logging.getLogger("topolet.extender")
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "extender",
         parents=[common_options()],
         help="serve the topology-aware kube-scheduler extender",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

@@ -20,6 +20,7 @@ from pathlib import Path
 from cpumanager.errors import CPUManagerError
 from deviceplugin.errors import DevicePluginError
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.logs import setup_logging
 from topolet.node_agent import AgentError, NodeAgent
 from topolet.node_config import ConfigError, NodeConfig, add_config_flags, flag_overrides
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "node",
         parents=[common_options()],
         help="run the node agent (CPU pinning, device plugins, NRT publisher, metrics)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (default: none)")

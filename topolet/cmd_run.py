@@ -27,6 +27,7 @@ from cpumanager.hugepages import parse_hugepages_requests
 from cpumanager.manager import CPUManager
 from cpumanager.standalone import StandaloneRecord, StandaloneSource, process_start_time
 from topolet.cli import CommandError, common_options
+from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options, check_cgroup_root, detect_cgroup_writer
 from topology.model import Topology
 from topology.quantity import CPU, QuantityError, parse_amount
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "run",
         parents=[common_options()],
         help="run a command as a standalone container pinned by the CPU manager",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

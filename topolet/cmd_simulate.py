@@ -15,6 +15,7 @@ from typing import Any
 
 from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
+from topolet.tables import add_format_option, print_table, wants_json
 
 __all__ = ["DEFAULT_OUT", "register", "run"]
 
@@ -76,7 +77,7 @@ def register(subparsers: Any) -> None:
         help=f"report directory (default ./{DEFAULT_OUT})",
     )
     p.add_argument("--no-plots", action="store_true", help="write only simulate.json")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_format_option(p)
     p.add_argument("--quick", action="store_true", help="a small run: 8 nodes, 300 pods")
     p.set_defaults(func=_main)
 
@@ -123,7 +124,7 @@ def run(config: Any) -> dict[str, Any]:
 
 def _main(args: argparse.Namespace) -> int:
     report = run(_config(args))
-    if args.json:
+    if wants_json(args):
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -132,6 +133,6 @@ def _main(args: argparse.Namespace) -> int:
     from bench.simulate.report import render_table
 
     console = Console()
-    console.print(render_table(report))
+    print_table(render_table(report), console)
     console.print(f"report: {args.out} ({report['wall_s']:.1f} s)")
     return 0

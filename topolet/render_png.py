@@ -1,191 +1,188 @@
-"""The ``png`` format of ``topolet discover``: ``topo.graph()`` drawn with matplotlib.
+"""The ``png`` format of ``topolet discover``: the machine drawn as ``lstopo`` draws it.
 
-The layout is a layered tree computed here (no Graphviz): a node's depth is its distance
-from the machine along containment and attachment edges, leaves are spread left to right
-in depth-first order and every parent is centred above its children. NUMA distance
-edges are drawn as faint arcs on top. A bare matplotlib ``Figure`` renders with Agg, so no
-display and no pyplot state are involved.
+Nested boxes: package ⊃ NUMA node ⊃ L3 ⊃ core ⊃ PU (each PU box shows its CPU number),
+with GPUs, NICs, NVMe drives and accelerators as boxes inside the NUMA node (or package)
+they are attached to, and a legend. The nesting is the tree of ``topolet discover``
+(:func:`topolet.render_tree.object_tree`), so machines that do not nest cleanly (NUMA
+nodes inside packages or the other way round, no L3) are drawn as they are.
+
+Layout: every box lays its children out left to right and wraps them into rows, aiming
+at a box about twice as wide as high; the machine wraps its packages into rows no wider
+than a screen. One layout unit is one pixel at the default 100 dpi. A bare matplotlib
+``Figure`` renders with Agg: no display, no pyplot state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
+from topolet.render_tree import TreeObject, notable_devices, object_tree
 from topology.model import Topology
 
-__all__ = ["hierarchy_layout", "render_png"]
+__all__ = ["Box", "box_layout", "render_png"]
 
-_COLOURS: Mapping[str, str] = {
-    "machine": "#bbbbbb",
-    "package": "#87cefa",
-    "numa": "#98fb98",
-    "l3": "#f0e68c",
-    "core": "#ffa07a",
-    "cpu": "#ffffff",
-    "pci": "#dda0dd",
+_PAD, _HEADER, _GAP = 4.0, 13.0, 4.0
+_PU_W, _PU_H = 24.0, 14.0
+_DEV_W, _DEV_H = 120.0, 24.0
+#: The machine's rows of packages are at most this wide (pixels at 100 dpi): a screen.
+_SCREEN = 1800.0
+_MACHINE, _PACKAGE, _NUMA, _L3, _CORE, _DEVICE = range(6)
+_STYLE: Mapping[int, tuple[str, str]] = {
+    _MACHINE: ("#f4f4f4", "Machine"),
+    _PACKAGE: ("#dfe8f5", "Package"),
+    _NUMA: ("#d8f0d0", "NUMA node"),
+    _L3: ("#fbf3c8", "L3 cache"),
+    _CORE: ("#cfcfcf", "Core"),
+    _DEVICE: ("#e8d6f0", "GPU / NIC / NVMe"),
 }
-_TREE_EDGES = frozenset({"contains", "attached"})
-_ROOT: Hashable = ("machine", 0)
-#: Horizontal room of a PCI leaf, in CPU-leaf units (its label is a full bus address).
-_PCI_WIDTH = 3.0
-#: Above this many graph nodes, CPUs are drawn as dots and labels lose their cpu-lists.
-_CROWDED = 120
-#: NUMA distance arcs are left out above this many (8 nodes all to all), they would hide the tree.
-_MAX_DISTANCE_ARCS = 28
+_PU_COLOUR, _ISOLATED_COLOUR = "#ffffff", "#f4c2c2"
+_GIB = 1024**3
 
 
-def _sort_key(node: Hashable) -> tuple[str, str]:
-    if isinstance(node, tuple) and len(node) == 2:
-        ident = node[1]
-        return (str(node[0]), f"{ident:012d}" if isinstance(ident, int) else str(ident))
-    return ("", str(node))
+@dataclass(eq=False)
+class Box:
+    """A placed box: position of its top-left corner (y grows downwards), size, what it is."""
+
+    rank: int
+    label: str
+    w: float
+    h: float
+    x: float = 0.0
+    y: float = 0.0
+    children: list[Box] = field(default_factory=list)
+    pus: list[int] = field(default_factory=list)
+    """CPU numbers drawn as PU boxes (cores and loose CPUs)."""
 
 
-def _children(g: nx.Graph) -> dict[Hashable, list[Hashable]]:
-    """A spanning tree of the containment/attachment edges, breadth first from the machine."""
-    tree: dict[Hashable, list[Hashable]] = {}
-    seen = {_ROOT}
-    frontier = [_ROOT]
-    while frontier:
-        nxt: list[Hashable] = []
-        for node in frontier:
-            kids = sorted(
-                (
-                    n
-                    for n in g.neighbors(node)
-                    if n not in seen and g.edges[node, n].get("kind") in _TREE_EDGES
-                ),
-                key=_sort_key,
-            )
-            seen.update(kids)
-            tree[node] = kids
-            nxt.extend(kids)
-        frontier = nxt
-    # Anything not reachable (should not happen) hangs under the machine.
-    stray = sorted((n for n in g.nodes if n not in seen), key=_sort_key)
-    tree.setdefault(_ROOT, []).extend(stray)
-    for n in stray:
-        tree.setdefault(n, [])
-    return tree
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def hierarchy_layout(g: nx.Graph) -> dict[Hashable, tuple[float, float]]:
-    """Positions ``{node: (x, y)}``: y = -depth, leaves left to right one unit apart (PCI
-    leaves, whose labels are long, take :data:`_PCI_WIDTH` units), parents centred."""
-    tree = _children(g)
-    pos: dict[Hashable, tuple[float, float]] = {}
-    next_leaf = 0.0
-    # Iterative post-order walk: deep trees must not hit the recursion limit.
-    stack: list[tuple[Hashable, int, bool]] = [(_ROOT, 0, False)]
-    while stack:
-        node, depth, done = stack.pop()
-        kids = tree.get(node, [])
-        if not kids:
-            span = _PCI_WIDTH if g.nodes[node].get("kind") == "pci" else 1.0
-            pos[node] = (next_leaf + (span - 1.0) / 2.0, -float(depth))
-            next_leaf += span
-        elif done:
-            xs = [pos[k][0] for k in kids]
-            pos[node] = ((min(xs) + max(xs)) / 2.0, -float(depth))
-        else:
-            stack.append((node, depth, True))
-            stack.extend((k, depth + 1, False) for k in reversed(kids))
-    return pos
+def _size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return ""
+    return f"{nbytes / _GIB:.0f} GiB" if nbytes >= _GIB else f"{nbytes / 1024**2:.0f} MiB"
 
 
-def _label(attrs: Mapping[str, Any], crowded: bool) -> str:
-    label = str(attrs.get("label", ""))
-    if attrs.get("kind") == "cpu":
-        return label.removeprefix("CPU ")
-    if not crowded and attrs.get("cpus"):
-        label += f"\n{attrs['cpus']}"
-    if attrs.get("gpu"):
-        label += "\nGPU"
-    return label
+def _label(topo: Topology, obj: TreeObject) -> str:
+    ident = obj.key[1]
+    if obj.rank == _PACKAGE:
+        return f"Package {ident}"
+    if obj.rank == _NUMA:
+        mem = _size(topo.numa_nodes[ident].memory_bytes)
+        return f"NUMA {ident}" + (f" ({mem})" if mem else "")
+    if obj.rank == _L3:
+        g = topo.l3_groups[ident]
+        return f"L{g.level}" + (
+            f" ({_size(g.size_bytes)})" if g.size_bytes and g.size_bytes >= 1024**2 else ""
+        )
+    if obj.rank == _CORE:
+        return f"Core {ident}" if ident in topo.cores and obj.cpus == topo.cores[ident].cpus else "CPU"
+    if obj.rank == _DEVICE:
+        kind, dev = notable_devices(topo)[ident]
+        return f"{kind} {dev.address}"
+    return "Machine"
+
+
+def _flow(children: list[Box], max_w: float) -> tuple[float, float]:
+    """Place *children* in rows no wider than *max_w* (inside the padding); returns the
+    content width and height."""
+    x = y = row_h = width = 0.0
+    for c in children:
+        if x > 0 and x + c.w > max_w:
+            y += row_h + _GAP
+            x = row_h = 0.0
+        c.x, c.y = x, y
+        x += c.w + _GAP
+        row_h = max(row_h, c.h)
+        width = max(width, x - _GAP)
+    return width, y + row_h
+
+
+def _absolute(box: Box) -> None:
+    """Turn the children's positions, relative to their parent's content area, absolute."""
+    for c in box.children:
+        c.x += box.x + _PAD
+        c.y += box.y + _HEADER + _PAD
+        _absolute(c)
+
+
+def _build(topo: Topology, obj: TreeObject) -> Box:
+    label = _label(topo, obj)
+    if obj.rank == _DEVICE:
+        return Box(_DEVICE, label, _DEV_W, _DEV_H)
+    if obj.rank == _CORE:
+        pus = list(obj.cpus)
+        return Box(
+            _CORE, label, max(60.0, len(pus) * (_PU_W + 2) + 2 * _PAD), _HEADER + _PU_H + 2 * _PAD, pus=pus
+        )
+    box = Box(obj.rank, label, 0.0, 0.0, children=[_build(topo, c) for c in obj.children])
+    if obj.rank == _MACHINE:
+        max_w = _SCREEN
+    else:
+        area = sum(c.w * c.h for c in box.children)
+        widest = max((c.w for c in box.children), default=0.0)
+        max_w = max(widest, math.sqrt(2.0 * area) * 1.1)
+    content_w, content_h = _flow(box.children, max_w)
+    box.w = max(content_w + 2 * _PAD, 7.0 * len(label) + 2 * _PAD)
+    box.h = content_h + _HEADER + 2 * _PAD
+    return box
+
+
+def box_layout(topo: Topology) -> Box:
+    """The machine box with every object placed inside its parent (absolute positions)."""
+    machine = _build(topo, object_tree(topo))
+    machine.label = (
+        f"Machine · {_plural(topo.num_cpus, 'CPU')}, {_plural(topo.num_cores, 'core')}, "
+        f"{_plural(topo.num_sockets, 'package')}, {_plural(topo.num_numa_nodes, 'NUMA node')}"
+    )
+    machine.w = max(machine.w, 7.0 * len(machine.label) + 2 * _PAD)
+    _absolute(machine)
+    return machine
+
+
+def _draw(ax: Any, box: Box, isolated: set[int]) -> None:
+    colour = _STYLE[box.rank][0]
+    ax.add_patch(
+        Rectangle((box.x, box.y), box.w, box.h, facecolor=colour, edgecolor="#555555", linewidth=0.6)
+    )
+    ax.text(box.x + _PAD, box.y + 2, box.label, fontsize=7, va="top", ha="left", clip_on=True)
+    for i, cpu in enumerate(box.pus):
+        x = box.x + _PAD + i * (_PU_W + 2)
+        y = box.y + _HEADER + _PAD
+        face = _ISOLATED_COLOUR if cpu in isolated else _PU_COLOUR
+        ax.add_patch(Rectangle((x, y), _PU_W, _PU_H, facecolor=face, edgecolor="#333333", linewidth=0.5))
+        ax.text(x + _PU_W / 2, y + _PU_H / 2, str(cpu), fontsize=6, ha="center", va="center")
+    for c in box.children:
+        _draw(ax, c, isolated)
 
 
 def render_png(topo: Topology, path: Path | str, *, dpi: int = 100) -> Path:
     """Draw *topo* into the PNG file *path* and return the path."""
-    g = topo.graph()
-    pos = hierarchy_layout(g)
-    leaves = 1 + max(x for x, _ in pos.values())  # leaves sit one unit apart from x = 0
-    width = min(max(6.0, 0.4 * leaves), 120.0)
-    depth = 1 - min(y for _, y in pos.values())
-    # A bare Figure renders with Agg and touches no pyplot/global backend state.
-    fig = Figure(figsize=(width, max(3.0, 1.3 * depth)), layout="tight")
-    ax = fig.subplots()
-    _draw(ax, g, pos, crowded=len(pos) > _CROWDED)
-    ax.set_title(
-        f"{topo.num_cpus} CPUs · {topo.num_cores} cores · {topo.num_sockets} packages · "
-        f"{topo.num_numa_nodes} NUMA nodes"
-    )
+    machine = box_layout(topo)
+    per_row = max(1, int((machine.w + 2 * _PAD) // 150))
+    legend_h = 20.0 + 16.0 * math.ceil(9 / per_row)
+    width, height = machine.w + 2 * _PAD, machine.h + legend_h + 2 * _PAD
+    fig = Figure(figsize=(width / 100.0, height / 100.0))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(-_PAD, machine.w + _PAD)
+    ax.set_ylim(machine.h + legend_h + _PAD, -_PAD)
     ax.axis("off")
+    _draw(ax, machine, set(topo.isolated_cpus))
+    handles = [Patch(facecolor=c, edgecolor="#555555", label=name) for c, name in _STYLE.values()]
+    handles.append(Patch(facecolor=_PU_COLOUR, edgecolor="#333333", label="PU (CPU number)"))
+    if topo.isolated_cpus:
+        handles.append(Patch(facecolor=_ISOLATED_COLOUR, edgecolor="#333333", label="isolated PU"))
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(per_row, len(handles)), fontsize=7, frameon=False
+    )
     out = Path(path)
     fig.savefig(out, dpi=dpi, format="png")
     return out
-
-
-def _draw(ax: Any, g: nx.Graph, pos: Mapping[Hashable, tuple[float, float]], *, crowded: bool) -> None:
-    _draw_edges(ax, g, pos)
-    fontsize = 5 if crowded else 7
-    if crowded:
-        cpus = [pos[n] for n, kind in g.nodes(data="kind") if kind == "cpu"]
-        ax.scatter([x for x, _ in cpus], [y for _, y in cpus], s=6, c="#333333", zorder=2)
-    for node, attrs in g.nodes(data=True):
-        if crowded and attrs.get("kind") == "cpu":
-            continue
-        x, y = pos[node]
-        colour = _COLOURS.get(str(attrs.get("kind")), "#ffffff")
-        ax.text(
-            x,
-            y,
-            _label(attrs, crowded),
-            ha="center",
-            va="center",
-            fontsize=fontsize,
-            zorder=2,
-            bbox={
-                "boxstyle": "round,pad=0.25",
-                "facecolor": colour,
-                "edgecolor": "#555555",
-                "linewidth": 0.5,
-            },
-        )
-    xs = [p[0] for p in pos.values()]
-    ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
-
-
-def _draw_edges(ax: Any, g: nx.Graph, pos: Mapping[Hashable, tuple[float, float]]) -> None:
-    """Tree edges as two line collections; NUMA distance arcs only while they stay readable."""
-    segments: dict[str, list[list[tuple[float, float]]]] = {"solid": [], "dashed": []}
-    distances = []
-    for a, b, kind in g.edges(data="kind"):
-        if kind == "distance":
-            distances.append((pos[a], pos[b]))
-        else:
-            segments["dashed" if kind == "attached" else "solid"].append([pos[a], pos[b]])
-    for style, segs in segments.items():
-        ax.add_collection(LineCollection(segs, colors="#888888", linewidths=0.6, linestyles=style, zorder=1))
-    if len(distances) > _MAX_DISTANCE_ARCS:
-        return
-    for (x1, y1), (x2, y2) in distances:
-        ax.annotate(
-            "",
-            xy=(x2, y2),
-            xytext=(x1, y1),
-            arrowprops={
-                "arrowstyle": "-",
-                "color": "#cc8888",
-                "alpha": 0.4,
-                "connectionstyle": "arc3,rad=0.3",
-                "linestyle": "dotted",
-            },
-        )

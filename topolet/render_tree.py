@@ -9,6 +9,10 @@ or caches), so the tree is built the way hwloc builds its own: each object hangs
 the *smallest* object whose CPU set contains its own; on equal sets the object of the
 higher level (machine, package, NUMA, L3, core) is the parent. Objects without CPUs
 hang under the machine. Every topology gives a tree; nothing is dropped.
+
+NUMA distances are not repeated on every node: :func:`distance_matrix` prints them once,
+as a matrix under the tree. In a pipe or a file the tree is printed without wrapping
+(:func:`print_tree`), so no label is cut or broken mid-word.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from rich.tree import Tree
 from topology.cpuset import CPUSet
 from topology.model import PCIDevice, Topology
 
-__all__ = ["notable_devices", "render_tree", "tree_text"]
+__all__ = [
+    "TreeObject",
+    "distance_matrix",
+    "notable_devices",
+    "object_tree",
+    "print_tree",
+    "render_tree",
+    "tree_text",
+]
 
 _GIB = 1024**3
 # Hierarchy ranks: a lower rank is a higher level of the tree.
@@ -81,7 +93,7 @@ def _machine_label(topo: Topology) -> Text:
         _count(topo.num_cores, "core"),
         _count(topo.num_sockets, "package"),
         _count(topo.num_numa_nodes, "NUMA node"),
-        f"{topo.threads_per_core()} threads/core",
+        _count(topo.threads_per_core(), "thread") + "/core",
     ]
     t.append(" · " + ", ".join(counts))
     return t
@@ -103,9 +115,6 @@ def _numa_label(topo: Topology, nid: int) -> Text:
             f"{kb}kB: {h.total}/{'?' if h.free is None else h.free}" for kb, h in sorted(n.hugepages.items())
         )
         t.append(f" · hugepages {pools}")
-    others = {k: v for k, v in sorted(n.distances.items()) if k != n.id and k in topo.numa_nodes}
-    if others:
-        t.append(" · distances " + " ".join(f"{k}:{v}" for k, v in others.items()), style="dim")
     return t
 
 
@@ -237,6 +246,25 @@ def _build(topo: Topology) -> _Obj:
     return machine
 
 
+TreeObject = _Obj
+"""One object of the tree: ``rank`` (0 machine, 1 package, 2 NUMA node, 3 L3, 4 core or
+loose CPU, 5 device), ``key`` (``(0, id)``, or ``(1, index into notable_devices)`` for a
+device), ``cpus``, ``label`` and ``children``."""
+
+
+def object_tree(topo: Topology) -> _Obj:
+    """The machine object with every other object under it, children in display order."""
+    machine = _build(topo)
+
+    def order(o: _Obj) -> None:
+        o.children.sort(key=_sort_key)
+        for c in o.children:
+            order(c)
+
+    order(machine)
+    return machine
+
+
 def _sort_key(o: _Obj) -> tuple[int, int, int, int]:
     first = o.cpus.first() if o.cpus else -1
     return (o.key[0], o.rank, first, o.key[1])
@@ -268,8 +296,44 @@ def render_tree(topo: Topology) -> Tree:
     return tree
 
 
-def tree_text(topo: Topology, *, width: int = 120) -> str:
-    """The tree as plain text (no colours), for files and tests."""
+def distance_matrix(topo: Topology) -> str | None:
+    """The NUMA distances (from row to column) as a text matrix; None for one node or
+    when the kernel gave none. Unknown entries are ``-``."""
+    ids = sorted(topo.numa_nodes)
+    if len(ids) < 2 or not any(topo.numa_nodes[i].distances for i in ids):
+        return None
+    cells = [[str(topo.numa_nodes[r].distances.get(c, "-")) for c in ids] for r in ids]
+    w = max(len(x) for x in [*(str(i) for i in ids), *(c for row in cells for c in row)])
+    label = max(len(str(i)) for i in ids)
+    lines = [
+        "NUMA distances (row: from node, column: to node)",
+        " " * (label + 2) + " ".join(str(i).rjust(w) for i in ids),
+    ]
+    lines += [
+        f"{str(i).rjust(label)}: " + " ".join(c.rjust(w) for c in row)
+        for i, row in zip(ids, cells, strict=True)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def tree_text(topo: Topology, *, width: int = 1000) -> str:
+    """The tree and the distance matrix as plain text (no colours, no wrapping below
+    *width* columns), for files, pipes and tests."""
     console = Console(width=width, color_system=None, record=True, file=io.StringIO())
     console.print(render_tree(topo))
-    return console.export_text()
+    text = "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+    matrix = distance_matrix(topo)
+    return text + ("\n" + matrix if matrix else "")
+
+
+def print_tree(topo: Topology, console: Console | None = None) -> None:
+    """The tree on a terminal (rich, wrapped at words), or plain text anywhere else."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.file.write(tree_text(topo))
+        return
+    console.print(render_tree(topo))
+    matrix = distance_matrix(topo)
+    if matrix:
+        console.print()
+        console.print(Text(matrix), soft_wrap=True)

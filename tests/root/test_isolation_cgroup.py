@@ -85,3 +85,11 @@ def test_victims_and_aggressor_sit_where_the_cpu_manager_put_them(tmp_path: Path
             assert cpus == want[(sc, name)], f"{sc} {name}: {cpus}"
         assert cgroup.startswith(f"/{root.name}/kubepods/"), cgroup
     assert not root.exists()
+    acct = Path("/sys/fs/cgroup/cpuacct")
+    if (acct / "cpuacct.usage_percpu").exists():
+        # The aggressor's own cpuacct group shows it on the victim's CPU only with the policy off.
+        assert not (acct / root.name).exists()
+        bench = {(s.series, s.bench_others_s) for s in report.samples if s.series.startswith("aggressor/")}
+        assert all(b is not None for _, b in bench)
+        assert max(b or 0.0 for sr, b in bench if sr.endswith("on")) < 0.01
+        assert min(b or 0.0 for sr, b in bench if sr.endswith("off")) > 0.01

@@ -104,7 +104,50 @@ def test_discover_empty_root_is_a_one_line_error_naming_the_file(tmp_path: Path)
     assert "Traceback" not in done.stderr
 
 
+def test_discover_on_a_nested_snapshot_root_names_the_root_to_use(
+    hwloc_snapshot: Snapshot, tmp_path: Path
+) -> None:
+    inner = hwloc_snapshot("2arm-2c")
+    outer = tmp_path / "extracted"
+    outer.mkdir()
+    (outer / inner.name).symlink_to(inner, target_is_directory=True)
+    done = topolet("discover", "--root", outer, cwd=tmp_path)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert f"use --root {outer / inner.name}" in done.stderr
+
+
+def test_discover_in_a_pipe_prints_distances_once_as_a_matrix(
+    hwloc_snapshot: Snapshot, tmp_path: Path
+) -> None:
+    done = topolet("discover", "--root", hwloc_snapshot("64amd64-4s2n4ca2co"), cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.count("NUMA distances") == 1 and "distances 1:" not in done.stdout
+    assert "0: 10 16 16 22 16 22 16 22" in done.stdout
+    assert "…" not in done.stdout
+
+
 # ---------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run"], ["describe"], ["extender"], ["node"], ["cpumanager"], ["bench", "isolation"], ["discover"]],
+    ids=lambda a: "-".join(a),
+)
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and ":mod:" not in out
+
+
+@pytest.mark.parametrize(
+    "bench", ["all", "discover", "alloc", "deviceplugin", "extender", "fragmentation", "isolation"]
+)
+def test_every_bench_subcommand_takes_quick_and_format_json(bench: str) -> None:
+    from topolet.cli import build_parser
+
+    args = build_parser().parse_args(["bench", bench, "--quick", "--format", "json"])
+    assert args.quick and args.format == "json"
 
 
 def test_help_lists_every_subcommand(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from bench.isolation import (
     Sample,
     cpu_busy_seconds,
     execute,
+    mechanism_checks,
     run,
     summarize,
     targets,
@@ -43,9 +44,9 @@ STATS = (
 @pytest.mark.parametrize(
     ("series", "median", "iqr", "median_norm", "slowdown"),
     [
-        ("solo/static-off", 3.0, 2.0, 3.0, 1.0),
-        ("aggressor/static-on", 3.2, 0.2, 3.2, 3.2 / 3.0),
-        ("aggressor/static-off", 6.0, 4.0, 6.0, 2.0),
+        ("solo/static-off", 3.0, 2.0, 1.0, 1.0),
+        ("aggressor/static-on", 3.2, 0.2, 3.2 / 3.0, 3.2 / 3.0),
+        ("aggressor/static-off", 6.0, 4.0, 2.0, 2.0),
     ],
     ids=["solo/baseline-is-1x", "pinned/narrow-box", "unpinned/wide-box"],
 )
@@ -58,15 +59,75 @@ def test_summary_of_given_timings(
     assert s.median_s == pytest.approx(median)
     assert s.iqr_s == pytest.approx(iqr)
     assert s.median_norm == pytest.approx(median_norm)
-    assert s.iqr_norm == pytest.approx(iqr)
+    assert s.iqr_norm == pytest.approx(iqr / 3.0)
     assert s.slowdown == pytest.approx(slowdown)
+
+
+def test_solo_band_is_the_solo_quartiles_over_the_solo_median() -> None:
+    solo = {s.series: s for s in summarize(STATS)}["solo/static-off"]
+    assert (solo.q1_norm, solo.median_norm, solo.q3_norm) == pytest.approx((2 / 3, 1.0, 4 / 3))
+
+
+def counters(series: str, waits: list[float], others: list[float], bench: list[float] | None) -> list[Sample]:
+    return [
+        Sample(
+            "k",
+            series,
+            i,
+            1.0,
+            1.0,
+            others_s=o,
+            runqueue_wait_s=w,
+            bench_others_s=None if bench is None else bench[i],
+            involuntary_switches=10 * i,
+            migrations=i,
+        )
+        for i, (w, o) in enumerate(zip(waits, others, strict=True))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("on_wait", "on_others", "wait_ok", "others_ok"),
+    [
+        ([0.01, 0.02, 0.03], [0.0, 0.01, 0.02], True, True),
+        ([0.05, 0.06, 0.07], [0.0, 0.01, 0.02], False, True),
+        ([0.01, 0.02, 0.03], [0.1, 0.2, 0.3], True, False),
+    ],
+    ids=["on-is-2pc/meets-both", "wait-6pc/misses-wait", "others-20pc/misses-others"],
+)
+def test_mechanism_checks_compare_policy_on_with_off(
+    on_wait: list[float], on_others: list[float], wait_ok: bool, others_ok: bool
+) -> None:
+    data = (
+        counters("solo/static-off", [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+        + counters("solo/static-on", [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+        + counters("aggressor/static-off", [0.9, 1.0, 1.1], [0.9, 1.0, 1.1], [0.8, 0.9, 1.0])
+        + counters("aggressor/static-on", on_wait, on_others, [0.0, 0.0, 0.0])
+    )
+    stats = summarize(data)
+    on = {s.series: s for s in stats}["aggressor/static-on"]
+    assert (on.involuntary_switches_median, on.migrations_median, on.migrations_iqr) == (10.0, 1.0, 1.0)
+    (check,) = mechanism_checks(stats)
+    assert check.series == "aggressor"
+    assert check.wait.ratio == pytest.approx(on_wait[1] / 1.0)
+    assert (check.wait.ok, check.others.ok) == (wait_ok, others_ok)
+    assert check.bench_others is not None and check.bench_others.ratio == 0.0 and check.bench_others.ok
+    assert check.excess_wait is not None and check.excess_wait.ok == wait_ok
+
+
+def test_unknown_migrations_and_no_cpuacct_stay_unknown() -> None:
+    data = [Sample("k", "solo/static-off", 0, 1.0, 1.0), *counters("aggressor/static-on", [0.1], [0.1], None)]
+    stats = {s.series: s for s in summarize(data)}
+    assert stats["solo/static-off"].migrations_median is None
+    assert stats["aggressor/static-on"].bench_others_median_s is None
+    assert mechanism_checks(list(stats.values())) == []
 
 
 def test_normalisation_is_per_kernel_and_without_baseline_no_slowdown() -> None:
     stats = summarize(samples("a", "aggressor/static-on", [2.0, 4.0]) + samples("b", "x", [10.0, 30.0]))
     by = {s.kernel: s for s in stats}
-    assert (by["a"].best_s, by["a"].median_norm) == (2.0, pytest.approx(1.5))
-    assert (by["b"].best_s, by["b"].median_norm) == (10.0, pytest.approx(2.0))
+    assert by["a"].best_s == 2.0 and by["a"].median_norm == pytest.approx(1.5)
+    assert by["b"].best_s == 10.0 and by["b"].median_norm == pytest.approx(2.0)
     assert by["a"].slowdown is None and targets(stats) == []
 
 
@@ -102,12 +163,41 @@ def test_cpu_busy_seconds_counts_everything_but_idle_and_iowait(tmp_path: Path) 
 
 def test_scenarios_cover_the_three_groups_on_and_off() -> None:
     names = {s.name for s in SCENARIOS}
-    assert names == {f"{g}/static-{o}" for g in ("solo", "aggressor", "colocated") for o in ("on", "off")}
+    groups = ("solo", "aggressor", "colocated", "membw")
+    assert names == {f"{g}/static-{o}" for g in groups for o in ("on", "off")}
+    assert {s.group: s.aggressor for s in SCENARIOS} == {
+        "solo": None,
+        "aggressor": "cpu",
+        "colocated": "cpu",
+        "membw": "memory",
+    }
     pair = next(s for s in SCENARIOS if s.group == "colocated" and s.static)
     assert [pair.series(v.name) for v in pair.victims] == [
         "colocated-guaranteed/static-on",
         "colocated-burstable/static-on",
     ]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_memory_aggressor_touches_its_buffers_and_leaves_nothing_behind() -> None:
+    agg = Aggressor("builtin", workers=2, load="memory")
+    assert agg.command()[-2:] == ["--memory", "256"]
+    with agg:
+        pids = agg.wait_workers()
+        pgid = agg.pgid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and min(rss_kib(p) for p in pids) < 200 * 1024:
+            time.sleep(0.1)
+        assert len(pids) == 2 and min(rss_kib(p) for p in pids) >= 200 * 1024
+    assert pgid is not None and group_members(pgid) == []
+    with pytest.raises(AggressorError, match=r"load: unknown 'disk'.*cpu, memory"):
+        Aggressor("builtin", workers=1, load="disk")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["builtin", "stress-ng"])
@@ -158,11 +248,14 @@ def test_tiny_end_to_end_run_writes_json_and_png(tmp_path: Path) -> None:
     assert (data["placement"], data["aggressor"], data["runs"]) == ("affinity", "builtin", 2)
     series = {s["series"] for s in data["summary"]}
     assert {"solo/static-off", "aggressor/static-on", "colocated-burstable/static-off"} <= series
-    assert len(data["samples"]) == 2 * 8 and all(s["seconds"] > 0 for s in data["samples"])
+    assert len(data["samples"]) == 2 * 10 and all(s["seconds"] > 0 for s in data["samples"])
+    assert all(s["runqueue_wait_s"] >= 0 and s["involuntary_switches"] >= 0 for s in data["samples"])
+    assert {c["series"] for c in data["mechanism"]} == {"aggressor", "colocated-guaranteed"}
+    assert data["machine"]["cpus"] == discover("/").num_cpus and data["notes"]
     assert [c["kernel"] for c in data["targets"]] == ["blackscholes-like"]
     assert (tmp_path / "isolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pgids = [r.aggressor_pgid for r in seen if r.aggressor_pgid is not None]
-    assert len(pgids) == 2 * 4 and all(group_members(g) == [] for g in pgids)
+    assert len(pgids) == 2 * 6 and all(group_members(g) == [] for g in pgids)
     pinned = [r for r in seen if r.scenario.name == "aggressor/static-on"]
     assert pinned and all(r.seats["victim"].exclusive for r in pinned)
     assert all(not r.seats["victim"].cpus & r.seats["aggressor"].cpus for r in pinned)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.snapshots import snapshot_names
-from topolet.render_png import hierarchy_layout, render_png
+from topolet.render_png import Box, box_layout, render_png
 from topolet.render_tree import notable_devices, tree_text
 from topology.cpuset import CPUSet
 from topology.export import topology_to_dict, topology_to_dot
@@ -184,18 +184,28 @@ def test_png_of_awkward_topologies(c: TreeCase, tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
-@pytest.mark.parametrize("c", CASES[2:5], ids=lambda c: c.description)
-def test_layout_centres_parents_over_children(c: TreeCase) -> None:
-    g = c.topo.graph()
-    pos = hierarchy_layout(g)
-    assert set(pos) == set(g.nodes)
-    for node, (x, y) in pos.items():
-        below = [
-            pos[n] for n in g.neighbors(node) if pos[n][1] == y - 1 and g.edges[node, n]["kind"] != "distance"
-        ]
-        if below:
-            xs = [bx for bx, _ in below]
-            assert x == pytest.approx((min(xs) + max(xs)) / 2)
+def _walk(box: Box) -> list[Box]:
+    return [box, *(b for c in box.children for b in _walk(c))]
+
+
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.description)
+def test_boxes_nest_and_siblings_do_not_overlap(c: TreeCase) -> None:
+    machine = box_layout(c.topo)
+    for box in _walk(machine):
+        for child in box.children:
+            assert box.x <= child.x and child.x + child.w <= box.x + box.w + 1e-6
+            assert box.y <= child.y and child.y + child.h <= box.y + box.h + 1e-6
+        for i, a in enumerate(box.children):
+            for other in box.children[i + 1 :]:
+                apart = (
+                    a.x + a.w <= other.x
+                    or other.x + other.w <= a.x
+                    or a.y + a.h <= other.y
+                    or other.y + other.h <= a.y
+                )
+                assert apart, f"{a.label} overlaps {other.label}"
+    pus = sorted(cpu for box in _walk(machine) for cpu in box.pus)
+    assert pus == sorted(c.topo.online_cpus)
 
 
 # ------------------------------------------------------------- every snapshot
@@ -206,5 +216,9 @@ def test_every_snapshot_renders(name: str, hwloc_snapshot: Callable[[str], Path]
     topo = discover(hwloc_snapshot(name))
     text = tree_text(topo)
     assert text.count("Core ") == topo.num_cores
+    assert "distances" not in text.split("NUMA distances")[0]
+    machine = box_layout(topo)
+    assert machine.w <= 1900, "packages wrap into rows no wider than a screen"
+    assert sorted(cpu for box in _walk(machine) for cpu in box.pus) == sorted(topo.online_cpus)
     assert json.loads(json.dumps(topology_to_dict(topo)))["summary"]["cpus"] == topo.num_cpus
     assert topology_to_dot(topo).count('"cpu:') >= topo.num_cpus
