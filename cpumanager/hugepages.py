@@ -45,6 +45,7 @@ __all__ = [
     "HugePageAccounts",
     "Placement",
     "aligned_affinity",
+    "check_hugepages",
     "format_bytes",
     "nodes_for",
     "page_size_bytes",
@@ -96,6 +97,22 @@ def parse_hugepages_requests(raw: Mapping[str, str | int]) -> dict[str, int]:
             )
         if amount:
             out[resource] = int(amount)
+    return out
+
+
+def check_hugepages(amounts: Mapping[str, int]) -> dict[str, int]:
+    """Amounts already in bytes (the pod model's ``hugepages``), checked as
+    :func:`parse_hugepages_requests` checks text: a known page size, a whole number of
+    pages; zero amounts are dropped."""
+    out: dict[str, int] = {}
+    for resource, amount in amounts.items():
+        page = page_size_bytes(resource)
+        if amount < 0 or amount % page != 0:
+            raise HugePagesRequestError(
+                f"{resource}: {format_bytes(amount)} is not a whole number of {format_bytes(page)} pages"
+            )
+        if amount:
+            out[resource] = amount
     return out
 
 

@@ -11,18 +11,20 @@ at once (pinned within one event round trip); a container that terminated, or a 
 was deleted or finished, is removed. :meth:`KubePodSource.running` is the current view
 for the periodic reconcile.
 
-How a pod maps to what the manager needs (kubelet's rules):
+How a pod maps to what the manager needs: the pod is read by :func:`kube.pod.parse_pod`,
+the one pod model the scheduler and the simulator use too, so kubelet's rules live there:
 
-* QoS: Guaranteed when every container (init and app) has cpu and memory limits and its
-  requests equal them (a missing request defaults to the limit, as the API server
-  defaults it); BestEffort when no container requests or limits cpu or memory; else
-  Burstable. The QoS class is the cgroup parent (``kubepods``, ``kubepods/burstable``,
-  ``kubepods/besteffort``).
-* exclusive CPUs: a Guaranteed container with an integer cpu request gets that many.
+* QoS (kubelet's ``ComputePodQOS``, requests defaulting to limits) is the cgroup parent
+  (``kubepods``, ``kubepods/burstable``, ``kubepods/besteffort``).
+* exclusive CPUs: a container of a Guaranteed pod with an integer cpu request gets that
+  many (:func:`kube.pod.exclusive_cpus`); the container's kind (app, init, sidecar)
+  travels with it, so the static policy reuses finished init containers' CPUs exactly
+  as it does in the simulator.
 * container id: ``containerd://<id>`` → ``<id>``; the runtime prefix names the systemd
   scope (``containerd`` → ``cri-containerd-<id>.scope``, ``cri-o`` → ``crio-<id>.scope``).
 * isolated CPUs: annotation ``topolet.io/isolated-cpus: "true"``.
-* hugepages: the container's ``hugepages-<size>`` requests (or limits), in bytes.
+* hugepages: the container's ``hugepages-<size>`` requests (or limits), in bytes, each a
+  whole number of pages.
 
 A pod or container with an id that is not safe in a path, or a malformed quantity, is
 logged and left out: it never reaches a cgroup path.
@@ -43,12 +45,12 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from cpumanager.cgroupfs import ContainerCgroup, QoS
 from cpumanager.errors import CPUManagerError
-from cpumanager.hugepages import HUGEPAGES_PREFIX, parse_hugepages_requests
+from cpumanager.hugepages import check_hugepages
 from cpumanager.isolated import ISOLATED_ANNOTATION
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.owners import POD
+from kube.pod import parse_pod
 from topology.errors import TopologyError
-from topology.quantity import parse_amount
 
 __all__ = ["KubePodSource", "pod_containers", "pod_qos"]
 
@@ -56,43 +58,11 @@ log = logging.getLogger(__name__)
 
 #: container-id prefix in pod status -> systemd scope prefix kubelet's runtimes use
 RUNTIME_SCOPES = {"containerd": "cri-containerd", "cri-o": "crio", "docker": "docker"}
-_QOS_RESOURCES = ("cpu", "memory")
-
-
-def _resources(container: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
-    """(requests, limits) in canonical units; a missing request defaults to the limit."""
-    res = container.get("resources") or {}
-    name = container.get("name", "?")
-    limits = {
-        k: parse_amount(k, v, field=f"container {name} limits.{k}")
-        for k, v in (res.get("limits") or {}).items()
-    }
-    requests = {
-        k: parse_amount(k, v, field=f"container {name} requests.{k}")
-        for k, v in (res.get("requests") or {}).items()
-    }
-    return {**limits, **requests}, limits
 
 
 def pod_qos(pod: Mapping[str, Any]) -> QoS:
-    """The pod's QoS class as kubelet computes it (``GetPodQOS``), in cgroup spelling."""
-    spec = pod.get("spec") or {}
-    requests: dict[str, int] = {}
-    limits: dict[str, int] = {}
-    guaranteed = True
-    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        req, lim = _resources(c)
-        for k in _QOS_RESOURCES:
-            if req.get(k):
-                requests[k] = requests.get(k, 0) + req[k]
-            if lim.get(k):
-                limits[k] = limits.get(k, 0) + lim[k]
-        limited = all(lim.get(k) for k in _QOS_RESOURCES)
-        if not limited or any(req.get(k) != lim.get(k) for k in _QOS_RESOURCES):
-            guaranteed = False
-    if not requests and not limits:
-        return "besteffort"
-    return "guaranteed" if guaranteed else "burstable"
+    """The pod's QoS class as kubelet computes it (``ComputePodQOS``), in cgroup spelling."""
+    return parse_pod(pod).qos.cgroup
 
 
 def _split_id(raw: str) -> tuple[str, str]:
@@ -116,32 +86,30 @@ def _running_ids(pod: Mapping[str, Any]) -> dict[str, str]:
 def pod_containers(pod: Mapping[str, Any]) -> list[ContainerInfo]:
     """The pod's running containers as the manager sees them (see the module notes)."""
     meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    uid, name, ns = meta.get("uid", ""), meta.get("name", ""), meta.get("namespace", "")
     ids = _running_ids(pod)
     if not ids:
         return []
-    qos = pod_qos(pod)
+    model = parse_pod(pod)
+    uid, name, ns = model.uid, model.name, model.namespace
+    qos = model.qos.cgroup
     isolated = (meta.get("annotations") or {}).get(ISOLATED_ANNOTATION) == "true"
     out = []
-    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        if c.get("name") not in ids:
+    for c in model.all_containers():
+        if c.name not in ids:
             continue
-        req, _ = _resources(c)
-        cpu = req.get("cpu", 0)
-        exclusive = cpu // 1000 if qos == "guaranteed" and cpu and cpu % 1000 == 0 else 0
-        runtime, cid = _split_id(ids[c["name"]])
-        pages = {k: str(v) for k, v in req.items() if k.startswith(HUGEPAGES_PREFIX)}
+        exclusive = model.exclusive_cpus(c)
+        runtime, cid = _split_id(ids[c.name])
         out.append(
             ContainerInfo(
                 pod_uid=uid,
-                container_name=c["name"],
+                container_name=c.name,
                 cgroup=ContainerCgroup(pod_uid=uid, container_id=cid, qos=qos, runtime=runtime),
                 exclusive_cpus=exclusive,
                 pod_name=name,
                 namespace=ns,
                 isolated=isolated and exclusive > 0,
-                hugepages=parse_hugepages_requests(pages),
+                hugepages=check_hugepages(c.hugepages),
+                container_kind=c.kind,
             )
         )
     return out

@@ -54,6 +54,7 @@ from cpumanager.metrics import CPUManagerMetrics
 from cpumanager.owners import ISOLATED_POOL, POD, RUN, Owner, infer_owner
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import Assignments, MemoryState
+from kube.pod import ContainerKind
 from topology.cpuset import CPUSet
 from topology.model import Topology
 
@@ -103,6 +104,9 @@ class ContainerInfo:
     """Hugepages requested, in bytes per resource (``{"hugepages-2Mi": 1073741824}``)."""
     kind: str = POD
     """Owner kind of its exclusive CPUs: ``pod`` (Kubernetes) or ``run`` (``topolet run``)."""
+    container_kind: ContainerKind = ContainerKind.APP
+    """App, init or sidecar container (the pod model's :class:`~kube.pod.ContainerKind`):
+    the static policy lets later containers of the pod reuse an init container's CPUs."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -343,12 +347,18 @@ class CPUManager:
         numa_affinity: Iterable[int] | None = None,
         owner: tuple[str, str],
         why: str = "",
+        container_kind: ContainerKind = ContainerKind.APP,
     ) -> CPUSet:
         self.metrics.pinning_requests.inc()
         held = self.state.get_cpuset(pod_uid, container_name)
         try:
             cpus = self.policy.allocate(
-                self.state, pod_uid, container_name, num_cpus, numa_affinity=numa_affinity
+                self.state,
+                pod_uid,
+                container_name,
+                num_cpus,
+                numa_affinity=numa_affinity,
+                kind=container_kind,
             )
         except CPUManagerError:
             self.metrics.pinning_errors.inc()
@@ -497,6 +507,7 @@ class CPUManager:
                 info.exclusive_cpus,
                 numa_affinity=affinity,
                 owner=(info.kind, info.identity),
+                container_kind=info.container_kind,
                 why=self._why(info.exclusive_cpus, affinity)
                 + (
                     f"; devices on NUMA node(s) {','.join(map(str, sorted(info.numa_affinity)))}"

@@ -9,10 +9,7 @@ finished with.
 
 from __future__ import annotations
 
-import enum
-import re
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_CEILING, Decimal
 
 from cpumanager.allocation import Strategy, as_cpu_topology, take_by_topology
 from cpumanager.cpu_topology import CPUTopology
@@ -21,45 +18,20 @@ from cpumanager.errors import PolicyConfigError, SMTAlignmentError, StateValidat
 from cpumanager.fragmentation import take_best_fit
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.state import State
+from kube.pod import ContainerKind
 from topology.cpuset import CPUSet
 from topology.model import Topology
 
-__all__ = ["ContainerKind", "StaticPolicy", "guaranteed_cpus", "parse_cpu_millis"]
-
-_QUANTITY = re.compile(r"^(?P<num>\d+(\.\d+)?|\.\d+)(?P<milli>m?)$")
-
-
-def parse_cpu_millis(quantity: str) -> int:
-    """A Kubernetes CPU quantity (``"2"``, ``"1.5"``, ``"2000m"``) in millicores, rounded up."""
-    m = _QUANTITY.match(quantity.strip())
-    if m is None:
-        raise ValueError(
-            f"invalid CPU quantity {quantity!r}: "
-            "expected cores such as '2' or '1.5', or millicores such as '500m'"
-        )
-    value = Decimal(m["num"]) * (1 if m["milli"] else 1000)
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
-
-
-def guaranteed_cpus(*, pod_qos_guaranteed: bool, cpu_request_millis: int) -> int:
-    """Exclusive CPUs a container gets: its whole-CPU request in a Guaranteed pod, else 0."""
-    if not pod_qos_guaranteed or cpu_request_millis % 1000 != 0:
-        return 0
-    return cpu_request_millis // 1000
-
-
-class ContainerKind(enum.Enum):
-    """Where a container sits in its pod, which decides whether its CPUs can be reused."""
-
-    APP = "app"
-    INIT = "init"
-    """A regular init container: it has finished before the app containers start."""
-    SIDECAR = "sidecar"
-    """A restartable init container (``restartPolicy: Always``): runs beside the app."""
+# ContainerKind is the pod model's (kube.pod); re-exported for callers of the policy.
+__all__ = ["ContainerKind", "StaticPolicy"]
 
 
 class StaticPolicy:
     """Exclusive CPUs for Guaranteed containers with integer CPU requests.
+
+    How many CPUs a container gets is the pod model's answer
+    (:func:`kube.pod.exclusive_cpus`, kubelet's ``guaranteedCPUs``); the policy is given
+    that number and the container's :class:`~kube.pod.ContainerKind`.
 
     Pools (all :class:`CPUSet`):
 

@@ -112,10 +112,10 @@ class CompiledPod:
 
 
 def pod_signature(pod: PodRequest) -> tuple[object, ...]:
-    """What a fit depends on: QoS and every container's name, requests and limits."""
+    """What a fit depends on: QoS and every container's name, kind, requests and limits."""
 
     def one(c: ContainerRequest) -> tuple[object, ...]:
-        return (c.name, tuple(sorted(c.requests.items())), tuple(sorted(c.limits.items())))
+        return (c.name, c.kind.value, tuple(sorted(c.requests.items())), tuple(sorted(c.limits.items())))
 
     return (pod.qos.value, tuple(map(one, pod.init_containers)), tuple(map(one, pod.containers)))
 

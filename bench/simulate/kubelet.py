@@ -17,9 +17,12 @@ merge of :mod:`topology.hints`. Admission of a pod, as kubelet does it:
 3. after each container's hint is stored, its CPUs, GPUs, memory and hugepages are
    taken on the hinted NUMA node(s), so the next container sees them gone.
 
-A rejected pod gives back whatever its earlier containers took. Init containers get
-CPUs (which the app containers may reuse) and are released once the pod is admitted;
-their GPUs and memory are reused by the app containers, so they take none.
+A rejected pod gives back whatever its earlier containers took. Pods are read through
+the one pod model (:mod:`kube.pod`), as the node agent reads them: QoS, exclusive CPUs
+and container kinds come from there. Init containers get CPUs (which the app
+containers may reuse) and are released once the pod is admitted; their GPUs and memory
+are reused by the app containers, so they take none. Sidecars (restartable init
+containers) keep what they take, as app containers do.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cpumanager.policy_static import ContainerKind, StaticPolicy
+from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
-from scheduler.pod import MEMORY, ContainerRequest, PodRequest, is_hugepages
+from kube.pod import MEMORY, Container, ContainerKind, Pod, is_hugepages
 from topology.cpuset import CPUSet
 from topology.hint_types import ProviderHints
 from topology.hints import (
@@ -79,17 +82,17 @@ class _Held:
     counted: bool = False
 
 
-def _pinned_cpus(pod: PodRequest, c: ContainerRequest) -> int:
-    return c.requests.get(CPU, 0) // 1000 if pod.guaranteed and c.has_integer_cpus else 0
+def _pinned_cpus(pod: Pod, c: Container) -> int:
+    return pod.exclusive_cpus(c)
 
 
-def _memory_request(pod: PodRequest, c: ContainerRequest) -> dict[str, int]:
+def _memory_request(pod: Pod, c: Container) -> dict[str, int]:
     if not pod.guaranteed:
         return {}
     return {n: a for n, a in c.requests.items() if a > 0 and (n == MEMORY or is_hugepages(n))}
 
 
-def pinned_request(pod: PodRequest, c: ContainerRequest) -> dict[str, int]:
+def pinned_request(pod: Pod, c: Container) -> dict[str, int]:
     """What kubelet pins to NUMA nodes for container *c*: whole CPUs (millicores),
     memory and hugepages of a Guaranteed pod, and GPUs of any pod."""
     out = _memory_request(pod, c)
@@ -143,7 +146,7 @@ class KubeletNode:
         return MappingProxyType(out)
 
     # ------------------------------------------------------------- node level
-    def misfit(self, pod: PodRequest) -> str | None:
+    def misfit(self, pod: Pod) -> str | None:
         """The first resource the pod's requests overflow at node level (kube-scheduler's
         NodeResourcesFit and kubelet's own admit check), ``pods`` when full; None if it fits."""
         if len(self.pods) >= MAX_PODS:
@@ -154,7 +157,7 @@ class KubeletNode:
         return None
 
     # -------------------------------------------------------------- admission
-    def admit(self, pod: PodRequest, uid: str) -> AdmitResult:
+    def admit(self, pod: Pod, uid: str) -> AdmitResult:
         """Admit *pod* as kubelet would, taking its resources; nothing changes on rejection."""
         if uid in self.pods:
             raise ValueError(f"pod uid {uid!r} is already on node {self.name}")
@@ -173,7 +176,8 @@ class KubeletNode:
                 False, TOPOLOGY_AFFINITY_ERROR, f"node {self.name}: container {result.rejected_container!r}"
             )
         for init in pod.init_containers:
-            self.cpu_policy.release(self.state, uid, init.name)
+            if init.kind is ContainerKind.INIT:
+                self.cpu_policy.release(self.state, uid, init.name)
         for name, amount in held.request.items():
             self.requested[name] = self.requested.get(name, 0) + amount
         held.counted = True
@@ -262,12 +266,13 @@ class KubeletNode:
 class _Hints:
     """The three hint providers over one node's state, and the per-container allocation."""
 
-    def __init__(self, node: KubeletNode, pod: PodRequest, uid: str) -> None:
+    def __init__(self, node: KubeletNode, pod: Pod, uid: str) -> None:
         self.node = node
         self.pod = pod
         self.uid = uid
         self.by_name = {c.name: c for c in pod.all_containers()}
-        self.init = {c.name for c in pod.init_containers}
+        #: init containers that finish before the app starts (sidecars keep running)
+        self.init = {c.name for c in pod.init_containers if c.kind is ContainerKind.INIT}
 
     def container_hints(self, container: str) -> Sequence[ProviderHints]:
         c = self.by_name[container]
@@ -277,8 +282,7 @@ class _Hints:
 
     def pod_hints(self) -> Sequence[ProviderHints]:
         total = self.pod.effective_request()
-        integer = all(_pinned_cpus(self.pod, c) for c in self.pod.all_containers() if c.requests.get(CPU, 0))
-        cpus = total.get(CPU, 0) // 1000 if self.pod.guaranteed and integer else 0
+        cpus = self.pod.pod_exclusive_cpus()
         memory = {
             n: a
             for n, a in total.items()
@@ -309,9 +313,8 @@ class _Hints:
         numa = hint.numa_affinity if hint.numa_affinity is not None else ()
         cpus = _pinned_cpus(self.pod, c)
         if cpus:
-            kind = ContainerKind.INIT if container in self.init else ContainerKind.APP
             got = node.cpu_policy.allocate(
-                node.state, self.uid, container, cpus, numa_affinity=numa or None, kind=kind
+                node.state, self.uid, container, cpus, numa_affinity=numa or None, kind=c.kind
             )
             held.containers.append(container)
             held.numa.update(node.topo.numa_nodes_of(got))

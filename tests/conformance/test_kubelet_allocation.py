@@ -25,8 +25,9 @@ from cpumanager.errors import (
     StateValidationError,
 )
 from cpumanager.options import StaticPolicyOptions
-from cpumanager.policy_static import ContainerKind, StaticPolicy, guaranteed_cpus, parse_cpu_millis
+from cpumanager.policy_static import ContainerKind, StaticPolicy
 from cpumanager.state import MemoryState
+from kube.pod import parse_pod
 from topology.cpuset import CPUSet
 
 Case = dict[str, Any]
@@ -175,8 +176,13 @@ def check_policy_start(case: Case) -> None:
 def check_policy_allocate(case: Case) -> None:
     p, st = setup(case)
     container = case["container"]
-    request, limit = parse_cpu_millis(container["cpu_request"]), parse_cpu_millis(container["cpu_limit"])
-    n = guaranteed_cpus(pod_qos_guaranteed=request == limit, cpu_request_millis=request)
+    # kubelet's makePod(uid, name, cpuRequest, cpuLimit): cpu and memory "1G" in both lists
+    resources = {
+        "requests": {"cpu": container["cpu_request"], "memory": "1G"},
+        "limits": {"cpu": container["cpu_limit"], "memory": "1G"},
+    }
+    pod = parse_pod({"spec": {"containers": [{"name": container["name"], "resources": resources}]}})
+    n = pod.exclusive_cpus(container["name"])
     assert n == case["num_requested"]
     hint = case.get("topology_hint")
     before = st.get_default_cpuset()

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from cpumanager.errors import CPUManagerError
-from cpumanager.policy_static import ContainerKind, guaranteed_cpus, parse_cpu_millis
+from cpumanager.policy_static import ContainerKind
+from kube.pod import Container, QOSClass, exclusive_cpus
 from tests.conformance_sets import load_cases
 from tests.differential.machines import Machine, Setup
 from tests.differential.test_allocator_oracle import topolet_policy
 from tests.differential.test_merge_oracle import topolet_merge
+from topology.quantity import CPU, parse_amount
 
 DATA = load_cases("oracle")
 
@@ -37,7 +39,8 @@ def test_allocation_case(case: dict[str, Any]) -> None:
             policy.release(state, pod, name)
         else:
             spec = next(c for c in pod["init"] + pod["containers"] if c["name"] == name)
-            n = guaranteed_cpus(pod_qos_guaranteed=True, cpu_request_millis=parse_cpu_millis(spec["cpu"]))
+            cpu = parse_amount(CPU, spec["cpu"], field="cpu")
+            n = exclusive_cpus(QOSClass.GUARANTEED, Container(name, {CPU: cpu}))
             kind = ContainerKind.APP if spec in pod["containers"] else ContainerKind.INIT
             try:
                 policy.allocate(state, pod["uid"], name, n, numa_affinity=step["affinity"], kind=kind)

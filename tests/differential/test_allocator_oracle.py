@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import CPUManagerError
 from cpumanager.options import StaticPolicyOptions
-from cpumanager.policy_static import ContainerKind, StaticPolicy, guaranteed_cpus, parse_cpu_millis
+from cpumanager.policy_static import ContainerKind, StaticPolicy
 from cpumanager.state import MemoryState
+from kube.pod import Container, QOSClass, exclusive_cpus
 from tests.differential.machines import Setup, setups
 from tests.oracle_client import Oracle
 from topology.cpuset import CPUSet
+from topology.quantity import CPU, parse_amount
 
 MIN_STEPS = 10_000
 CPU_REQUESTS = ("1", "1", "2", "2", "3", "4", "6", "8", "500m", "1500m", "2000m")
@@ -114,7 +116,9 @@ class Run:
         go = self.oracle.ask(
             {"op": "allocate", "pod": pod.as_json(), "container": name, "affinity": affinity}
         )
-        n = guaranteed_cpus(pod_qos_guaranteed=True, cpu_request_millis=parse_cpu_millis(pod.cpu(name)))
+        n = exclusive_cpus(
+            QOSClass.GUARANTEED, Container(name, {CPU: parse_amount(CPU, pod.cpu(name), field="cpu")})
+        )
         try:
             self.policy.allocate(self.state, pod.uid, name, n, numa_affinity=affinity, kind=pod.kind(name))
             mine = ""

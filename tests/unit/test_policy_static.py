@@ -12,7 +12,7 @@ import pytest
 
 from cpumanager.errors import PolicyConfigError, SMTAlignmentError, StateValidationError
 from cpumanager.options import StaticPolicyOptions
-from cpumanager.policy_static import ContainerKind, StaticPolicy, guaranteed_cpus, parse_cpu_millis
+from cpumanager.policy_static import ContainerKind, StaticPolicy
 from cpumanager.state import MemoryState, State
 from topology.cpuset import CPUSet
 from topology.model import Core, NumaNode, Package, Topology
@@ -237,32 +237,6 @@ def test_align_by_socket_rejected_where_it_cannot_work(tm_policy: str) -> None:
 
 
 # ---------------------------------------------------------- requests, state
-@pytest.mark.parametrize(
-    ("quantity", "millis"),
-    [("2", 2000), ("2000m", 2000), ("1.5", 1500), ("977m", 977), ("0.0001", 1)],
-    ids=["cores", "millicores", "fraction", "odd-millicores", "tiny-rounds-up"],
-)
-def test_parse_cpu_millis(quantity: str, millis: int) -> None:
-    assert parse_cpu_millis(quantity) == millis
-
-
-@pytest.mark.parametrize(
-    "quantity", ["", "two", "1.5.2", "-1"], ids=["empty", "word", "two-dots", "negative"]
-)
-def test_parse_cpu_millis_rejects_malformed(quantity: str) -> None:
-    with pytest.raises(ValueError, match="invalid CPU quantity"):
-        parse_cpu_millis(quantity)
-
-
-@pytest.mark.parametrize(
-    ("guaranteed", "millis", "expected"),
-    [(True, 3000, 3), (True, 2500, 0), (False, 3000, 0)],
-    ids=["guaranteed-integer", "guaranteed-fraction", "burstable"],
-)
-def test_guaranteed_cpus(guaranteed: bool, millis: int, expected: int) -> None:
-    assert guaranteed_cpus(pod_qos_guaranteed=guaranteed, cpu_request_millis=millis) == expected
-
-
 def test_memory_state_is_a_state_and_copies_out() -> None:
     state = MemoryState(cpus("0-3"))
     assert isinstance(state, State)
