@@ -147,13 +147,6 @@ class Container:
             object.__setattr__(self, "requests", MappingProxyType({**self.limits, **self.requests}))
 
     @property
-    def has_integer_cpus(self) -> bool:
-        """A whole number of CPUs, request equal to limit: what the static CPU policy pins
-        when the pod is Guaranteed."""
-        cpu = self.requests.get(CPU, 0)
-        return cpu > 0 and cpu % 1000 == 0 and self.limits.get(CPU) == cpu
-
-    @property
     def hugepages(self) -> Resources:
         """``hugepages-<size>`` requests above zero, in bytes."""
         return MappingProxyType({n: a for n, a in self.requests.items() if a > 0 and is_hugepages(n)})

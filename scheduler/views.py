@@ -153,20 +153,25 @@ def compile_pod(pod: PodRequest, mode: str = "kubelet") -> CompiledPod:
     if mode not in FIT_MODES:
         raise ValueError(f"fit mode {mode!r}: expected one of {', '.join(FIT_MODES)}")
     qos = pod.qos
-    all_integer = all(c.has_integer_cpus for c in pod.all_containers() if c.requests.get(CPU, 0))
+    # exclusive CPUs as kubelet counts them (kube.pod.exclusive_cpus); for a pod that is not
+    # Guaranteed its cpu is unpinned whatever these say
+    all_integer = all(pod.exclusive_cpus(c) for c in pod.all_containers() if c.requests.get(CPU, 0))
     pod_checks = (Check("pod", REASON_POD, _items(pod.effective_request(), qos, mode, all_integer), False),)
     checks = [
         Check(
             f"init container {c.name!r}",
             REASON_INIT_CONTAINER,
-            _items(c.requests, qos, mode, c.has_integer_cpus),
+            _items(c.requests, qos, mode, pod.exclusive_cpus(c) > 0),
             False,
         )
         for c in pod.init_containers
     ]
     checks += [
         Check(
-            f"container {c.name!r}", REASON_CONTAINER, _items(c.requests, qos, mode, c.has_integer_cpus), True
+            f"container {c.name!r}",
+            REASON_CONTAINER,
+            _items(c.requests, qos, mode, pod.exclusive_cpus(c) > 0),
+            True,
         )
         for c in pod.containers
     ]

@@ -110,7 +110,7 @@ def test_effective_request_is_max_of_largest_init_and_sum_of_apps() -> None:
 
 def test_integer_cpu_containers_are_recognised() -> None:
     p = pod(container("a", cpu="2", memory="1Gi"), container("b", cpu="1500m", memory="1Gi"))
-    assert [c.has_integer_cpus for c in p.containers] == [True, False]
+    assert [p.exclusive_cpus(c) for c in p.containers] == [2, 0]
 
 
 @pytest.mark.parametrize(
