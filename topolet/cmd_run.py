@@ -26,6 +26,7 @@ from cpumanager.errors import CPUManagerError
 from cpumanager.hugepages import parse_hugepages_requests
 from cpumanager.manager import CPUManager
 from cpumanager.standalone import StandaloneRecord, StandaloneSource, process_start_time
+from kube.pod import Container, QOSClass, exclusive_cpus
 from topolet.cli import CommandError, common_options
 from topolet.help_text import plain
 from topolet.node_config import NodeSettings, add_node_options, check_cgroup_root, detect_cgroup_writer
@@ -94,7 +95,9 @@ def _whole_cpus(quantity: str, guaranteed: bool) -> int:
         raise CommandError(str(e)) from None
     if millis <= 0:
         raise CommandError(f"--cpus: expected a positive quantity, got {quantity!r}")
-    return millis // 1000 if guaranteed and millis % 1000 == 0 else 0
+    # the pod model's rule (kubelet's guaranteedCPUs), for a one-container pod of this QoS
+    qos = QOSClass.GUARANTEED if guaranteed else QOSClass.BURSTABLE
+    return exclusive_cpus(qos, Container("run", {CPU: millis}))
 
 
 def _hugepages(args: argparse.Namespace) -> dict[str, int]:
