@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bench.simulate.kubelet import KubeletNode, pinned_request
@@ -346,17 +346,21 @@ TOPO = build_topology(NODE_TYPES["epyc-7763-nps4"])  # 4 NUMA nodes x 32 CPUs
 CPU_CHOICES = ["500m", "1", "1500m", "2", "3", "4"]
 
 
+STYLES = ("none", "guaranteed", "limits-only", "burstable", "cpu-only")
+
+
 @st.composite
-def resources(draw: st.DrawFn) -> dict[str, Any]:
-    style = draw(st.sampled_from(["none", "guaranteed", "limits-only", "burstable", "cpu-only"]))
+def resources(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dict[str, Any]:
+    style = draw(st.sampled_from(styles))
     cpu = draw(st.sampled_from(CPU_CHOICES))
     memory = draw(st.sampled_from(["256Mi", "1Gi"]))
+    pages = draw(st.sampled_from([{}, {"hugepages-2Mi": "64Mi"}]))
     if style == "none":
         return {}
     if style == "guaranteed":
-        return {"requests": res(cpu, memory), "limits": res(cpu, memory)}
+        return {"requests": res(cpu, memory) | pages, "limits": res(cpu, memory) | pages}
     if style == "limits-only":
-        return {"limits": res(cpu, memory)}
+        return {"limits": res(cpu, memory) | pages}
     if style == "cpu-only":
         return {"requests": res(cpu), "limits": res(cpu)}
     return {"requests": res("500m", memory), "limits": res(cpu, "2Gi")}
@@ -364,14 +368,15 @@ def resources(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def random_pods(draw: st.DrawFn) -> dict[str, Any]:
-    # mostly all-Guaranteed pods, so that exclusive CPUs actually happen
-    uniform = draw(st.booleans())
-    shared = draw(resources())
+    # half the pods are Guaranteed by construction (every container limits cpu and memory,
+    # requests equal or absent), so that exclusive CPUs, reuse and sidecars actually happen
+    guaranteed = draw(st.booleans())
+    styles = ("guaranteed", "limits-only") if guaranteed else STYLES
     n_init = draw(st.integers(0, 3))
     n_app = draw(st.integers(1, 3))
 
     def one(name: str) -> dict[str, Any]:
-        return {"name": name, "resources": shared if uniform else draw(resources())}
+        return {"name": name, "resources": draw(resources(styles))}
 
     init = []
     for i in range(n_init):
@@ -442,6 +447,8 @@ def simulator_path(obj: dict[str, Any]) -> tuple[dict[str, tuple[int, ContainerK
 def test_node_and_simulator_agree(obj: dict[str, Any]) -> None:
     node_said, node_held = node_path(obj)
     sim_said, sim_held = simulator_path(obj)
+    pinned_kinds = sorted({kind.value for n, kind in node_said.values() if n})
+    event(f"containers with exclusive CPUs: {', '.join(pinned_kinds) or 'none'}")
     assert node_said == sim_said
     assert node_held == sim_held
     # and both match the model's own answer: app containers and sidecars keep their CPUs
