@@ -28,7 +28,9 @@ read pods through :func:`parse_pod`, so they cannot disagree about the same pod:
 
 Amounts are ints in the canonical units of :mod:`topology.quantity`: millicores for cpu,
 bytes for memory and hugepages, a count for devices (fractions round up, as Kubernetes'
-``Quantity.Value()`` and ``MilliValue()`` do).
+``Quantity.Value()`` and ``MilliValue()`` do). QoS compares these rounded amounts, so it
+differs from kubelet's exact comparison only for sub-millicore cpu or sub-byte memory
+quantities, which no real pod uses.
 """
 
 from __future__ import annotations
