@@ -88,7 +88,7 @@ def bench_deviceplugin(
         server.start()
         try:
             with grpc.insecure_channel(f"unix://{server.socket_path}") as channel:
-                stub = api_pb2_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call]
+                stub = api_pb2_grpc.DevicePluginStub(channel)
                 for i in range(warmup + repeat):
                     _round(stub, manager, size, times if i >= warmup else None)
         finally:

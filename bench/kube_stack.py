@@ -102,7 +102,7 @@ def apply_manifest(api_client: Any, path: Path) -> None:
     from kubernetes import utils
 
     try:
-        utils.create_from_yaml(api_client, str(path))  # type: ignore[no-untyped-call]
+        utils.create_from_yaml(api_client, str(path))
     except utils.FailToCreateError as err:
         other = [e for e in err.api_exceptions if getattr(e, "status", None) != 409]
         if other:

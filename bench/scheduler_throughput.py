@@ -170,7 +170,7 @@ def run(
 
     results: list[ProfileRun] = []
     with ControlPlane(bin_dir, work) as cp:
-        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
+        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))
         core: Any = client.CoreV1Api(api)
         for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml"):
             apply_manifest(api, deploy / manifest)

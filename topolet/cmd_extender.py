@@ -103,9 +103,9 @@ def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -
 
     try:
         if args.kubeconfig:
-            config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=args.kubeconfig)
         else:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config()
     except config.ConfigException as err:
         raise CommandError(
             f"no Kubernetes configuration ({err}); pass --kubeconfig FILE or --nrt-dir DIR"

@@ -119,9 +119,9 @@ def kube_api_client(kubeconfig: str) -> Any:
 
     try:
         if kubeconfig:
-            return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            return config.new_client_from_config(config_file=kubeconfig)
         conf = client.Configuration()
-        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=conf)
     except (config.ConfigException, OSError) as e:
         where = kubeconfig or "in-cluster service account"
         raise ValueError(

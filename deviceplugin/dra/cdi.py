@@ -56,7 +56,7 @@ def cdi_id(uid: str, device: str) -> str:
 
 def claim_spec(uid: str, devices: Sequence[CDIDevice], control_nodes: Sequence[str]) -> dict[str, Any]:
     """The CDI spec of claim *uid* (see the module docstring)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for d in devices:
         peers = [p.visible_id for p in devices if set(p.requests) & set(d.requests) or p is d]
         nodes = dict.fromkeys([*d.nodes, *control_nodes])

@@ -156,8 +156,8 @@ class DRAPluginServer:
     def start(self) -> None:
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="topolet-dra")
         dra = _bind(self.dra_socket, executor)
-        v1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1_pb2), dra)  # type: ignore[no-untyped-call]
-        v1beta1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1beta1_pb2), dra)  # type: ignore[no-untyped-call]
+        v1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1_pb2), dra)
+        v1beta1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1beta1_pb2), dra)
         dra.start()
         self._dra = (dra, self.dra_socket, _identity(self.dra_socket))
         with self._lock:
@@ -169,7 +169,7 @@ class DRAPluginServer:
     def _serve_registration(self) -> None:
         """Bind a fresh registration socket (caller holds the lock)."""
         reg = _bind(self.registration_socket, ThreadPoolExecutor(2, thread_name_prefix="topolet-dra-reg"))
-        reg_grpc.add_RegistrationServicer_to_server(_Registration(self), reg)  # type: ignore[no-untyped-call]
+        reg_grpc.add_RegistrationServicer_to_server(_Registration(self), reg)
         reg.start()
         self._reg = (reg, self.registration_socket, _identity(self.registration_socket))
 

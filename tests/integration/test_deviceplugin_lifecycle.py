@@ -176,7 +176,7 @@ def test_stop_removes_only_its_own_socket(
         "kubelet_internal_checkpoint",
         "other-vendor.sock",
     ]
-    kubelet.wait_for(lambda: kubelet.endpoint(GPU) is not None and kubelet.endpoint(GPU).ended)
+    kubelet.wait_for(lambda: (r := kubelet.endpoint(GPU)) is not None and r.ended)
     assert GPU in kubelet.stopped_resources  # kubelet sees the stream end and marks the devices
 
 

@@ -131,9 +131,7 @@ def allocated_claim(
 def kubelet_dial(node: Node) -> tuple[Any, str]:
     """Ask the registration socket for the plugin's info, as kubelet's plugin watcher does."""
     with grpc.insecure_channel(f"unix://{node.registry / (DRIVER + '-reg.sock')}") as ch:
-        info = reg_grpc.RegistrationStub(ch).GetInfo(  # type: ignore[no-untyped-call]
-            reg.InfoRequest(), timeout=5
-        )
+        info = reg_grpc.RegistrationStub(ch).GetInfo(reg.InfoRequest(), timeout=5)
     return info, info.endpoint
 
 
@@ -157,7 +155,7 @@ def test_registration_info_and_status(server: DRAPluginServer, node: Node) -> No
     assert list(info.supported_versions) == ["v1.DRAPlugin", "v1beta1.DRAPlugin"]
     assert endpoint == str(node.plugin_dir / "dra.sock") and Path(endpoint).is_socket()
     with grpc.insecure_channel(f"unix://{node.registry / (DRIVER + '-reg.sock')}") as ch:
-        stub = reg_grpc.RegistrationStub(ch)  # type: ignore[no-untyped-call]
+        stub = reg_grpc.RegistrationStub(ch)
         stub.NotifyRegistrationStatus(
             reg.RegistrationStatus(plugin_registered=False, error="no such version")
         )
@@ -180,7 +178,7 @@ def test_a_refused_registration_is_offered_again(
     try:
         first = identity(sock)
         with grpc.insecure_channel(f"unix://{sock}") as ch:
-            stub = reg_grpc.RegistrationStub(ch)  # type: ignore[no-untyped-call]
+            stub = reg_grpc.RegistrationStub(ch)
             stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=False, error="timeout"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (not sock.exists() or identity(sock) == first):

@@ -90,11 +90,8 @@ def test_loop_repairs_drift_within_one_period(
         (writer.path_for(shared.cgroup) / "cpuset.cpus").write_text("0-3")  # drift by hand
         (writer.path_for(excl.cgroup) / "cpuset.cpus").write_text("0")
         assert wait_for(
-            lambda: (
-                writer.read(shared.cgroup) == want_shared  # type: ignore[arg-type]
-                and writer.read(excl.cgroup) == want_excl
-            )
-        )  # type: ignore[arg-type]
+            lambda: writer.read(shared.cgroup) == want_shared and writer.read(excl.cgroup) == want_excl
+        )
     finally:
         started = time.monotonic()
         loop.stop()
