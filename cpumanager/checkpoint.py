@@ -25,12 +25,12 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cpumanager.atomic_file import write_atomic
 from cpumanager.checkpoint_format import (
     CheckpointError,
     CPUManagerCheckpoint,
@@ -227,24 +227,7 @@ class CheckpointStore:
         self._write(self.path, data)
 
     def _write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except OSError as e:  # ENOSPC, EIO: say which file (os.write names none)
-            raise OSError(e.errno, f"cannot write the checkpoint: {e.strerror}", str(tmp)) from e
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        log.debug("%s written (%d bytes)", path, len(data))
+        write_atomic(path, data, what="the checkpoint")
 
 
 def _read(path: Path) -> bytes | None:

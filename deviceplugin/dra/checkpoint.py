@@ -10,11 +10,11 @@ and the way out (no claim is prepared on a node whose state is unknown).
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 from typing import Any
 
+from cpumanager.atomic_file import write_atomic
 from deviceplugin.errors import DevicePluginError
 
 __all__ = ["MAX_BYTES", "CheckpointError", "load", "save"]
@@ -63,14 +63,4 @@ def save(path: Path, claims: dict[str, Any]) -> None:
     """Write *claims* to *path* atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"version": _VERSION, "checksum": zlib.crc32(_text(claims).encode()), "claims": claims}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(doc, sort_keys=True).encode(), what="the DRA claim checkpoint")
