@@ -34,7 +34,7 @@ from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import GPUDevice, discover_gpus
 from deviceplugin.nvml_info import with_nvml_attributes
 from tests.dra_apiserver_standin import DRAApiServerStandIn
-from tests.dra_go import build, cdi_resolve
+from tests.dra_go import cdi_resolve, require
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topolet.dra_node import kube_claim_getter
 from topology.sysfs import discover
@@ -339,11 +339,8 @@ def test_a_corrupt_checkpoint_refuses_to_start(
 
 
 @pytest.fixture(scope="module")
-def cdi_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary, why = build("cdi_check", tmp_path_factory.mktemp("go"))
-    if binary is None:
-        pytest.skip(f"the CDI library cannot be built here: {why}")
-    return binary
+def cdi_check() -> Path:
+    return require("cdi_check")
 
 
 @pytest.mark.parametrize(
