@@ -217,6 +217,8 @@ class ListWatch:
         with self._lock:
             self._resp = resp
         try:
+            if self._stop.is_set():  # stop() came before the stream opened: it could not close it
+                return
             with api_errors(what):
                 for line in _lines(resp):
                     if self._stop.is_set():
