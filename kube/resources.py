@@ -6,7 +6,7 @@ not misread as a ``V1Binding`` (kubernetes-client/python #547).
 
 * :class:`ListCall` — a :class:`~kube.watch.ListSource` over one of the client's list
   calls; :func:`pods` and :func:`cluster_objects` make the two topolet watches.
-* :class:`ClusterObjects` — get / create / replace / list of a cluster-scoped custom
+* :class:`ClusterObjects` — get / create / replace / delete / watch of a cluster-scoped custom
   resource (:func:`node_resource_topologies`).
 * :class:`Pods`, :class:`Nodes`, :class:`ResourceSlices`, :class:`ResourceClaims`.
 """
@@ -120,6 +120,14 @@ class ClusterObjects:
             return _json(
                 self._api.replace_cluster_custom_object(*self._at(), name, body, _preload_content=False)
             )
+
+    def delete(self, name: str) -> None:
+        """Delete; one that is gone already is no error."""
+        try:
+            with api_errors(f"delete {self.plural}/{name}"):
+                self._api.delete_cluster_custom_object(*self._at(), name, _preload_content=False)
+        except KubeNotFound:
+            pass
 
     def list_source(self) -> ListCall:
         return ListCall(self.plural, self._api.list_cluster_custom_object, *self._at())
