@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.controlplane import ControlPlane, Proc, free_port, http_get
 from bench.kube_stack import (
@@ -40,7 +40,9 @@ from bench.kube_stack import (
     wait_crd,
     wait_extender_synced,
 )
-from kube.admin import Namespace
+
+if TYPE_CHECKING:
+    from kube.admin import Namespace
 
 __all__ = ["ProfileRun", "metric_sum", "run"]
 
@@ -167,6 +169,7 @@ def run(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> list[ProfileRun]:
     """Both profiles at each node count (see the module docstring)."""
+    from kube.admin import Namespace
     from kube.client import api_client
 
     results: list[ProfileRun] = []

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Obj", "object_key", "resource_version"]
+__all__ = ["NRT_GROUP", "NRT_PLURAL", "NRT_VERSION", "Obj", "object_key", "resource_version"]
+
+#: NodeResourceTopology: cluster scoped, name = node name.
+NRT_GROUP, NRT_VERSION, NRT_PLURAL = "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies"
 
 #: An API object as the server sends it: a JSON object.
 Obj = dict[str, Any]

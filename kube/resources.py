@@ -21,7 +21,7 @@ from kubernetes import client as _client
 
 from kube.client import ApiClient
 from kube.errors import KubeConflict, KubeError, KubeNotFound, api_errors
-from kube.objects import Obj
+from kube.objects import NRT_GROUP, NRT_PLURAL, NRT_VERSION, Obj
 
 __all__ = [
     "NRT_GROUP",
@@ -37,8 +37,6 @@ __all__ = [
     "node_resource_topologies",
     "pods",
 ]
-
-NRT_GROUP, NRT_VERSION, NRT_PLURAL = "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies"
 
 
 def _json(resp: Any) -> Obj:

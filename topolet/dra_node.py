@@ -16,7 +16,6 @@ from typing import Any
 from deviceplugin.dra.plugin import ClaimGetter, DRAPlugin
 from deviceplugin.dra.server import PLUGINS_DIR, PLUGINS_REGISTRY, DRAPluginServer
 from deviceplugin.gpu import discover_gpus
-from kube.resources import ResourceClaims
 from topolet.resourceslice_publisher import KubeSliceAPI, ResourceSlicePublisher
 from topology.model import Topology
 from topology.resourceslice import DRIVER, build_resource_slices
@@ -31,6 +30,8 @@ CDI_DIR = Path("/var/run/cdi")
 
 def kube_claim_getter(api_client: Any) -> ClaimGetter:
     """``get_claim(namespace, name)`` over ``ResourceV1Api`` (the object as a dict)."""
+    from kube.resources import ResourceClaims  # the client library loads only when used
+
     return ResourceClaims(api_client).get
 
 

@@ -21,8 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from kube.client import api_client
-from kube.resources import NRT_GROUP, NRT_PLURAL, NRT_VERSION
+from kube.objects import NRT_GROUP, NRT_PLURAL, NRT_VERSION
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.nrt import NodeResourceTopology, build_nrt
@@ -115,6 +114,8 @@ class NRTObjects(Protocol):
 def kube_api_client(kubeconfig: str) -> Any:
     """A client from *kubeconfig*, or in-cluster when it is empty. A missing or unusable
     configuration raises ValueError (:class:`kube.errors.KubeConfigError`) naming the key."""
+    from kube.client import api_client  # the client library loads only when the API is used
+
     return api_client(kubeconfig)
 
 

@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from kube.resources import ResourceSlices
 from topology.resourceslice import DRIVER
 
 __all__ = ["KubeSliceAPI", "ResourceSlicePublisher", "SliceAPI"]
@@ -50,9 +49,12 @@ class SliceAPI(Protocol):
     def delete(self, name: str) -> None: ...
 
 
-#: :class:`SliceAPI` over the API server (plain dicts both ways; deleting a slice that is
-#: gone already is no error).
-KubeSliceAPI = ResourceSlices
+def KubeSliceAPI(api_client: Any) -> SliceAPI:  # the name callers know; it was a class
+    """:class:`SliceAPI` over the API server (:class:`kube.resources.ResourceSlices`: plain
+    dicts both ways; deleting a slice that is gone already is no error)."""
+    from kube.resources import ResourceSlices  # the client library loads only when used
+
+    return ResourceSlices(api_client)
 
 
 def _content(spec: Obj) -> str:
