@@ -3,12 +3,13 @@
 :class:`ListWatch` lists the objects, then watches from the list's ``resourceVersion``
 with ``allowWatchBookmarks`` and follows the last ``resourceVersion`` seen (an object's or
 a bookmark's) across watch streams, so a stream that ends (``timeoutSeconds``) or breaks
-(a dropped connection) resumes where it stopped, without a relist. It keeps the last
-object seen under each key (:func:`~kube.objects.object_key`) and delivers
+(a dropped connection) resumes where it stopped, without a relist. It keeps the identity
+(kind and metadata) of the last object seen under each key
+(:func:`~kube.objects.object_key`), not the whole object, and delivers
 :class:`WatchEvent`\\ s to a handler:
 
 * ``ADDED`` / ``MODIFIED`` / ``DELETED`` from the watch as the server sends them;
-* on every (re)list: ``DELETED`` (with the last object seen) for each known object the
+* on every (re)list: ``DELETED`` (with the identity last seen) for each known object the
   list no longer has — deletions that happened while nobody watched are not lost —
   then ``ADDED`` for each new object and ``MODIFIED`` for each known one (a resync, as
   client-go's informers do).
@@ -46,7 +47,8 @@ _TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One change: ``type`` and the object (for ``DELETED``: its last state seen)."""
+    """One change: ``type`` and the object (for a ``DELETED`` found by a relist: its kind
+    and metadata as last seen)."""
 
     type: EventType
     object: Obj
@@ -77,6 +79,12 @@ class ListSource(Protocol):
 
 Handler = Callable[[WatchEvent], None]
 ErrorHook = Callable[[KubeError, float], None]
+
+
+def _identity(obj: Obj) -> Obj:
+    """What a deletion found by a relist needs to say: kind and metadata (no managedFields)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta}
 
 
 def _lines(resp: Any) -> Iterator[bytes]:
@@ -129,7 +137,7 @@ class ListWatch:
 
     # ------------------------------------------------------------------ view
     def known(self) -> list[Obj]:
-        """The last object seen under each key (the loop's thread changes it)."""
+        """The identity (kind, metadata) last seen under each key (the loop's thread changes it)."""
         return list(self._known.values())
 
     @property
@@ -199,7 +207,7 @@ class ListWatch:
             self._deliver(WatchEvent("DELETED", self._known.pop(key)))
         for key, obj in fresh.items():
             kind: EventType = "MODIFIED" if key in self._known else "ADDED"
-            self._known[key] = obj
+            self._known[key] = _identity(obj)
             self._deliver(WatchEvent(kind, obj))
         self.resource_version = str((reply.get("metadata") or {}).get("resourceVersion") or "")
         self.lists += 1
@@ -248,7 +256,7 @@ class ListWatch:
             if type_ == "DELETED":
                 self._known.pop(key, None)
             else:
-                self._known[key] = obj
+                self._known[key] = _identity(obj)
             self._deliver(WatchEvent(type_, obj))
         rv = resource_version(obj)
         if rv:  # objects and bookmarks alike
