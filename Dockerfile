@@ -8,6 +8,7 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY topology ./topology
+COPY kube ./kube
 COPY cpumanager ./cpumanager
 COPY deviceplugin ./deviceplugin
 COPY scheduler ./scheduler

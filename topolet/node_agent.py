@@ -368,10 +368,10 @@ class NodeAgent:
         c = self.config
         if c.pod_source != "kubernetes" and not c.publish_nrt:
             return
-        from kubernetes.client import CustomObjectsApi
+        from kube.resources import node_resource_topologies
 
         self.publisher = NRTPublisher(
-            CustomObjectsApi(kube_api_client(c.kubeconfig)),
+            node_resource_topologies(kube_api_client(c.kubeconfig)),
             self.build_nrt,
             resync_s=c.nrt_resync_period_s,
             on_write=lambda verb: self.metrics.nrt_publishes.labels(verb).inc(),
