@@ -24,6 +24,7 @@ import yaml
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import CPUManagerError, PolicyConfigError
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import StaticPolicy
@@ -908,7 +909,7 @@ class NodeSettings:
         try:
             options = StaticPolicyOptions.parse(self.cpu_manager_policy_options, alpha_enabled=True)
             return StaticPolicy(
-                topo,
+                CPUTopology.from_topology(topo),
                 num_reserved_cpus=n,
                 reserved_cpus=self.reserved_cpus,
                 options=options,

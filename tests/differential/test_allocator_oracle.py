@@ -46,7 +46,7 @@ def topolet_policy(setup: Setup) -> tuple[StaticPolicy, MemoryState]:
         numa={c[0]: c[3] for c in cpus},
         socket={c[0]: c[2] for c in cpus},
         core={c[0]: c[1] for c in cpus},
-        uncore={c[0]: c[4] for c in cpus},
+        l3={c[0]: c[4] for c in cpus},
     )
     options = StaticPolicyOptions.parse(setup.options, alpha_enabled=True)
     policy = StaticPolicy(
