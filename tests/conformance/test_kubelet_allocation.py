@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubelet_fixtures import build_topology, declared_counts, load_kubelet_cases, topology_entry
 
 from cpumanager.allocation import CPUAccumulator, take_by_topology
 from cpumanager.cpu_topology import CPUTopology, units_holding
@@ -27,6 +26,12 @@ from cpumanager.errors import (
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import ContainerKind, StaticPolicy, guaranteed_cpus, parse_cpu_millis
 from cpumanager.state import MemoryState
+from tests.conformance.kubelet_fixtures import (
+    build_topology,
+    declared_counts,
+    load_kubelet_cases,
+    topology_entry,
+)
 from topology.cpuset import CPUSet
 
 Case = dict[str, Any]

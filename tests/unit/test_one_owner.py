@@ -29,7 +29,7 @@ from deviceplugin.server import DevicePluginServer
 from tests.fakesysfs import dual_socket_no_ht, write_fake_sysfs
 from tests.kubelet_standin import KubeletStandin
 from topolet import cli
-from topolet.node_config import ConfigError, NodeConfig
+from topolet.node_config import NodeConfig, NodeConfigError
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.sysfs import discover
@@ -278,7 +278,7 @@ def test_partial_allocate_over_grpc_leaves_nothing_claimed(mgr: CPUManager, tmp_
     ids=["unknown-option", "bad-bool", "no-value", "too-small", "unknown-tm-option"],
 )
 def test_bad_policy_options_are_refused_naming_the_key(data: dict[str, object], text: str) -> None:
-    with pytest.raises(ConfigError, match=text):
+    with pytest.raises(NodeConfigError, match=text):
         NodeConfig.from_mapping(data)
 
 
