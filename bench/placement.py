@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench.errors import BenchError
 from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, ContainerCgroup, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.cpu_topology import CPUTopology
@@ -53,7 +54,7 @@ V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 _MAX_READ = 64 * 1024
 
 
-class PlacementError(RuntimeError):
+class PlacementError(BenchError, RuntimeError):
     """The benchmark's processes cannot be placed as asked."""
 
 
