@@ -89,7 +89,7 @@ def units_holding(units: Mapping[int, CPUSet], cpus: CPUSet) -> list[int]:
 class CPUTopology:
     """Per-CPU unit ids of a machine plus its declared counts, indexed for allocation.
 
-    Build it with :meth:`from_topology` (or :meth:`build` from raw per-CPU ids)::
+    Build it with :meth:`from_topology` (or :meth:`from_ids` from raw per-CPU ids)::
 
         view = CPUTopology.from_topology(topo)
         view.numa_cpus[0] & available
@@ -130,7 +130,7 @@ class CPUTopology:
 
     # ------------------------------------------------------------- building
     @staticmethod
-    def build(
+    def from_ids(
         *,
         numa: Mapping[int, int],
         socket: Mapping[int, int],
@@ -214,7 +214,7 @@ class CPUTopology:
             i.cpu: i.l3 if i.l3 is not None else (socket[i.cpu] if default_l3 is None else default_l3)
             for i in infos
         }
-        return CPUTopology.build(
+        return CPUTopology.from_ids(
             numa={i.cpu: i.numa for i in infos},
             socket=socket,
             core={i.cpu: i.core for i in infos},
