@@ -76,9 +76,9 @@ class StaticPolicy:
     Containers in SHARED are moved off newly exclusive CPUs by the manager's reconcile
     loop, so an exclusive container may share its CPUs for up to one reconcile period.
 
-    >>> from cpumanager.state import MemoryState
-    The policy works on the allocator's view of the machine, never on the model itself::
+    The policy works on the allocator's view of the machine, never on the model itself:
 
+    >>> from cpumanager.state import MemoryState
     >>> view = CPUTopology.from_topology(topo)                  # doctest: +SKIP
     >>> policy = StaticPolicy(view, num_reserved_cpus=1)        # doctest: +SKIP
     >>> state = MemoryState(); policy.start(state)              # doctest: +SKIP
