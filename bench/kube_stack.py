@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bench.errors import BenchError
+
 __all__ = [
     "DEFAULT_DEPLOY",
     "StackError",
@@ -39,7 +41,7 @@ __all__ = [
 DEFAULT_DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
-class StackError(Exception):
+class StackError(BenchError):
     """A manifest is missing or not what this module expects; one line."""
 
 

@@ -58,11 +58,8 @@ class StateCorruptedError(StateValidationError):
     def __init__(self, path: Path, detail: str, hint: str | None = None) -> None:
         self.path = path
         super().__init__(
-            f"CPU manager checkpoint {path} is unusable: {detail}",
-            checkpoint=str(path),
+            f"CPU manager checkpoint {path} is unusable: {detail}", checkpoint=str(path), hint=hint
         )
-        if hint is not None:
-            CPUManagerError.__init__(self, f"CPU manager checkpoint {path} is unusable: {detail}", hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +72,14 @@ class StoredState:
     recovered: str = ""
 
 
-class CheckpointLockedError(StateValidationError):
-    """Another process holds the checkpoint."""
+class CheckpointLockedError(CPUManagerError):
+    """Another process holds the checkpoint's lock. Nothing is wrong with the state
+    itself, so this is not a :class:`StateValidationError`: the remedy is to stop the
+    other process, not to delete the file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        CPUManagerError.__init__(
-            self,
+        super().__init__(
             f"CPU manager checkpoint {path} is in use by another process (lock {path}.lock held)",
             "stop the other topolet node agent, or point this one at another state directory",
         )

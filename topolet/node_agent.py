@@ -48,6 +48,7 @@ from deviceplugin.podresources import PodResources, PodResourcesClient, PodResou
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
 from topolet.dra_node import DRANode
+from topolet.errors import TopoletError
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
@@ -71,7 +72,7 @@ _PODRESOURCES_TTL_S = 1.0
 _TICK_S = 0.1
 
 
-class AgentError(Exception):
+class AgentError(TopoletError):
     """The agent cannot start; the message says why and what to do."""
 
 

@@ -43,7 +43,7 @@ from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg_pb2
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
 from deviceplugin.dra.claims import ClaimRef
 from deviceplugin.dra.plugin import DRAPlugin
-from deviceplugin.errors import ConfigError
+from deviceplugin.errors import DevicePluginConfigError
 
 __all__ = ["PLUGINS_DIR", "PLUGINS_REGISTRY", "PLUGIN_TYPE", "SUPPORTED_VERSIONS", "DRAPluginServer"]
 
@@ -134,7 +134,7 @@ class DRAPluginServer:
         max_retry_s: float = 300.0,
     ) -> None:
         if not supported_versions or not set(supported_versions) <= set(SUPPORTED_VERSIONS):
-            raise ConfigError(
+            raise DevicePluginConfigError(
                 "DRA plugin supported_versions", ",".join(supported_versions), SUPPORTED_VERSIONS
             )
         self.supported_versions = tuple(supported_versions)

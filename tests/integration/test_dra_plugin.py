@@ -28,7 +28,7 @@ from deviceplugin.api.dra.v1beta1 import api_pb2 as v1beta1
 from deviceplugin.api.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
 from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
-from deviceplugin.dra.checkpoint import MAX_BYTES, CheckpointError, save
+from deviceplugin.dra.checkpoint import MAX_BYTES, ClaimCheckpointError, save
 from deviceplugin.dra.plugin import DRAPlugin
 from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import GPUDevice, discover_gpus
@@ -334,7 +334,7 @@ def test_a_corrupt_checkpoint_refuses_to_start(
 ) -> None:
     node.plugin_dir.mkdir(parents=True)
     node.checkpoint.write_text('{"version": 1, "checksum": 1, "claims": {"x": {}}}')
-    with pytest.raises(CheckpointError, match=r"checksum mismatch.*delete the file"):
+    with pytest.raises(ClaimCheckpointError, match=r"checksum mismatch.*delete the file"):
         make_server(node, machine, api)
 
 
@@ -403,5 +403,5 @@ def test_unusable_checkpoints_are_refused(
 ) -> None:
     node.plugin_dir.mkdir(parents=True)
     node.checkpoint.write_bytes(content)
-    with pytest.raises(CheckpointError, match=f"{node.checkpoint}: {reason}"):
+    with pytest.raises(ClaimCheckpointError, match=f"{node.checkpoint}: {reason}"):
         make_server(node, machine, api)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deviceplugin.errors import ConfigError
+from deviceplugin.errors import DevicePluginConfigError
 from deviceplugin.gpu_allocation import GPU, GPUTopology, preferred_allocation
 from deviceplugin.nvml import (
     NVMLXidHealth,
@@ -89,7 +89,7 @@ def test_pci_address(nvml_id: str | bytes, sysfs: str) -> None:
 
 
 def test_pci_address_rejects_garbage() -> None:
-    with pytest.raises(ConfigError, match="NVML PCI bus id"):
+    with pytest.raises(DevicePluginConfigError, match="NVML PCI bus id"):
         pci_address("3b")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, ContainerCgroup
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.reconcile_loop import ReconcileLoop
@@ -65,7 +66,7 @@ def wait_for(cond, timeout: float = 2.0) -> bool:  # type: ignore[no-untyped-def
 def setup(tmp_path: Path) -> tuple[CPUManager, CgroupV1Cpuset, ContainerInfo, ContainerInfo]:
     topo = four_cpus()
     writer = CgroupV1Cpuset(tmp_path)
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), writer=writer)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), writer=writer)
     mgr.start()
     excl_ref = ContainerCgroup(pod_uid="pod-a", container_id="aaa")
     shared_ref = ContainerCgroup(pod_uid="pod-b", container_id="bbb", qos="burstable")
