@@ -35,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from bench.errors import BenchError
+
 __all__ = ["KINDS", "LOADS", "Aggressor", "AggressorError", "group_members", "memory_mib", "resolve_kind"]
 
 Kind = Literal["stress-ng", "builtin"]
@@ -46,7 +48,7 @@ _WORKER_MIB, _TOTAL_MIB, _MIN_MIB = 256, 2048, 16
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-class AggressorError(RuntimeError):
+class AggressorError(BenchError, RuntimeError):
     """The stressor could not be started or stopped."""
 
 

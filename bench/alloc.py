@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from bench.stats import percentile
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
@@ -66,7 +67,9 @@ OPTIONS: dict[str, dict[str, str]] = {
 
 
 def _measure(topo: Topology, opts: dict[str, str], n: int, min_samples: int) -> list[float]:
-    policy = StaticPolicy(topo, num_reserved_cpus=2, options=StaticPolicyOptions.parse(opts))
+    policy = StaticPolicy(
+        CPUTopology.from_topology(topo), num_reserved_cpus=2, options=StaticPolicyOptions.parse(opts)
+    )
     lat: list[float] = []
     while len(lat) < min_samples:
         state = MemoryState()

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from bench.errors import BenchError
 from bench.kube_certs import ClientCert, Pki, make_pki
 
 __all__ = [
@@ -45,7 +46,7 @@ ADMIN = ("topolet-e2e-admin", ("system:masters",))
 _CACHE_GLOB = "e2e-bin-*"
 
 
-class ControlPlaneError(Exception):
+class ControlPlaneError(BenchError):
     """A component is missing, failed to start or did not become ready; one line."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from bench.stats import percentile
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.api.v1beta1 import api_pb2, api_pb2_grpc
@@ -80,7 +81,7 @@ def bench_deviceplugin(
     logging.getLogger("deviceplugin").setLevel(logging.WARNING)
     logging.getLogger("cpumanager").setLevel(logging.WARNING)
     topo = machine(cpus)
-    manager = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=2))
+    manager = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=2))
     manager.start()
     times: dict[str, list[float]] = {"GetPreferredAllocation": [], "Allocate": []}
     with tempfile.TemporaryDirectory(prefix="topolet-dp-") as tmp:
@@ -88,7 +89,7 @@ def bench_deviceplugin(
         server.start()
         try:
             with grpc.insecure_channel(f"unix://{server.socket_path}") as channel:
-                stub = api_pb2_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call]
+                stub = api_pb2_grpc.DevicePluginStub(channel)
                 for i in range(warmup + repeat):
                     _round(stub, manager, size, times if i >= warmup else None)
         finally:

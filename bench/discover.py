@@ -25,6 +25,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.errors import BenchError
 from bench.stats import percentile
 from topology.model import Topology
 from topology.sysfs import discover
@@ -50,7 +51,7 @@ TARGET_MS = 200.0
 Clock = Callable[[], float]
 
 
-class SnapshotsNotFoundError(FileNotFoundError):
+class SnapshotsNotFoundError(BenchError, FileNotFoundError):
     """The snapshot directory, or a named snapshot in it, does not exist."""
 
     def __init__(self, path: Path, what: str) -> None:

@@ -26,6 +26,7 @@ from typing import Literal
 
 from rich.table import Table
 
+from cpumanager.cpu_topology import CPUTopology, units_holding
 from cpumanager.errors import InsufficientCPUsError
 from cpumanager.fragmentation import measure
 from cpumanager.options import StaticPolicyOptions
@@ -124,7 +125,7 @@ class ReplayResult:
 
 def _policy(topo: Topology, choice: Choice, num_reserved_cpus: int) -> StaticPolicy:
     opts = StaticPolicyOptions(fragmentation_aware=choice == "fragmentation-aware")
-    return StaticPolicy(topo, num_reserved_cpus=num_reserved_cpus, options=opts)
+    return StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=num_reserved_cpus, options=opts)
 
 
 def replay(
@@ -139,7 +140,7 @@ def replay(
     """Replay *trace* through a fresh static policy using *choice*; sample after each
     step past *warmup*."""
     policy = _policy(topo, choice, num_reserved_cpus)
-    view = policy.topology
+    view = policy.view
     node_size = min(len(cpus) for cpus in view.numa_cpus.values())
     state = MemoryState()
     policy.start(state)
@@ -154,7 +155,7 @@ def replay(
             except InsufficientCPUsError:
                 failed += 1
             else:
-                split += event.size <= node_size and len(view.numa_nodes_of(cpus)) > 1
+                split += event.size <= node_size and len(units_holding(view.numa_cpus, cpus)) > 1
         if step < warmup:
             continue
         frag = measure(view, policy.available_cpus(state))

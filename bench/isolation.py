@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.aggressor import Aggressor, die_with_parent, resolve_kind
+from bench.errors import BenchError
 from bench.kernels import KERNELS
 from bench.placement import Placer, Request, Seat, resolve_mode
 from topology.model import Topology
@@ -66,7 +67,7 @@ MECHANISM_TARGET = 0.05
 _ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-class IsolationError(RuntimeError):
+class IsolationError(BenchError, RuntimeError):
     """A victim failed (its self-check, or its process)."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.errors import BenchError
 from bench.schedstat import delta, read_counters
 
 __all__ = ["KERNELS", "Kernel", "KernelCheckError", "KernelRun", "main", "run_kernel"]
@@ -40,7 +41,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 
-class KernelCheckError(RuntimeError):
+class KernelCheckError(BenchError, RuntimeError):
     """A kernel's result failed its self-check."""
 
     def __init__(self, kernel: str, detail: str) -> None:

@@ -12,13 +12,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import BenchError
+
 __all__ = ["CertError", "ClientCert", "Pki", "make_pki"]
 
 _DAYS = "2"
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
-class CertError(Exception):
+class CertError(BenchError):
     """openssl is missing or failed; one line."""
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bench.errors import BenchError
+
 __all__ = [
     "DEFAULT_DEPLOY",
     "StackError",
@@ -39,7 +41,7 @@ __all__ = [
 DEFAULT_DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
-class StackError(Exception):
+class StackError(BenchError):
     """A manifest is missing or not what this module expects; one line."""
 
 
@@ -99,25 +101,22 @@ def default_scheduler_config(kubeconfig: Path, *, name: str = "default-scheduler
 
 def apply_manifest(api_client: Any, path: Path) -> None:
     """Create every object of *path* (objects that already exist are left as they are)."""
-    from kubernetes import utils
+    from kube.admin import apply_manifest as create_from_yaml
+    from kube.errors import KubeError
 
     try:
-        utils.create_from_yaml(api_client, str(path))  # type: ignore[no-untyped-call]
-    except utils.FailToCreateError as err:
-        other = [e for e in err.api_exceptions if getattr(e, "status", None) != 409]
-        if other:
-            raise StackError(f"{path}: {other[0].status} {other[0].reason}: {other[0].body}") from None
+        create_from_yaml(api_client, path)
+    except KubeError as err:
+        raise StackError(str(err)) from None
 
 
 def wait_crd(api_client: Any, name: str, timeout_s: float = 30.0) -> None:
     """Wait until CustomResourceDefinition *name* is Established."""
-    from kubernetes import client
+    from kube.admin import crd_established
 
-    ext: Any = client.ApiextensionsV1Api(api_client)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+        if crd_established(api_client, name):
             return
         time.sleep(0.2)
     raise StackError(f"CustomResourceDefinition {name}: not Established after {timeout_s:.0f} s")

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench.errors import BenchError
 from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, ContainerCgroup, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
 from topology.cpuset import CPUSet
@@ -52,7 +54,7 @@ V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 _MAX_READ = 64 * 1024
 
 
-class PlacementError(RuntimeError):
+class PlacementError(BenchError, RuntimeError):
     """The benchmark's processes cannot be placed as asked."""
 
 
@@ -232,7 +234,7 @@ class Placer:
             shutil.rmtree(state_dir, ignore_errors=True)
 
     def _manager(self, state_dir: Path) -> CPUManager:
-        policy = StaticPolicy(self.topo, num_reserved_cpus=self.num_reserved_cpus)
+        policy = StaticPolicy(CPUTopology.from_topology(self.topo), num_reserved_cpus=self.num_reserved_cpus)
         store = CheckpointStore(state_dir / "cpu_manager_state", policy_name=policy.name)
         mgr = CPUManager(self.topo, policy, store=store, writer=self.writer)
         mgr.start()

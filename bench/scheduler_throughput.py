@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.controlplane import ControlPlane, Proc, free_port, http_get
 from bench.kube_stack import (
@@ -40,6 +40,9 @@ from bench.kube_stack import (
     wait_crd,
     wait_extender_synced,
 )
+
+if TYPE_CHECKING:
+    from kube.admin import Namespace
 
 __all__ = ["ProfileRun", "metric_sum", "run"]
 
@@ -79,21 +82,21 @@ def _insecure() -> ssl.SSLContext:
     return ctx
 
 
-def _create_pods(core: Any, prefix: str, count: int, cpus: int, scheduler: str) -> list[str]:
+def _create_pods(ns: Namespace, prefix: str, count: int, cpus: int, scheduler: str) -> list[str]:
     names = [f"{prefix}-{i}" for i in range(count)]
 
     def one(name: str) -> None:
-        core.create_namespaced_pod(_NS, guaranteed_pod(name, cpus, scheduler=scheduler))
+        ns.create_pod(guaranteed_pod(name, cpus, scheduler=scheduler))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, names))
     return names
 
 
-def _delete_pods(core: Any) -> None:
-    core.delete_collection_namespaced_pod(_NS, grace_period_seconds=0)
+def _delete_pods(ns: Namespace) -> None:
+    ns.delete_pods()
     deadline = time.monotonic() + 120
-    while core.list_namespaced_pod(_NS, limit=1).items:
+    while ns.has_pods():
         if time.monotonic() > deadline:
             raise RuntimeError(f"pods of namespace {_NS} not deleted after 120 s")
         time.sleep(0.5)
@@ -166,16 +169,17 @@ def run(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> list[ProfileRun]:
     """Both profiles at each node count (see the module docstring)."""
-    from kubernetes import client, config
+    from kube.admin import Namespace
+    from kube.client import api_client
 
     results: list[ProfileRun] = []
     with ControlPlane(bin_dir, work) as cp:
-        api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
-        core: Any = client.CoreV1Api(api)
+        api = api_client(str(cp.admin_kubeconfig()))
+        core = Namespace(api, _NS)
         for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml"):
             apply_manifest(api, deploy / manifest)
         wait_crd(api, "noderesourcetopologies.topology.node.k8s.io")
-        core.create_namespace({"metadata": {"name": _NS}})
+        core.create()
         have = 0
         for count in sorted(node_counts):
             log(f"adding nodes {have}..{count - 1} with NRT objects")

@@ -1,7 +1,7 @@
 """Topology-aware CPU allocation: the pure core of the static policy (no I/O).
 
 :func:`take_by_topology` picks *n* CPUs out of an available set the way kubelet's static
-CPU manager does: whole NUMA nodes and sockets first, then (optionally) whole uncore
+CPU manager does: whole NUMA nodes and sockets first, then (optionally) whole L3
 caches, then whole cores, then single threads, always preferring the units that are
 already partly used so that free units stay free. :func:`take_by_topology_numa_distributed`
 (in :mod:`cpumanager.distributed`) spreads a large request evenly over NUMA nodes instead.
@@ -19,12 +19,10 @@ from typing import Literal
 from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import AllocationError, InsufficientCPUsError
 from topology.cpuset import CPUSet
-from topology.model import Topology
 
 __all__ = [
     "CPUAccumulator",
     "Strategy",
-    "as_cpu_topology",
     "take_by_topology",
 ]
 
@@ -32,11 +30,6 @@ __all__ = [
 #: (kubelet's ``distribute-cpus-across-cores``).
 Strategy = Literal["packed", "spread"]
 STRATEGIES: tuple[Strategy, ...] = ("packed", "spread")
-
-
-def as_cpu_topology(topo: Topology | CPUTopology) -> CPUTopology:
-    """The allocation view of *topo* (itself when it already is one)."""
-    return topo if isinstance(topo, CPUTopology) else CPUTopology.from_topology(topo)
 
 
 def _ids(mask: int) -> list[int]:
@@ -69,7 +62,7 @@ class CPUAccumulator:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.topo = topo
-        self._free = available.bits & topo.cpus.bits
+        self._free = available.bits & topo.cpuset.bits
         self._result = 0
         self.need = n
         self.strategy: Strategy = strategy
@@ -150,14 +143,14 @@ class CPUAccumulator:
             group = _children_with(children, parent, free)
             yield from sorted(group, key=lambda c: ((free & masks[c]).bit_count(), c))
 
-    def sorted_uncore_caches(self) -> list[int]:
-        """Uncore caches with free CPUs: by NUMA node in :meth:`sorted_numa_nodes`
+    def sorted_l3_caches(self) -> list[int]:
+        """L3 caches with free CPUs: by NUMA node in :meth:`sorted_numa_nodes`
         order, then (free CPUs, id) within a node."""
         topo, free = self.topo, self._free
         return [
             u
             for n in self.sorted_numa_nodes()
-            for u in self._sort(_children_with(topo.numa_uncore_bits, n, free), topo.uncore_bits)
+            for u in self._sort(_children_with(topo.numa_l3_bits, n, free), topo.l3_bits)
         ]
 
     def sorted_cpus(self) -> list[int]:
@@ -185,18 +178,18 @@ class CPUAccumulator:
 
     def free_sockets(self) -> list[int]:
         """Sockets with the declared CPUs-per-socket free, in :meth:`sorted_sockets` order."""
-        size, masks, free = self.topo.cpus_per_socket(), self.topo.socket_bits, self._free
+        size, masks, free = self.topo.declared_cpus_per_socket(), self.topo.socket_bits, self._free
         return [s for s in self.sorted_sockets() if (masks[s] & free).bit_count() == size]
 
     def free_cores(self) -> list[int]:
         """Cores with the declared CPUs-per-core free, in :meth:`sorted_cores` order."""
-        size, masks, free = self.topo.cpus_per_core(), self.topo.core_bits, self._free
+        size, masks, free = self.topo.declared_cpus_per_core(), self.topo.core_bits, self._free
         return [c for c in self.sorted_cores() if (masks[c] & free).bit_count() == size]
 
-    def free_uncore_caches(self) -> list[int]:
-        """Uncore caches all of whose CPUs are free, in :meth:`sorted_uncore_caches` order."""
-        masks, free = self.topo.uncore_bits, self._free
-        return [u for u in self.sorted_uncore_caches() if masks[u] & free == masks[u]]
+    def free_l3_caches(self) -> list[int]:
+        """L3 caches all of whose CPUs are free, in :meth:`sorted_l3_caches` order."""
+        masks, free = self.topo.l3_bits, self._free
+        return [u for u in self.sorted_l3_caches() if masks[u] & free == masks[u]]
 
     def free_cpus(self) -> list[int]:
         """Free CPUs in packed order (see :meth:`sorted_cpus`)."""
@@ -215,12 +208,12 @@ class CPUAccumulator:
             self._take_whole(self.free_numa_nodes(), self.topo.numa_bits)
 
     def take_full_sockets(self) -> None:
-        size = self.topo.cpus_per_socket()
+        size = self.topo.declared_cpus_per_socket()
         if size and self.need >= size:  # a free socket has exactly `size` free CPUs
             self._take_whole(self.free_sockets(), self.topo.socket_bits)
 
     def take_full_cores(self) -> None:
-        size, masks = self.topo.cpus_per_core(), self.topo.core_bits
+        size, masks = self.topo.declared_cpus_per_core(), self.topo.core_bits
         if not size or self.need < size:  # a free core has exactly `size` free CPUs
             return
         start = self._free
@@ -238,29 +231,29 @@ class CPUAccumulator:
         """Whole sockets when a NUMA node holds sockets, else whole NUMA nodes."""
         (self.take_full_sockets if self.topo.numa_first else self.take_full_numa_nodes)()
 
-    def take_uncore_caches(self) -> None:
-        """Per uncore cache (in :meth:`sorted_uncore_caches` order, listed once): take
+    def take_l3_caches(self) -> None:
+        """Per L3 cache (in :meth:`sorted_l3_caches` order, listed once): take
         whole free caches while a cache's worth is needed, then try to fill the rest
         exactly from this cache's lowest-numbered cores."""
-        per_uncore = self.topo.cpus_per_uncore()
-        for uncore in self.sorted_uncore_caches():
-            if self.needs_at_least(per_uncore):
-                self._take_whole(self.free_uncore_caches(), self.topo.uncore_bits)
+        per_l3 = self.topo.declared_cpus_per_l3()
+        for l3 in self.sorted_l3_caches():
+            if self.needs_at_least(per_l3):
+                self._take_whole(self.free_l3_caches(), self.topo.l3_bits)
             if self.is_satisfied():
                 return
-            self.take_partial_uncore(uncore)
+            self.take_partial_l3(l3)
             if self.is_satisfied():
                 return
 
-    def take_partial_uncore(self, uncore: int) -> None:
-        """Take exactly ``need`` CPUs from the lowest-numbered cores of *uncore*, or nothing.
+    def take_partial_l3(self, l3: int) -> None:
+        """Take exactly ``need`` CPUs from the lowest-numbered cores of L3 cache *l3*, or nothing.
 
         ``ceil(need / cpus_per_core)`` cores are tried; on SMT machines an odd ``need``
         drops the highest candidate thread so a single half-core is used.
         """
         topo, free = self.topo, self._free
-        per_core = max(topo.cpus_per_core(), 1)
-        cores = _children_with(topo.uncore_core_bits, uncore, free)[: -(-self.need // per_core)]
+        per_core = max(topo.declared_cpus_per_core(), 1)
+        cores = _children_with(topo.l3_core_bits, l3, free)[: -(-self.need // per_core)]
         candidates = 0
         for core in cores:
             candidates |= topo.core_bits[core] & free
@@ -292,31 +285,32 @@ def _start(
 
 
 def take_by_topology(
-    topo: Topology | CPUTopology,
+    topo: CPUTopology,
     available: CPUSet,
     n: int,
     *,
     strategy: Strategy = "packed",
-    align_by_uncore_cache: bool = False,
+    align_by_l3: bool = False,
 ) -> CPUSet:
     """Pick *n* CPUs of *available*, packed by topology (kubelet's NUMA-packed taker).
 
     1. Take whole units of the first level: NUMA nodes if a NUMA node holds one or more
        sockets, otherwise sockets.
     2. Take whole units of the second level (the other of the two).
-    3. With *align_by_uncore_cache*, take whole uncore caches, then an exact partial fit.
+    3. With *align_by_l3* (kubelet's ``prefer-align-cpus-by-uncorecache``), take whole
+       L3 caches, then an exact partial fit.
     4. With the ``packed`` strategy, take whole cores.
     5. Take single CPUs in strategy order.
 
     Each step returns as soon as the request is met. Raises
     :class:`InsufficientCPUsError` when fewer than *n* CPUs are available.
     """
-    acc, done = _start(as_cpu_topology(topo), available, n, strategy)
+    acc, done = _start(topo, available, n, strategy)
     if done is not None:
         return done
     steps: list[Callable[[], None]] = [acc.take_first_level, acc.take_second_level]
-    if align_by_uncore_cache:
-        steps.append(acc.take_uncore_caches)
+    if align_by_l3:
+        steps.append(acc.take_l3_caches)
     if strategy == "packed":
         steps.append(acc.take_full_cores)
     steps.append(acc.take_remaining_cpus)

@@ -25,12 +25,12 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cpumanager.atomic_file import write_atomic
 from cpumanager.checkpoint_format import (
     CheckpointError,
     CPUManagerCheckpoint,
@@ -58,11 +58,8 @@ class StateCorruptedError(StateValidationError):
     def __init__(self, path: Path, detail: str, hint: str | None = None) -> None:
         self.path = path
         super().__init__(
-            f"CPU manager checkpoint {path} is unusable: {detail}",
-            checkpoint=str(path),
+            f"CPU manager checkpoint {path} is unusable: {detail}", checkpoint=str(path), hint=hint
         )
-        if hint is not None:
-            CPUManagerError.__init__(self, f"CPU manager checkpoint {path} is unusable: {detail}", hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +72,14 @@ class StoredState:
     recovered: str = ""
 
 
-class CheckpointLockedError(StateValidationError):
-    """Another process holds the checkpoint."""
+class CheckpointLockedError(CPUManagerError):
+    """Another process holds the checkpoint's lock. Nothing is wrong with the state
+    itself, so this is not a :class:`StateValidationError`: the remedy is to stop the
+    other process, not to delete the file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        CPUManagerError.__init__(
-            self,
+        super().__init__(
             f"CPU manager checkpoint {path} is in use by another process (lock {path}.lock held)",
             "stop the other topolet node agent, or point this one at another state directory",
         )
@@ -227,24 +225,7 @@ class CheckpointStore:
         self._write(self.path, data)
 
     def _write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except OSError as e:  # ENOSPC, EIO: say which file (os.write names none)
-            raise OSError(e.errno, f"cannot write the checkpoint: {e.strerror}", str(tmp)) from e
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        log.debug("%s written (%d bytes)", path, len(data))
+        write_atomic(path, data, what="the checkpoint")
 
 
 def _read(path: Path) -> bytes | None:

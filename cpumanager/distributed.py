@@ -12,12 +12,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cpumanager.allocation import CPUAccumulator, Strategy, _start, as_cpu_topology, take_by_topology
+from cpumanager.allocation import CPUAccumulator, Strategy, _start, take_by_topology
 from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import AllocationError
 from cpumanager.slice_combinations import SharedSlice, slice_combinations
 from topology.cpuset import CPUSet
-from topology.model import Topology
 
 __all__ = ["balance_score", "take_by_topology_numa_distributed"]
 
@@ -59,7 +58,7 @@ def _node_range(acc: CPUAccumulator, numas: list[int], group: int) -> range:
     """How many NUMA nodes to try: from the fewest that could hold the request at an even
     share of the machine's CPU groups, to one node per group needed (or all available)."""
     topo = acc.topo
-    groups_per_numa = _ceil_div(_ceil_div(len(topo.cpus), group), len(topo.numa_cpus))
+    groups_per_numa = _ceil_div(_ceil_div(len(topo.cpuset), group), len(topo.numa_cpus))
     groups_needed = _ceil_div(acc.need, group)
     return range(_ceil_div(groups_needed, groups_per_numa), min(groups_needed, len(numas)) + 1)
 
@@ -167,7 +166,7 @@ def _allocate(acc: CPUAccumulator, choice: _Choice, group: int) -> CPUSet:
 
 
 def take_by_topology_numa_distributed(
-    topo: Topology | CPUTopology,
+    topo: CPUTopology,
     available: CPUSet,
     n: int,
     *,
@@ -187,13 +186,12 @@ def take_by_topology_numa_distributed(
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
-    view = as_cpu_topology(topo)
     if n % group_size != 0:
-        return take_by_topology(view, available, n, strategy=strategy)
-    acc, done = _start(view, available, n, strategy)
+        return take_by_topology(topo, available, n, strategy=strategy)
+    acc, done = _start(topo, available, n, strategy)
     if done is not None:
         return done
     choice = _choose(acc, group_size)
     if choice is None:
-        return take_by_topology(view, available, n, strategy=strategy)
+        return take_by_topology(topo, available, n, strategy=strategy)
     return _allocate(acc, choice, group_size)

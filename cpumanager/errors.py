@@ -1,5 +1,24 @@
 """Errors of the CPU manager: one hierarchy for the whole package.
 
+::
+
+    CPUManagerError
+    ├── AllocationError              the allocator cannot hand out what was asked
+    │   ├── InsufficientCPUsError
+    │   ├── SMTAlignmentError
+    │   └── InsufficientHugePagesError
+    ├── StateValidationError         the stored state does not fit this machine or policy
+    │   ├── CheckpointError          (checkpoint_format) kubelet's checkpoint cannot be restored
+    │   │   ├── CheckpointCorruptedError
+    │   │   └── CheckpointPolicyMismatchError
+    │   └── StateCorruptedError      (checkpoint) a checkpoint or owners file is unusable
+    ├── CheckpointLockedError        (checkpoint) another process holds the checkpoint lock
+    ├── PolicyConfigError            a policy option or reservation is invalid
+    ├── HugePagesRequestError        a hugepages request is malformed
+    ├── OwnerRecordError             (owners) an owner record cannot be read
+    ├── InvalidIdentifierError       (cgroup_errors) an id that would reach a path is malformed
+    └── CgroupError                  (cgroup_errors) a cgroup file could not be written
+
 Each error carries ``detail`` (the fact, worded as kubelet words it, so operators can
 search for it) and ``hint`` (what to do about it); ``str()`` joins the two. CPU sets are
 always quoted in Linux cpu-list form. ``reason`` is the short, stable string that ends up
@@ -81,13 +100,16 @@ class SMTAlignmentError(AllocationError):
 
 
 class StateValidationError(CPUManagerError):
-    """The stored CPU manager state does not fit this machine or this policy."""
+    """The stored CPU manager state does not fit this machine or this policy.
 
-    def __init__(self, detail: str, checkpoint: str | None = None) -> None:
+    The hint defaults to kubelet's remedy (drain the node, delete the checkpoint file).
+    """
+
+    def __init__(self, detail: str, checkpoint: str | None = None, hint: str | None = None) -> None:
         where = f" {checkpoint!r}" if checkpoint else ""
         super().__init__(
             detail,
-            f"drain this node and delete the CPU manager checkpoint file{where} before restarting",
+            hint or f"drain this node and delete the CPU manager checkpoint file{where} before restarting",
         )
 
 

@@ -68,7 +68,7 @@ def best_fit_unit(
     level the sort keys are, in order: available CPUs (ascending), CPUs in wholly free
     cores (ascending), unit id (ascending).
     """
-    free = available.bits & topo.cpus.bits
+    free = available.bits & topo.cpuset.bits
     whole_free = _whole_cores_mask(topo, free)
     for units in _levels(topo):
         best: tuple[int, int, int] | None = None
@@ -163,7 +163,7 @@ def measure(topo: CPUTopology, free_cpus: CPUSet) -> Fragmentation:
     >>> frag.free_sockets, round(frag.score, 2)        # doctest: +SKIP
     ((0,), 0.0)
     """
-    free = free_cpus.bits & topo.cpus.bits
+    free = free_cpus.bits & topo.cpuset.bits
     cores = topo.core_bits
     whole = len(_wholly_free(free, cores))
     partly = sum(1 for m in cores.values() if m & free and m & free != m)

@@ -1,9 +1,8 @@
 """The Kubernetes API pod source: the pods bound to this node, as the CPU manager sees them.
 
 :class:`KubePodSource` lists and watches pods with ``fieldSelector=spec.nodeName=<node>``
-through the official ``kubernetes`` client: it lists once, then watches from the list's
-``resourceVersion``, follows the last ``resourceVersion`` seen across watch restarts,
-re-lists on ``410 Gone`` (history compacted) and backs off exponentially on other errors.
+through :class:`kube.watch.ListWatch` (resourceVersion kept across watch restarts,
+bookmarks, relist on ``410 Gone`` delivering the deletions missed, backoff with jitter).
 Each pod event is turned into :class:`~cpumanager.manager.ContainerInfo`\\ s
 (:func:`pod_containers`) and compared with the pod's previous view: a container whose id
 appeared in ``status.containerStatuses`` with state ``running`` is added to the manager
@@ -33,15 +32,10 @@ logged and left out: it never reaches a cgroup path.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from cpumanager.cgroupfs import ContainerCgroup, QoS
 from cpumanager.errors import CPUManagerError
@@ -49,7 +43,11 @@ from cpumanager.hugepages import check_hugepages
 from cpumanager.isolated import ISOLATED_ANNOTATION
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.owners import POD
+from kube.backoff import Backoff
+from kube.client import ApiClient
 from kube.pod import parse_pod
+from kube.resources import pods
+from kube.watch import ListWatch, WatchEvent
 from topology.errors import TopologyError
 
 __all__ = ["KubePodSource", "pod_containers", "pod_qos"]
@@ -125,7 +123,7 @@ class KubePodSource:
 
     def __init__(
         self,
-        api_client: client.ApiClient,
+        api_client: ApiClient,
         node_name: str,
         manager: CPUManager,
         *,
@@ -136,23 +134,29 @@ class KubePodSource:
     ) -> None:
         if not node_name:
             raise ValueError("node_name: expected this node's name (spec.nodeName of its pods)")
-        self.core = client.CoreV1Api(api_client)
         self.node_name = node_name
         self.manager = manager
-        self.watch_timeout_s = watch_timeout_s
-        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.resource_version = ""
-        self.synced = threading.Event()
         self.device_affinity = device_affinity
         self._lock = threading.Lock()
         self._pods: dict[str, list[ContainerInfo]] = {}
-        self._stop = threading.Event()
-        self._resp: Any = None
-        self._thread: threading.Thread | None = None
+        self._watch = ListWatch(
+            pods(api_client, node_name=node_name),
+            self._on_event,
+            watch_timeout_s=watch_timeout_s,
+            backoff=Backoff(backoff_s, max(backoff_s, max_backoff_s)),
+            thread_name=f"pods-{node_name}",
+        )
+        #: set once the first list is in
+        self.synced = self._watch.synced
 
     @property
     def field_selector(self) -> str:
         return f"spec.nodeName={self.node_name}"
+
+    @property
+    def resource_version(self) -> str:
+        """Where the next watch starts (empty: list first)."""
+        return self._watch.resource_version
 
     # ----------------------------------------------------------------- view
     @property
@@ -168,107 +172,25 @@ class KubePodSource:
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> KubePodSource:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"pods-{self.node_name}", daemon=True)
-        self._thread.start()
+        self._watch.start()
         return self
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop watching and join the thread."""
-        self._stop.set()
-        resp = self._resp
-        if resp is not None:
-            try:
-                # shutdown() (urllib3 >= 2.3) interrupts a blocked read; close() alone does not
-                getattr(resp, "shutdown", resp.close)()
-            except Exception as err:  # already closed or broken: stopping anyway
-                log.debug("closing the pod watch: %s", err)
-        if self._thread is not None:
-            self._thread.join(timeout_s if timeout_s is not None else self.watch_timeout_s + 1)
-            self._thread = None
-
-    def _run(self) -> None:
-        delay = self.backoff_s
-        while not self._stop.is_set():
-            try:
-                if not self.resource_version:
-                    self.relist()
-                self.watch_once()
-                delay = self.backoff_s
-            except ApiException as err:
-                self.resource_version = ""  # relist, at once after 410 Gone
-                if err.status == 410:
-                    log.info("pod watch: resourceVersion too old (410 Gone); relisting")
-                    continue
-                log.error(
-                    "pod watch on %s: API server answered %s %s; retrying in %.1fs",
-                    self.node_name,
-                    err.status,
-                    err.reason,
-                    delay,
-                )
-                delay = self._backoff(delay)
-            except Exception as err:  # connection errors: keep the view, retry
-                if self._stop.is_set():
-                    break
-                log.error("pod watch on %s: %s; retrying in %.1fs", self.node_name, err, delay)
-                delay = self._backoff(delay)
-
-    def _backoff(self, delay: float) -> float:
-        self._stop.wait(delay)
-        return min(delay * 2, self.max_backoff_s)
+        self._watch.stop(timeout_s)
 
     # ---------------------------------------------------------- list, watch
     def relist(self) -> str:
         """List this node's pods, apply every one, forget pods that are gone; returns the
         list's resourceVersion (where the next watch starts)."""
-        resp: Any = self.core.list_pod_for_all_namespaces(
-            field_selector=self.field_selector, _preload_content=False
-        )
-        reply = json.loads(resp.data)
-        items = reply.get("items") or []
-        present = {(p.get("metadata") or {}).get("uid", "") for p in items}
-        for uid in [u for u in self._pods if u not in present]:
-            self._apply_pod(uid, [])
-        for pod in items:
-            self.apply({"type": "ADDED", "object": pod})
-        self.resource_version = str((reply.get("metadata") or {}).get("resourceVersion", ""))
-        self.synced.set()
-        return self.resource_version
+        return self._watch.relist()
 
     def watch_once(self) -> None:
-        """Follow one watch stream from :attr:`resource_version` until it ends. Events are
-        read as raw JSON (no model deserialisation, so one odd object cannot stop the
-        watch); an ``ERROR`` event raises :class:`ApiException` with its status code."""
-        resp: Any = self.core.list_pod_for_all_namespaces(
-            field_selector=self.field_selector,
-            resource_version=self.resource_version,
-            timeout_seconds=self.watch_timeout_s,
-            allow_watch_bookmarks=True,
-            watch=True,
-            _preload_content=False,
-        )
-        self._resp = resp
-        try:
-            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
-                if self._stop.is_set():
-                    break
-                if line.strip():
-                    self._event(json.loads(line))
-        finally:
-            self._resp = None
-            resp.close()
-            resp.release_conn()
+        """Follow one watch stream from :attr:`resource_version` until it ends."""
+        self._watch.watch_once()
 
-    def _event(self, event: Mapping[str, Any]) -> None:
-        obj = event.get("object") or {}
-        if event.get("type") == "ERROR":
-            raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
-        if event.get("type") != "BOOKMARK":
-            self.apply(event)
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
-        if rv:
-            self.resource_version = str(rv)
+    def _on_event(self, event: WatchEvent) -> None:
+        self.apply({"type": event.type, "object": event.object})
 
     def apply(self, event: Mapping[str, Any]) -> None:
         """One pod event (``ADDED``/``MODIFIED``/``DELETED``): add new running containers

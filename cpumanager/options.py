@@ -25,7 +25,7 @@ __all__ = [
     "FRAGMENTATION_AWARE",
     "FULL_PCPUS_ONLY",
     "OPTION_MATURITY",
-    "PREFER_ALIGN_BY_UNCORE_CACHE",
+    "PREFER_ALIGN_BY_L3",
     "STRICT_CPU_RESERVATION",
     "StaticPolicyOptions",
 ]
@@ -35,7 +35,8 @@ DISTRIBUTE_CPUS_ACROSS_NUMA = "distribute-cpus-across-numa"
 ALIGN_BY_SOCKET = "align-by-socket"
 DISTRIBUTE_CPUS_ACROSS_CORES = "distribute-cpus-across-cores"
 STRICT_CPU_RESERVATION = "strict-cpu-reservation"
-PREFER_ALIGN_BY_UNCORE_CACHE = "prefer-align-cpus-by-uncorecache"
+#: kubelet's name for the option; topolet calls the cache it aligns to L3 (docs/glossary.md).
+PREFER_ALIGN_BY_L3 = "prefer-align-cpus-by-uncorecache"
 FRAGMENTATION_AWARE = "fragmentation-aware"
 
 Maturity = Literal["alpha", "beta", "ga", "topolet"]
@@ -50,7 +51,7 @@ OPTION_MATURITY: Mapping[str, Maturity] = MappingProxyType(
         ALIGN_BY_SOCKET: "alpha",
         DISTRIBUTE_CPUS_ACROSS_CORES: "alpha",
         STRICT_CPU_RESERVATION: "beta",
-        PREFER_ALIGN_BY_UNCORE_CACHE: "beta",
+        PREFER_ALIGN_BY_L3: "beta",
         FRAGMENTATION_AWARE: "topolet",
     }
 )
@@ -59,8 +60,8 @@ OPTION_MATURITY: Mapping[str, Maturity] = MappingProxyType(
 INCOMPATIBLE: tuple[tuple[str, str], ...] = (
     (FULL_PCPUS_ONLY, DISTRIBUTE_CPUS_ACROSS_CORES),
     (DISTRIBUTE_CPUS_ACROSS_NUMA, DISTRIBUTE_CPUS_ACROSS_CORES),
-    (PREFER_ALIGN_BY_UNCORE_CACHE, DISTRIBUTE_CPUS_ACROSS_CORES),
-    (PREFER_ALIGN_BY_UNCORE_CACHE, DISTRIBUTE_CPUS_ACROSS_NUMA),
+    (PREFER_ALIGN_BY_L3, DISTRIBUTE_CPUS_ACROSS_CORES),
+    (PREFER_ALIGN_BY_L3, DISTRIBUTE_CPUS_ACROSS_NUMA),
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -93,8 +94,8 @@ class StaticPolicyOptions:
     """``distribute-cpus-across-cores``: prefer one thread per core (spread strategy)."""
     strict_cpu_reservation: bool = False
     """``strict-cpu-reservation``: keep reserved CPUs out of the shared pool too."""
-    prefer_align_by_uncore_cache: bool = False
-    """``prefer-align-cpus-by-uncorecache``: best-effort packing into uncore caches."""
+    prefer_align_by_l3: bool = False
+    """``prefer-align-cpus-by-uncorecache``: best-effort packing into L3 caches."""
     fragmentation_aware: bool = False
     """``fragmentation-aware`` (topolet): best-fit NUMA node / socket, keeping free ones whole."""
 
@@ -125,7 +126,7 @@ class StaticPolicyOptions:
             align_by_socket=values.get(ALIGN_BY_SOCKET, False),
             distribute_cpus_across_cores=values.get(DISTRIBUTE_CPUS_ACROSS_CORES, False),
             strict_cpu_reservation=values.get(STRICT_CPU_RESERVATION, False),
-            prefer_align_by_uncore_cache=values.get(PREFER_ALIGN_BY_UNCORE_CACHE, False),
+            prefer_align_by_l3=values.get(PREFER_ALIGN_BY_L3, False),
             fragmentation_aware=values.get(FRAGMENTATION_AWARE, False),
         )
 
@@ -137,7 +138,7 @@ class StaticPolicyOptions:
             ALIGN_BY_SOCKET: self.align_by_socket,
             DISTRIBUTE_CPUS_ACROSS_CORES: self.distribute_cpus_across_cores,
             STRICT_CPU_RESERVATION: self.strict_cpu_reservation,
-            PREFER_ALIGN_BY_UNCORE_CACHE: self.prefer_align_by_uncore_cache,
+            PREFER_ALIGN_BY_L3: self.prefer_align_by_l3,
             FRAGMENTATION_AWARE: self.fragmentation_aware,
         }
         return [n for n, on in names.items() if on]
@@ -153,7 +154,7 @@ class StaticPolicyOptions:
                 f"{ALIGN_BY_SOCKET} policy option",
                 f"turn {ALIGN_BY_SOCKET} off or use another topology manager policy",
             )
-        if topo.num_sockets > topo.num_numa_nodes:
+        if topo.declared_sockets > topo.declared_numa_nodes:
             raise PolicyConfigError(
                 "Align by socket is not compatible with hardware where number of sockets are more "
                 "than number of NUMA",

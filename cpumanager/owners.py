@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from cpumanager.errors import CPUManagerError
+
 __all__ = [
     "KINDS",
     "RELEASED_BY",
@@ -54,7 +56,7 @@ RELEASED_BY: Final[Mapping[str, str]] = {
 _MAX_TEXT = 1024
 
 
-class OwnerRecordError(ValueError):
+class OwnerRecordError(CPUManagerError, ValueError):
     """An owner record that cannot be read; the message names the field and the form."""
 
 

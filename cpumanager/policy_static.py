@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cpumanager.allocation import Strategy, as_cpu_topology, take_by_topology
-from cpumanager.cpu_topology import CPUTopology
+from cpumanager.allocation import Strategy, take_by_topology
+from cpumanager.cpu_topology import CPUTopology, cpus_of_units
 from cpumanager.distributed import take_by_topology_numa_distributed
 from cpumanager.errors import PolicyConfigError, SMTAlignmentError, StateValidationError
 from cpumanager.fragmentation import take_best_fit
@@ -20,7 +20,6 @@ from cpumanager.options import StaticPolicyOptions
 from cpumanager.state import State
 from kube.pod import ContainerKind
 from topology.cpuset import CPUSet
-from topology.model import Topology
 
 # ContainerKind is the pod model's (kube.pod); re-exported for callers of the policy.
 __all__ = ["ContainerKind", "StaticPolicy"]
@@ -49,7 +48,10 @@ class StaticPolicy:
     Containers in SHARED are moved off newly exclusive CPUs by the manager's reconcile
     loop, so an exclusive container may share its CPUs for up to one reconcile period.
 
+    The policy works on the allocator's view of the machine, never on the model itself:
+
     >>> from cpumanager.state import MemoryState
+    >>> view = CPUTopology.from_topology(topo)                  # doctest: +SKIP
     >>> policy = StaticPolicy(view, num_reserved_cpus=1)        # doctest: +SKIP
     >>> state = MemoryState(); policy.start(state)              # doctest: +SKIP
     >>> policy.allocate(state, "pod-uid", "app", 4)             # doctest: +SKIP
@@ -59,18 +61,18 @@ class StaticPolicy:
 
     def __init__(
         self,
-        topo: Topology | CPUTopology,
+        view: CPUTopology,
         *,
         num_reserved_cpus: int,
         reserved_cpus: CPUSet | None = None,
         options: StaticPolicyOptions | None = None,
         topology_manager_policy: str = "none",
     ) -> None:
-        self.topology = as_cpu_topology(topo)
+        self.view = view
         self.options = options or StaticPolicyOptions()
-        self.options.validate_for(self.topology, topology_manager_policy)
-        self.cpu_group_size = self.topology.cpus_per_core()
-        reserved = reserved_cpus or self.take_kubelet(self.topology.cpus, num_reserved_cpus)
+        self.options.validate_for(view, topology_manager_policy)
+        self.cpu_group_size = view.declared_cpus_per_core()
+        reserved = reserved_cpus or self.take_kubelet(view.cpuset, num_reserved_cpus)
         if len(reserved) != num_reserved_cpus:
             raise PolicyConfigError(
                 f"[cpumanager] unable to reserve the required amount of CPUs "
@@ -78,14 +80,14 @@ class StaticPolicy:
                 "make the reserved CPU list and the kube-reserved + system-reserved CPU count agree",
             )
         self.reserved_cpus = reserved
-        self.reserved_physical_cpus = self.topology.cpus_in_cores(
-            *{self.topology.cpu_core[c] for c in reserved if c in self.topology.cpu_core}
+        self.reserved_physical_cpus = cpus_of_units(
+            view.core_cpus, {view.cpu_core[c] for c in reserved if c in view.cpu_core}
         )
         self._reusable: dict[str, CPUSet] = {}
 
     # ---------------------------------------------------------------- pools
     def _all_cpus(self) -> CPUSet:
-        cpus = self.topology.cpus
+        cpus = self.view.cpuset
         return cpus - self.reserved_cpus if self.options.strict_cpu_reservation else cpus
 
     def available_cpus(self, state: State) -> CPUSet:
@@ -98,7 +100,7 @@ class StaticPolicy:
 
     def allocatable_cpus(self) -> CPUSet:
         """Every CPU but the reserved ones (what the node reports as allocatable)."""
-        return self.topology.cpus - self.reserved_cpus
+        return self.view.cpuset - self.reserved_cpus
 
     # ----------------------------------------------------------- lifecycle
     def start(self, state: State) -> None:
@@ -152,7 +154,7 @@ class StaticPolicy:
         if not self.options.fragmentation_aware:
             return self.take_kubelet(available, n)
         return take_best_fit(
-            self.topology,
+            self.view,
             available,
             n,
             self.take_kubelet,
@@ -166,14 +168,14 @@ class StaticPolicy:
         if opts.distribute_cpus_across_numa:
             group = self.cpu_group_size if opts.full_physical_cpus_only else 1
             return take_by_topology_numa_distributed(
-                self.topology, available, n, group_size=max(group, 1), strategy=strategy
+                self.view, available, n, group_size=max(group, 1), strategy=strategy
             )
         return take_by_topology(
-            self.topology,
+            self.view,
             available,
             n,
             strategy=strategy,
-            align_by_uncore_cache=opts.prefer_align_by_uncore_cache,
+            align_by_l3=opts.prefer_align_by_l3,
         )
 
     def allocate(
@@ -237,9 +239,10 @@ class StaticPolicy:
 
     def _aligned_pool(self, numa_affinity: Iterable[int]) -> CPUSet:
         nodes = sorted(set(numa_affinity))
+        view = self.view
         if self.options.align_by_socket:
-            return self.topology.cpus_in_sockets(*self.topology.sockets_in_numa_nodes(nodes))
-        return self.topology.cpus_in_numa_nodes(*nodes)
+            return cpus_of_units(view.socket_cpus, {s for n in nodes for s in view.numa_sockets.get(n, {})})
+        return cpus_of_units(view.numa_cpus, nodes)
 
     def _update_reusable(self, pod_uid: str, kind: ContainerKind, cpus: CPUSet) -> None:
         """Keep reuse bookkeeping for this pod only: a finished init container's CPUs

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpumanager.atomic_file import write_atomic
 from cpumanager.cgroupfs import ContainerCgroup, CpusetWriter, validate_pod_uid
 from cpumanager.errors import CPUManagerError
 from cpumanager.manager import ContainerInfo, CPUManager
@@ -99,8 +99,8 @@ class StandaloneSource:
 
     def add(self, record: StandaloneRecord) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._file(record.pod_uid).with_suffix(".tmp")
-        tmp.write_text(
+        write_atomic(
+            self._file(record.pod_uid),
             json.dumps(
                 {
                     "podUID": record.pod_uid,
@@ -113,9 +113,9 @@ class StandaloneSource:
                     "pid": record.pid,
                     "pidStart": record.pid_start,
                 }
-            )
+            ).encode(),
+            what="the run record",
         )
-        os.replace(tmp, self._file(record.pod_uid))
 
     def remove(self, pod_uid: str) -> None:
         self._file(pod_uid).unlink(missing_ok=True)

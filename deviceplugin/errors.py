@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
-    "AllocationError",
-    "ConfigError",
+    "DeviceAllocationError",
+    "DevicePluginConfigError",
     "DevicePluginError",
     "GPUModelError",
     "InsufficientDevicesError",
@@ -45,7 +45,7 @@ class DevicePluginError(Exception):
     """Base class of device-plugin errors."""
 
 
-class ConfigError(DevicePluginError):
+class DevicePluginConfigError(DevicePluginError):
     """A setting has a value outside its accepted set (e.g. an unknown policy name)."""
 
     def __init__(self, setting: str, value: str, accepted: Iterable[str]) -> None:
@@ -65,7 +65,7 @@ class GPUModelError(DevicePluginError):
         super().__init__(f"GPU model {field}: {detail}")
 
 
-class AllocationError(DevicePluginError):
+class DeviceAllocationError(DevicePluginError):
     """A preferred-allocation request cannot be answered.
 
     ``field`` is the name of the ``ContainerPreferredAllocationRequest`` field at fault
@@ -77,7 +77,7 @@ class AllocationError(DevicePluginError):
         super().__init__(f"{field}: {detail}")
 
 
-class UnknownDeviceError(AllocationError):
+class UnknownDeviceError(DeviceAllocationError):
     """A request names device ids that the plugin does not advertise."""
 
     def __init__(self, field: str, unknown: Iterable[str], known: Iterable[str]) -> None:
@@ -90,12 +90,12 @@ class UnknownDeviceError(AllocationError):
         )
 
 
-class InvalidRequestError(AllocationError):
+class InvalidRequestError(DeviceAllocationError):
     """A request is malformed: duplicate ids, a non-positive size, must-include ids that
     are not available or more must-include ids than the allocation size."""
 
 
-class InsufficientDevicesError(AllocationError):
+class InsufficientDevicesError(DeviceAllocationError):
     """Fewer devices are available than the allocation size, or no valid set fits."""
 
     def __init__(self, field: str, detail: str, *, requested: int, available: int) -> None:

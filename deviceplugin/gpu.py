@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from deviceplugin.errors import ConfigError
+from deviceplugin.errors import DevicePluginConfigError
 from deviceplugin.gpu_allocation import GPU, GPULink, GPUTopology, preferred_allocation
 from deviceplugin.resources import ContainerAllocation, Device, DeviceSpec, HealthEvent, HealthQueue
 from topology.model import GPU_CLASSES, PCIDevice, Topology
@@ -202,7 +202,7 @@ def gpu_resources(
     for g in gpus if gpus is not None else discover_gpus(topology, root=root):
         by_vendor.setdefault(g.vendor, []).append(g)
     if unnamed := sorted(set(by_vendor) - set(names)):
-        raise ConfigError("GPU resource name of vendor", unnamed[0], sorted(names))
+        raise DevicePluginConfigError("GPU resource name of vendor", unnamed[0], sorted(names))
     return [GPUResource(gs, names[v], root=root) for v, gs in sorted(by_vendor.items())]
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deviceplugin.errors import (
-    ConfigError,
+    DevicePluginConfigError,
     GPUModelError,
     InsufficientDevicesError,
     InvalidRequestError,
@@ -244,7 +244,7 @@ def _partitions(
 
 
 def _validate(gpus: GPUTopology, available: Sequence[str], must_include: Sequence[str], size: int) -> None:
-    """Raise an :class:`~deviceplugin.errors.AllocationError` naming the field at fault."""
+    """Raise an :class:`~deviceplugin.errors.DeviceAllocationError` naming the field at fault."""
     if size < 1:
         raise InvalidRequestError(SIZE, f"got {size}, expected a positive number of devices")
     for field, ids in ((AVAILABLE, available), (MUST_INCLUDE, must_include)):
@@ -406,7 +406,7 @@ def preferred_allocation(
     the best-effort partition choice by link score (see the module docstring).
 
     ``available`` order breaks ties. Returns ids in ``available`` order; raises an
-    :class:`~deviceplugin.errors.AllocationError` for a request that has no answer.
+    :class:`~deviceplugin.errors.DeviceAllocationError` for a request that has no answer.
     """
     _validate(gpus, available, must_include, size)
     if size == len(available):
@@ -508,8 +508,8 @@ ALLOCATION_POLICIES: Mapping[str, AllocationPolicy] = MappingProxyType(
 
 
 def allocation_policy(name: str) -> AllocationPolicy:
-    """The policy registered under ``name``; :class:`ConfigError` lists the valid names."""
+    """The policy registered under ``name``; :class:`DevicePluginConfigError` lists the valid names."""
     try:
         return ALLOCATION_POLICIES[name]
     except KeyError:
-        raise ConfigError("allocation policy", name, sorted(ALLOCATION_POLICIES)) from None
+        raise DevicePluginConfigError("allocation policy", name, sorted(ALLOCATION_POLICIES)) from None

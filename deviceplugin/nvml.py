@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
-from deviceplugin.errors import ConfigError, DevicePluginError
+from deviceplugin.errors import DevicePluginConfigError, DevicePluginError
 from deviceplugin.gpu_allocation import MAX_NVLINKS, NVML_TOPOLOGY_LEVELS, GPULink
 from deviceplugin.resources import HealthEvent, HealthQueue
 
@@ -88,7 +88,7 @@ def pci_address(bus_id: str | bytes) -> str:
     text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
     domain, sep, rest = text.partition(":")
     if not sep or not rest:
-        raise ConfigError("NVML PCI bus id", repr(text), ["DDDDDDDD:BB:DD.F"])
+        raise DevicePluginConfigError("NVML PCI bus id", repr(text), ["DDDDDDDD:BB:DD.F"])
     return f"{int(domain, 16):04x}:{rest.lower()}"
 
 
@@ -229,7 +229,7 @@ class NVMLXidHealth:
             return
         try:
             address = pci_address(self.nvml.nvmlDeviceGetPciInfo(data.device).busId)
-        except (self.nvml.NVMLError, ConfigError) as err:
+        except (self.nvml.NVMLError, DevicePluginConfigError) as err:
             self._unhealthy(self.device_ids, f"XID {xid} on a GPU NVML cannot name ({err})")
             return
         if address in self.device_ids:

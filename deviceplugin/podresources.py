@@ -90,7 +90,7 @@ class PodResourcesClient:
         self.socket = Path(socket)
         self.timeout = timeout
         self._channel = grpc.insecure_channel(f"unix://{self.socket}")
-        self._stub = api_pb2_grpc.PodResourcesListerStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stub = api_pb2_grpc.PodResourcesListerStub(self._channel)
 
     def _call(self, name: str, request: Any) -> Any:
         try:

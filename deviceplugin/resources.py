@@ -90,7 +90,7 @@ class ContainerAllocation:
 class ResourceManager(Protocol):
     """One extended resource as a device plugin advertises and allocates it.
 
-    Requests that cannot be answered raise a :class:`~deviceplugin.errors.AllocationError`
+    Requests that cannot be answered raise a :class:`~deviceplugin.errors.DeviceAllocationError`
     (:class:`~deviceplugin.errors.InsufficientDevicesError` when too few devices are free);
     the server turns them into gRPC statuses.
     """

@@ -247,9 +247,7 @@ class DevicePluginServer:
                 self.max_streams + self.unary_workers, thread_name_prefix=f"devplugin-{self.socket_name}"
             )
         )
-        api_pb2_grpc.add_DevicePluginServicer_to_server(  # type: ignore[no-untyped-call]
-            _Servicer(self, epoch), server
-        )
+        api_pb2_grpc.add_DevicePluginServicer_to_server(_Servicer(self, epoch), server)
         try:
             server.add_insecure_port(f"unix://{path}")
         except RuntimeError as e:
@@ -288,9 +286,7 @@ class DevicePluginServer:
         self._kubelet_id = _identity(self.kubelet_socket)
         try:
             with grpc.insecure_channel(f"unix://{self.kubelet_socket}") as ch:
-                api_pb2_grpc.RegistrationStub(ch).Register(  # type: ignore[no-untyped-call]
-                    request, timeout=self.register_timeout
-                )
+                api_pb2_grpc.RegistrationStub(ch).Register(request, timeout=self.register_timeout)
         except grpc.RpcError as e:
             raise RegistrationError(
                 f"Register of {self.resource.resource_name} on {self.kubelet_socket} "

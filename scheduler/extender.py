@@ -8,7 +8,10 @@ Routes (``PREFIX`` is the optional ``--path-prefix``, matching ``urlPrefix``):
   metrics from the server's own registry (per-verb latency histograms, decisions).
 
 Bad input never takes the server down: malformed JSON, a wrong key case, a missing pod
-or a body over the size limit get ``400`` with ``{"Error": "..."}``. An oversized body
+or a body over the size limit get ``400`` with ``{"Error": "..."}`` (only an
+:class:`~scheduler.errors.InputError` or the server's own size and shape checks do). Any
+other exception while answering is the extender's own bug: ``500``, and a log line with
+the traceback. An oversized body
 is refused from its ``Content-Length`` alone, without reading it, and the connection is
 closed. Filter and prioritize read only the in-memory cache; nothing here calls the
 Kubernetes API except bind, through the core's binder. Their replies are JSON bytes
@@ -31,7 +34,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from scheduler.errors import SchedulerError
+from scheduler.errors import InputError
 from scheduler.http11 import (
     MAX_CONNECTIONS,
     REQUEST_TIMEOUT_S,
@@ -120,6 +123,12 @@ class ExtenderMetrics:
         self.bad_requests = Counter(
             "topolet_extender_bad_requests",
             "Requests refused with HTTP 400.",
+            ["verb"],
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            "topolet_extender_internal_errors",
+            "Requests answered with HTTP 500 (a bug in the extender; the log has the traceback).",
             ["verb"],
             registry=self.registry,
         )
@@ -242,11 +251,15 @@ class _Routes:
             reply, detail = handler(Body(self._read_body(request), self))
         except _BadRequest as err:
             return self._refuse(verb, str(err), err.status, close=err.close)
-        except (SchedulerError, ValueError) as err:
+        except InputError as err:  # the request is at fault: a decode or validation error
             return self._refuse(verb, str(err), HTTPStatus.BAD_REQUEST)
-        except Exception as err:  # a bug must not kill the server; report it as a 500
-            log.exception("extender %s failed", verb)
-            return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": f"internal error in {verb}: {err}"})
+        except Exception as err:  # our bug, whatever its type: never a 400, never fatal
+            log.exception("extender %s failed on a well-formed request (a bug in topolet)", verb)
+            self.metrics.internal_errors.labels(verb).inc()
+            message = (
+                f"internal error in {verb}: {type(err).__name__}: {err}; the extender log has the traceback"
+            )
+            return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"Error": message})
         body = reply if isinstance(reply, bytes) else json.dumps(reply, separators=(",", ":")).encode()
         elapsed = time.perf_counter() - started
         self.metrics.latency.labels(verb).observe(elapsed)

@@ -1,7 +1,7 @@
 """Node scores of NodeResourceTopologyMatch, with the strategy picked once.
 
 :class:`Scorer` resolves a strategy name from :data:`SCORING_STRATEGIES` when it is
-built (an unknown name is a :class:`~scheduler.errors.ConfigError` listing the valid
+built (an unknown name is a :class:`~scheduler.errors.SchedulerConfigError` listing the valid
 ones) and then scores pods against NRT objects with no further lookups.
 
 Rules shared by every strategy: a non-Guaranteed pod scores :data:`MAX_NODE_SCORE`
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from scheduler.errors import ConfigError
+from scheduler.errors import SchedulerConfigError
 from scheduler.filter import working_cells
 from scheduler.pod import PodRequest, Resources
 from scheduler.strategies import (
@@ -122,14 +122,14 @@ def resolve_strategy(name: str) -> tuple[str, NodeScoreFn]:
     canonical = _ALIASES.get(name, name)
     if canonical not in SCORING_STRATEGIES:
         valid = ", ".join([*SCORING_STRATEGIES, *_ALIASES])
-        raise ConfigError(f"scoring strategy {name!r} is unknown; valid names: {valid}")
+        raise SchedulerConfigError(f"scoring strategy {name!r} is unknown; valid names: {valid}")
     return canonical, SCORING_STRATEGIES[canonical]
 
 
 def _check_weights(weights: Mapping[str, int]) -> Weights:
     for name, w in weights.items():
         if not isinstance(name, str) or not name or isinstance(w, bool) or not isinstance(w, int):
-            raise ConfigError(f"resource weight {name!r}: {w!r} (expected resource name -> integer)")
+            raise SchedulerConfigError(f"resource weight {name!r}: {w!r} (expected resource name -> integer)")
     return MappingProxyType(dict(weights))
 
 

@@ -45,7 +45,7 @@ from scheduler.cache import TopologyCache
 from scheduler.columns import ClusterColumns, IntArray
 from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
 from scheduler.engine import VectorEngine, fast_verdict
-from scheduler.errors import SchedulerError
+from scheduler.errors import SchedulerConfigError, SchedulerError
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.preempt import released_view
 from scheduler.results import ResultCache
@@ -136,7 +136,7 @@ class ExtenderCore:
         small_refresh: int = SMALL_REFRESH,
     ) -> None:
         if fit_mode not in FIT_MODES:
-            raise SchedulerError(f"fit mode {fit_mode!r} is unknown; valid: {', '.join(FIT_MODES)}")
+            raise SchedulerConfigError(f"fit mode {fit_mode!r} is unknown; valid: {', '.join(FIT_MODES)}")
         self.cache = cache
         self.fit_mode = fit_mode
         self.scorer = Scorer(strategy)

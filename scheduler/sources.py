@@ -4,18 +4,16 @@
   documents per file, or a ``NodeResourceTopologyList``), reloaded when any file's
   mtime or size changes (polled).
 * :class:`KubernetesSource`: list + watch of the cluster-scoped
-  ``topology.node.k8s.io/v1alpha2`` ``noderesourcetopologies`` through the official
-  ``kubernetes`` client, relisting on ``410 Gone``; and a pod watch whose deletions
-  release the deleted pods' reservations.
+  ``topology.node.k8s.io/v1alpha2`` ``noderesourcetopologies``, and a list + watch of
+  every pod whose deletions release the deleted pods' reservations; both through
+  :class:`kube.watch.ListWatch` (resourceVersion kept across watch restarts, relist on
+  ``410 Gone`` with the deletions missed meanwhile, backoff with jitter).
 * :class:`KubernetesBinder`: ``POST .../pods/{name}/binding`` through
-  ``create_namespaced_pod_binding``. The reply is not deserialised
-  (``_preload_content=False``): the API server answers with a ``Status``, which the
-  client would otherwise fail to read as a ``V1Binding`` (kubernetes-client/python #547).
+  :meth:`kube.resources.Pods.bind`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -23,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
 
+from kube.client import ApiClient
+from kube.errors import KubeError, KubeGone
+from kube.resources import NRT_GROUP, NRT_PLURAL, NRT_VERSION, Pods, node_resource_topologies, pods
+from kube.watch import ListWatch, WatchEvent
 from scheduler.cache import TopologyCache
 from scheduler.errors import SchedulerError
 from scheduler.service import BindError
@@ -45,9 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NRT_GROUP = "topology.node.k8s.io"
-NRT_VERSION = "v1alpha2"
-NRT_PLURAL = "noderesourcetopologies"
 _SUFFIXES = (".yaml", ".yml", ".json")
 _WATCH_TIMEOUT_S = 300
 
@@ -147,42 +144,34 @@ class KubernetesSource:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         cache: TopologyCache,
         on_pod_deleted: PodDeleted | None = None,
         *,
         on_pod: PodEvent | None = None,
         watch_timeout_s: int = _WATCH_TIMEOUT_S,
     ) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
         self.cache = cache
         self.on_pod_deleted = on_pod_deleted
         #: Called as ``on_pod(pod, deleted=...)`` for every pod event (reservation accounting).
         self.on_pod = on_pod
         self.watch_timeout_s = watch_timeout_s
-        self._stop = threading.Event()
-        self._watches: list[watch.Watch] = []
-        self.synced = threading.Event()
+        self._nrts = ListWatch(
+            node_resource_topologies(api).list_source(),
+            self._nrt_event,
+            watch_timeout_s=watch_timeout_s,
+            thread_name="nrt-watch",
+        )
+        self._pods = ListWatch(
+            pods(api), self._pod_event, watch_timeout_s=watch_timeout_s, thread_name="pod-watch"
+        )
+        #: set once the first NRT list is in
+        self.synced = self._nrts.synced
 
     def relist(self) -> str:
-        """List every NRT object into the cache; returns the list's resourceVersion."""
-        reply: dict[str, Any] = self.custom.list_cluster_custom_object(  # a plain dict for custom objects
-            NRT_GROUP, NRT_VERSION, NRT_PLURAL
-        )  # type: ignore[assignment]
-        nrts = []
-        for item in reply.get("items", []):
-            try:
-                nrts.append(NodeResourceTopology.from_dict(item))
-            except TopologyError as err:
-                log.error("ignoring NRT %s: %s", item.get("metadata", {}).get("name"), err)
-        known = set(self.cache.nodes())
-        for gone in known - {n.name for n in nrts}:
-            self.cache.delete(gone)
-        for nrt in nrts:
-            self.cache.upsert(nrt)
-        self.synced.set()
-        return str(reply.get("metadata", {}).get("resourceVersion", ""))
+        """List every NRT object into the cache (forgetting those gone); returns the
+        list's resourceVersion."""
+        return self._nrts.relist()
 
     def apply(self, event: dict[str, Any]) -> None:
         """Apply one NRT watch event (``ADDED``/``MODIFIED``/``DELETED``)."""
@@ -196,74 +185,31 @@ class KubernetesSource:
         except TopologyError as err:
             log.error("ignoring NRT %s: %s", name, err)
 
+    def _nrt_event(self, event: WatchEvent) -> None:
+        self.apply({"type": event.type, "object": event.object})
+
     def watch_nrts_once(self, resource_version: str) -> str | None:
         """Follow one watch stream; the last resourceVersion seen, or None on 410 Gone."""
-        w = watch.Watch()  # type: ignore[no-untyped-call]
-        self._watches.append(w)
-        rv: str | None = resource_version
-        stream = w.stream(  # type: ignore[no-untyped-call]
-            self.custom.list_cluster_custom_object,
-            NRT_GROUP,
-            NRT_VERSION,
-            NRT_PLURAL,
-            resource_version=resource_version,
-            timeout_seconds=self.watch_timeout_s,
-        )
+        self._nrts.resource_version = resource_version
         try:
-            for event in stream:
-                if event.get("type") == "ERROR":
-                    return None
-                self.apply(event)
-                rv = event["object"].get("metadata", {}).get("resourceVersion", rv)
-                if self._stop.is_set():
-                    break
-        except ApiException as err:
-            if err.status == 410:  # history compacted: the caller relists
-                return None
-            raise
-        return rv
+            self._nrts.watch_once()
+        except KubeGone:  # history compacted: the caller relists
+            return None
+        return self._nrts.resource_version
 
     def run_nrts(self) -> None:
-        rv: str | None = None
-        while not self._stop.is_set():
-            try:
-                if rv is None:
-                    rv = self.relist()
-                rv = self.watch_nrts_once(rv)
-            except ApiException as err:
-                if err.status == 410:
-                    rv = None
-                    continue
-                log.error("NRT watch: %s; relisting in 1s", err)
-                rv = None
-                self._stop.wait(1.0)
-            except Exception as err:  # network errors: keep the cache, retry
-                log.error("NRT watch: %s; retrying in 1s", err)
-                self._stop.wait(1.0)
+        """Watch NRT objects until :meth:`stop` (in the caller's thread)."""
+        self._nrts.run()
 
     def run_pods(self) -> None:
-        while not self._stop.is_set():
-            try:
-                w = watch.Watch()  # type: ignore[no-untyped-call]
-                self._watches.append(w)
-                for event in w.stream(  # type: ignore[no-untyped-call]
-                    self.core.list_pod_for_all_namespaces, timeout_seconds=self.watch_timeout_s
-                ):
-                    self._pod_event(event)
-                    if self._stop.is_set():
-                        return
-            except Exception as err:
-                log.error("pod watch: %s; retrying in 1s", err)
-                self._stop.wait(1.0)
+        """Watch every pod until :meth:`stop` (in the caller's thread)."""
+        self._pods.run()
 
-    def _pod_event(self, event: dict[str, Any]) -> None:
-        obj = event.get("raw_object") or event.get("object") or {}
-        if not isinstance(obj, dict):
-            return
-        deleted = event.get("type") == "DELETED"
-        if self.on_pod is not None and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-            self.on_pod(obj, deleted=deleted)
-        if deleted and self.on_pod_deleted is not None:
+    def _pod_event(self, event: WatchEvent) -> None:
+        obj = event.object
+        if self.on_pod is not None:
+            self.on_pod(obj, deleted=event.deleted)
+        if event.deleted and self.on_pod_deleted is not None:
             meta = obj.get("metadata", {})
             self.on_pod_deleted(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
 
@@ -276,34 +222,18 @@ class KubernetesSource:
         return threads
 
     def stop(self) -> None:
-        self._stop.set()
-        for w in self._watches:
-            w.stop()  # type: ignore[no-untyped-call]
+        self._nrts.stop()
+        self._pods.stop()
 
 
 class KubernetesBinder:
-    """Creates Bindings with the official client (``pods/binding``, RBAC ``create``)."""
+    """Creates Bindings (``pods/binding``, RBAC ``create``)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.core = client.CoreV1Api(api)
+    def __init__(self, api: ApiClient) -> None:
+        self.pods = Pods(api)
 
     def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
-        body = client.V1Binding(
-            api_version="v1",
-            kind="Binding",
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
-        )
         try:
-            self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
-        except ApiException as err:
-            raise BindError(f"API server answered {err.status} {err.reason}: {_message(err)}") from err
-        except Exception as err:  # urllib3 connection errors
-            raise BindError(f"API server unreachable: {err}") from err
-
-
-def _message(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "{}").get("message") or err.body)
-    except (TypeError, ValueError):
-        return str(err.body)
+            self.pods.bind(namespace, name, uid, node)
+        except KubeError as err:
+            raise BindError(str(err)) from err

@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 
 import msgspec
 
-from scheduler.errors import SchedulerError
+from scheduler.errors import InputError
 
 __all__ = [
     "MAX_EXTENDER_PRIORITY",
@@ -55,7 +55,7 @@ MIN_EXTENDER_PRIORITY = 0
 MAX_EXTENDER_PRIORITY = 10
 
 
-class WireError(SchedulerError, ValueError):
+class WireError(InputError):
     """A request body does not have the extender wire shape; names the key."""
 
     def __init__(self, key: str, expected: str, given: object = None, *, note: str = "") -> None:

@@ -21,7 +21,11 @@ It serves the same paths and JSON shapes as kube-apiserver:
 
 Every object carries ``metadata.resourceVersion`` from one cluster-wide counter, and a
 list carries the counter in ``metadata.resourceVersion``. Test code changes the state
-with :meth:`ApiServerStandIn.put_nrt`, :meth:`delete_nrt`, :meth:`put_pod` and so on.
+with :meth:`ApiServerStandIn.put_nrt`, :meth:`delete_nrt`, :meth:`put_pod` and so on;
+:meth:`ApiServerStandIn.bookmark` sends a ``BOOKMARK`` to watches that asked for them
+(``allowWatchBookmarks=true``), :meth:`ApiServerStandIn.drop_watches` cuts every open
+watch stream short (no final chunk, as a broken connection looks), and
+:attr:`ApiServerStandIn.requests` records every GET as ``(path, query)``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -63,6 +68,10 @@ class _Event:
 
 class _BadSelector(ValueError):
     pass
+
+
+class _Dropped(Exception):
+    """drop_watches() was called: end this stream without its final chunk."""
 
 
 def _parse_selector(kind: str, text: str | None) -> list[tuple[str, bool, str]]:
@@ -129,6 +138,8 @@ class _State:
         self.events: list[_Event] = []
         self.bindings: list[dict[str, Any]] = []
         self.closing = False
+        self.dropped = 0  # bumped by drop_watches()
+        self.requests: list[tuple[str, dict[str, str]]] = []
 
     def record(
         self, kind: str, type_: str, obj: dict[str, Any], prev: dict[str, Any] | None = None
@@ -195,6 +206,30 @@ class ApiServerStandIn:
         obj = self.state.pods.pop((namespace, name))
         self.state.record("pod", "DELETED", obj)
 
+    def bookmark(self, kind: str = "pod") -> str:
+        """A BOOKMARK at the current resourceVersion for watches of *kind* (``pod``/``nrt``)."""
+        with self.state.cond:
+            self.state.rv += 1
+            rv = self.state.rv
+            obj: dict[str, Any] = {
+                "kind": "Pod" if kind == "pod" else "NodeResourceTopology",
+                "metadata": {"resourceVersion": str(rv)},
+            }
+            self.state.events.append(_Event(rv, kind, "BOOKMARK", obj))
+            self.state.cond.notify_all()
+        return str(rv)
+
+    def drop_watches(self) -> None:
+        """Cut every open watch stream short, as a broken connection does."""
+        with self.state.cond:
+            self.state.dropped += 1
+            self.state.cond.notify_all()
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, str]]]:
+        """Every GET so far: ``(path, query)``."""
+        return list(self.state.requests)
+
     def compact(self) -> None:
         """Forget history: watches from older resource versions get 410 Gone."""
         with self.state.cond:
@@ -233,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path.rstrip("/")
+        with self.state.cond:
+            self.state.requests.append((path, query))
         if path in (NRT_PATH, PODS_PATH):
             kind = "nrt" if path == NRT_PATH else "pod"
             try:
@@ -269,15 +306,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {**head, "metadata": {"resourceVersion": rv}, "items": items})
 
     def _events(
-        self, kind: str, since: int, timeout: float, selector: list[tuple[str, bool, str]]
+        self, kind: str, since: int, timeout: float, selector: list[tuple[str, bool, str]], bookmarks: bool
     ) -> Iterator[tuple[str, _Event]]:
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()
         position = 0
+        dropped = self.state.dropped
         try:
             while not deadline.is_set():
                 with self.state.cond:
+                    if self.state.dropped != dropped:
+                        raise _Dropped
                     fresh = [e for e in self.state.events[position:]]
                     position = len(self.state.events)
                     if not fresh:
@@ -286,10 +326,15 @@ class _Handler(BaseHTTPRequestHandler):
                         self.state.cond.wait(0.05)
                         continue
                 for event in fresh:
-                    if event.kind == kind and event.rv > since:
-                        type_ = _filtered(event, selector)
-                        if type_ is not None:
-                            yield type_, event
+                    if event.kind != kind or event.rv <= since:
+                        continue
+                    if event.type == "BOOKMARK":
+                        if bookmarks:
+                            yield "BOOKMARK", event
+                        continue
+                    type_ = _filtered(event, selector)
+                    if type_ is not None:
+                        yield type_, event
         finally:
             timer.cancel()
 
@@ -305,10 +350,14 @@ class _Handler(BaseHTTPRequestHandler):
                 gone = _status(410, "Expired", f"too old resource version: {since} ({self.state.compacted})")
                 self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
             else:
-                for type_, event in self._events(kind, since, timeout, selector):
+                bookmarks = query.get("allowWatchBookmarks") in ("1", "true", "True")
+                for type_, event in self._events(kind, since, timeout, selector, bookmarks):
                     self._chunk(json.dumps({"type": type_, "object": event.obj}).encode() + b"\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+        except _Dropped:  # no final chunk: the client sees the stream end prematurely
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

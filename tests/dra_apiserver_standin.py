@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import kubernetes_validate  # type: ignore[import-untyped]
+import kubernetes_validate
 
 __all__ = ["DRAApiServerStandIn", "slice_problems"]
 

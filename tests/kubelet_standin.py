@@ -70,7 +70,7 @@ class Registration:
     channel: grpc.Channel | None = None
 
 
-class _Registrar(api_pb2_grpc.RegistrationServicer):  # type: ignore[misc]
+class _Registrar(api_pb2_grpc.RegistrationServicer):
     def __init__(self, kubelet: KubeletStandin) -> None:
         self.kubelet = kubelet
 
@@ -263,7 +263,7 @@ class KubeletStandin:
         return getattr(self._stub(resource), method)(request, timeout=timeout)
 
 
-class _Lister(pr_grpc.PodResourcesListerServicer):  # type: ignore[misc]
+class _Lister(pr_grpc.PodResourcesListerServicer):
     def __init__(self, standin: PodResourcesStandin) -> None:
         self.standin = standin
 

@@ -50,7 +50,8 @@ class _NRTHandler(_Handler):
         if not ok:
             self._json(400, _status(400, "BadRequest", "the body is not a NodeResourceTopology object"))
             return None
-        return body  # type: ignore[return-value]
+        assert isinstance(body, dict)
+        return body
 
     def _failing(self) -> bool:
         standin: NRTApiServerStandIn = self.server.standin  # type: ignore[attr-defined]

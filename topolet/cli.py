@@ -29,6 +29,8 @@ import yaml
 
 from cpumanager.errors import CPUManagerError
 from deviceplugin.errors import DevicePluginError
+from scheduler.errors import SchedulerError
+from topolet.errors import TopoletError
 from topology.cpuset import raise_cpu_id_limit
 from topology.errors import TopologyError
 from topology.sysfs import SysfsReader
@@ -59,7 +61,7 @@ topolet makes Kubernetes place and pin performance-sensitive pods by hardware to
 This tool shows the machine's topology, runs the demo and the benchmarks."""
 
 
-class CommandError(Exception):
+class CommandError(TopoletError):
     """A subcommand cannot do what was asked, for a reason the user can fix.
 
     The message is printed as the one-line error; it should say what is wrong and how
@@ -130,10 +132,11 @@ def _os_error_message(err: OSError) -> str:
 #: OS refusing a file: one line, exit 1. ``ValueError`` covers every parser's refusal
 #: (cpu lists, quantities, configuration keys).
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    CommandError,
+    TopoletError,
     TopologyError,
     CPUManagerError,
     DevicePluginError,
+    SchedulerError,
     yaml.YAMLError,
     ValueError,
     MemoryError,

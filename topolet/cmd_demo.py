@@ -109,14 +109,16 @@ def allocation_table(topo: Topology, reserved: int = RESERVED_CPUS) -> tuple[CPU
     """The reserved CPUs and, for each request size, what the allocator picks from the rest."""
     try:
         from cpumanager.allocation import take_by_topology
+        from cpumanager.cpu_topology import CPUTopology
         from cpumanager.errors import CPUManagerError
     except ImportError as err:
         raise CommandError(f"the CPU allocator (cpumanager.allocation) cannot be loaded: {err}") from err
     try:
-        kept = take_by_topology(topo, topo.online_cpus, min(reserved, topo.num_cpus))
+        view = CPUTopology.from_topology(topo)
+        kept = take_by_topology(view, topo.online_cpus, min(reserved, topo.num_cpus))
         available = topo.online_cpus - kept
         rows = [
-            _describe(topo, n, take_by_topology(topo, available, n)) for n in request_sizes(len(available))
+            _describe(topo, n, take_by_topology(view, available, n)) for n in request_sizes(len(available))
         ]
     except CPUManagerError as err:
         raise CommandError(f"allocation failed: {err}") from err

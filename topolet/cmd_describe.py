@@ -155,7 +155,7 @@ def describe(settings: NodeSettings) -> dict[str, Any]:
         "assignments": assignments,
         "cpus": view["cpus"],
         "hugepages": _hugepages(topo),
-        "fragmentation": _fragmentation(measure(policy.topology, assignable)),
+        "fragmentation": _fragmentation(measure(policy.view, assignable)),
     }
 
 

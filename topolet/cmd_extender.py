@@ -97,20 +97,16 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -> None:
-    from kubernetes import client, config  # imported only when the API is used
-
+    from kube.client import api_client  # imported only when the API is used
+    from kube.errors import KubeConfigError
     from scheduler.sources import KubernetesBinder, KubernetesSource
 
     try:
-        if args.kubeconfig:
-            config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
-        else:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException as err:
+        api = api_client(args.kubeconfig or "")
+    except KubeConfigError as err:
         raise CommandError(
             f"no Kubernetes configuration ({err}); pass --kubeconfig FILE or --nrt-dir DIR"
         ) from err
-    api = client.ApiClient()
     core.binder = KubernetesBinder(api)
     KubernetesSource(api, cache, on_pod=core.pod_seen).start()
 

@@ -23,7 +23,7 @@ from topolet.cli import CommandError, common_options
 from topolet.help_text import plain
 from topolet.logs import setup_logging
 from topolet.node_agent import AgentError, NodeAgent
-from topolet.node_config import ConfigError, NodeConfig, add_config_flags, flag_overrides
+from topolet.node_config import NodeConfig, NodeConfigError, add_config_flags, flag_overrides
 from topology.sysfs import discover
 
 log = logging.getLogger("topolet.node")
@@ -52,7 +52,7 @@ def load_config(args: argparse.Namespace) -> NodeConfig:
     try:
         base = NodeConfig.load(args.config) if args.config is not None else NodeConfig()
         return NodeConfig.from_mapping(flag_overrides(args), base, flags=True)
-    except ConfigError as e:
+    except NodeConfigError as e:
         raise CommandError(str(e)) from e
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.log_format, getattr(args, "verbose", 0))
     try:  # settings that only the machine can judge, before anything is created
         config.check(discover(config.sysfs_root), source=str(args.config or ""), flags=flag_overrides(args))
-    except ConfigError as e:
+    except NodeConfigError as e:
         raise CommandError(str(e)) from e
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda _n, _f: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -1,16 +1,15 @@
 """The node agent's DRA driver: the ResourceSlice publisher and the kubelet DRA plugin, wired.
 
-:func:`kube_claim_getter` reads ResourceClaims through the official client
-(``ResourceV1Api``); :class:`DRANode` builds, for this node, the
+:func:`kube_claim_getter` reads ResourceClaims through
+:class:`kube.resources.ResourceClaims`; :class:`DRANode` builds, for this node, the
 :class:`~topolet.resourceslice_publisher.ResourceSlicePublisher` (healthy GPUs only) and
 the :class:`~deviceplugin.dra.server.DRAPluginServer`, and starts and stops them together.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,9 @@ CDI_DIR = Path("/var/run/cdi")
 
 def kube_claim_getter(api_client: Any) -> ClaimGetter:
     """``get_claim(namespace, name)`` over ``ResourceV1Api`` (the object as a dict)."""
-    from kubernetes.client import ResourceV1Api
+    from kube.resources import ResourceClaims  # the client library loads only when used
 
-    api = ResourceV1Api(api_client)
-
-    def get_claim(namespace: str, name: str) -> Mapping[str, Any]:
-        resp: Any = api.read_namespaced_resource_claim(name, namespace, _preload_content=False)
-        out: Mapping[str, Any] = json.loads(resp.data)
-        return out
-
-    return get_claim
+    return ResourceClaims(api_client).get
 
 
 class DRANode:

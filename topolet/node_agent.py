@@ -48,6 +48,7 @@ from deviceplugin.podresources import PodResources, PodResourcesClient, PodResou
 from deviceplugin.resources import ContainerAllocation, Device, HealthSource
 from deviceplugin.server import DevicePluginServer
 from topolet.dra_node import DRANode
+from topolet.errors import TopoletError
 from topolet.node_config import NodeConfig, detect_cgroup_writer
 from topolet.node_http import AgentMetrics, NodeHTTPServer
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, kube_api_client, node_nrt
@@ -71,7 +72,7 @@ _PODRESOURCES_TTL_S = 1.0
 _TICK_S = 0.1
 
 
-class AgentError(Exception):
+class AgentError(TopoletError):
     """The agent cannot start; the message says why and what to do."""
 
 
@@ -368,10 +369,10 @@ class NodeAgent:
         c = self.config
         if c.pod_source != "kubernetes" and not c.publish_nrt:
             return
-        from kubernetes.client import CustomObjectsApi
+        from kube.resources import node_resource_topologies
 
         self.publisher = NRTPublisher(
-            CustomObjectsApi(kube_api_client(c.kubeconfig)),
+            node_resource_topologies(kube_api_client(c.kubeconfig)),
             self.build_nrt,
             resync_s=c.nrt_resync_period_s,
             on_write=lambda verb: self.metrics.nrt_publishes.labels(verb).inc(),

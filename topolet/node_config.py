@@ -24,11 +24,13 @@ import yaml
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, CgroupV2Cpuset, CpusetWriter
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import CPUManagerError, PolicyConfigError
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.gpu import VENDOR_RESOURCES
 from topolet.arg_types import non_negative_int
+from topolet.errors import TopoletError
 from topology.cpuset import CPUSet, CPUSetParseError
 from topology.hint_errors import PolicyOptionError
 from topology.hints import PolicyOptions
@@ -38,7 +40,7 @@ from topology.sysfs import discover
 
 __all__ = [
     "KEYS",
-    "ConfigError",
+    "NodeConfigError",
     "ConfigKey",
     "NodeConfig",
     "NodeSettings",
@@ -63,7 +65,7 @@ DRA_HOST_PATHS = (
 CHECKPOINT_NAME = "cpu_manager_state"
 
 
-class ConfigError(ValueError):
+class NodeConfigError(TopoletError, ValueError):
     """A configuration key has a bad value, or is not a key at all. ``source`` is the file
     the key came from (empty: not from a file, e.g. a flag)."""
 
@@ -144,16 +146,16 @@ def _read_config(path: Path) -> str:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(str(path), "expected a regular file holding YAML")
+            raise NodeConfigError(str(path), "expected a regular file holding YAML")
         data = os.read(fd, MAX_CONFIG_BYTES + 1)
     finally:
         os.close(fd)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(str(path), f"expected at most {MAX_CONFIG_BYTES} bytes of YAML")
+        raise NodeConfigError(str(path), f"expected at most {MAX_CONFIG_BYTES} bytes of YAML")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(str(path), f"expected UTF-8 text (byte {e.start} is not)") from None
+        raise NodeConfigError(str(path), f"expected UTF-8 text (byte {e.start} is not)") from None
 
 
 # ------------------------------------------------------------------ value forms
@@ -607,17 +609,17 @@ class NodeConfig:
         data: Mapping[str, object], base: NodeConfig | None = None, *, source: str = "", flags: bool = False
     ) -> NodeConfig:
         """*base* (default: all defaults) with the keys of *data*; unknown keys and bad
-        values raise :class:`ConfigError` naming the key (the flag, with *flags*), its
+        values raise :class:`NodeConfigError` naming the key (the flag, with *flags*), its
         file *source* and the accepted form."""
         if not isinstance(data, Mapping):
-            raise ConfigError(
+            raise NodeConfigError(
                 source or "<file>", f"expected a mapping of configuration keys, got {_show(data)}"
             )
         changes = {}
         for name, value in data.items():
             key = _BY_NAME.get(str(name))
             if key is None:
-                raise ConfigError(
+                raise NodeConfigError(
                     _show(name).strip("'"),
                     "unknown key; known keys: " + ", ".join(sorted(_BY_NAME)),
                     source=source,
@@ -626,7 +628,7 @@ class NodeConfig:
                 changes[key.attr] = key.parse(value)
             except ValueError as e:
                 name_shown = f"{key.flag} ({key.name})" if flags else key.name
-                raise ConfigError(name_shown, f"{e}; got {_show(value)}", source=source) from None
+                raise NodeConfigError(name_shown, f"{e}; got {_show(value)}", source=source) from None
         return replace(base or NodeConfig(), **changes)
 
     @staticmethod
@@ -636,10 +638,10 @@ class NodeConfig:
         nesting are refused, each error naming the file."""
         try:
             data = parse_yaml(_read_config(Path(path)))
-        except ConfigError:
+        except NodeConfigError:
             raise
         except ValueError as e:
-            raise ConfigError(str(path), str(e)) from None
+            raise NodeConfigError(str(path), str(e)) from None
         return NodeConfig.from_mapping(data if data is not None else {}, source=str(path))  # type: ignore[arg-type]
 
     def to_mapping(self) -> dict[str, object]:
@@ -744,7 +746,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The keys given as flags, values parsed as YAML scalars (``true``, ``{a: b}``); a
-    flag that is not valid YAML raises :class:`ConfigError` naming the flag."""
+    flag that is not valid YAML raises :class:`NodeConfigError` naming the flag."""
     out: dict[str, object] = {}
     for key in KEYS:
         raw = getattr(args, f"cfg_{key.attr}", None)
@@ -753,7 +755,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
         try:
             out[key.name] = parse_yaml(raw) if key.yaml_flag else raw
         except ValueError as e:
-            raise ConfigError(f"{key.flag} ({key.name})", f"{e}; got {_show(raw)}") from None
+            raise NodeConfigError(f"{key.flag} ({key.name})", f"{e}; got {_show(raw)}") from None
     return out
 
 
@@ -774,12 +776,12 @@ def check_cgroup_root(root: Path, *, v1: bool, name: str = "--cgroup-root") -> N
     need = ("cgroup.procs", "cpuset.cpus") if v1 else ("cgroup.procs",)
     hierarchy = f"the cpuset hierarchy such as {V1_CPUSET}" if v1 else f"the cgroup v2 tree such as {V2_ROOT}"
     if not root.is_absolute():
-        raise ConfigError(name, f"{str(root)!r} is not absolute; expected a directory in {hierarchy}")
+        raise NodeConfigError(name, f"{str(root)!r} is not absolute; expected a directory in {hierarchy}")
     where = root if root.exists() else root.parent
     if not where.is_dir():
-        raise ConfigError(name, f"{str(where)!r} is not a directory; expected a directory in {hierarchy}")
+        raise NodeConfigError(name, f"{str(where)!r} is not a directory; expected a directory in {hierarchy}")
     if missing := [f for f in need if not (where / f).exists()]:
-        raise ConfigError(
+        raise NodeConfigError(
             name,
             f"{str(where)!r} is not a cgroup ({missing[0]} missing); expected a directory in {hierarchy}",
         )
@@ -851,9 +853,9 @@ class NodeSettings:
             try:
                 reserved = CPUSet.parse(args.reserved_cpus)
             except CPUSetParseError as e:
-                raise ConfigError("--reserved-cpus", str(e)) from e
+                raise NodeConfigError("--reserved-cpus", str(e)) from e
         if args.num_reserved_cpus < 0:
-            raise ConfigError(
+            raise NodeConfigError(
                 "--num-reserved-cpus", f"expected a non-negative integer, got {args.num_reserved_cpus}"
             )
         opts: dict[str, Mapping[str, str]] = {}
@@ -864,7 +866,7 @@ class NodeSettings:
             try:
                 opts[flag] = parse(getattr(args, flag, ""))
             except ValueError as e:
-                raise ConfigError(f"--{flag.replace('_', '-')}", str(e)) from e
+                raise NodeConfigError(f"--{flag.replace('_', '-')}", str(e)) from e
         return NodeSettings(
             args.root,
             args.state_dir,
@@ -888,13 +890,13 @@ class NodeSettings:
         online = topo.online_cpus
         if self.reserved_cpus is not None:
             if missing := self.reserved_cpus - online:
-                raise ConfigError(
+                raise NodeConfigError(
                     self.reserved_name,
                     f'"{self.reserved_cpus}" names CPUs "{missing}" that this machine does not have '
                     f'(online: "{online}"); expected a cpu list within the online CPUs',
                 )
         elif self.num_reserved_cpus > len(online):
-            raise ConfigError(
+            raise NodeConfigError(
                 self.num_reserved_name,
                 f"{self.num_reserved_cpus} CPUs asked for, this machine has {len(online)} "
                 f'(online: "{online}"); expected at most {len(online)}',
@@ -908,7 +910,7 @@ class NodeSettings:
         try:
             options = StaticPolicyOptions.parse(self.cpu_manager_policy_options, alpha_enabled=True)
             return StaticPolicy(
-                topo,
+                CPUTopology.from_topology(topo),
                 num_reserved_cpus=n,
                 reserved_cpus=self.reserved_cpus,
                 options=options,

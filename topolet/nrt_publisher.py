@@ -5,7 +5,7 @@ CPUs an exclusive request could get (the CPU manager's assignable CPUs, also as 
 exclusive-CPU resource), the GPUs of each GPU resource that are healthy and not held by a
 container, and the free hugepages read from sysfs.
 
-:class:`NRTPublisher` writes it through the official client's ``CustomObjectsApi``
+:class:`NRTPublisher` writes it through :func:`kube.resources.node_resource_topologies`
 (cluster scoped, ``topology.node.k8s.io/v1alpha2``, plural ``noderesourcetopologies``, name
 = node name): create when absent, replace with the server's ``resourceVersion`` when its
 content differs, nothing when it is the same. A background thread publishes on
@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from kube.objects import NRT_GROUP, NRT_PLURAL, NRT_VERSION
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.nrt import NodeResourceTopology, build_nrt
@@ -29,7 +30,7 @@ __all__ = [
     "GROUP",
     "PLURAL",
     "VERSION",
-    "CustomObjects",
+    "NRTObjects",
     "NRTPublisher",
     "free_hugepages",
     "kube_api_client",
@@ -38,7 +39,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies"
+GROUP, VERSION, PLURAL = NRT_GROUP, NRT_VERSION, NRT_PLURAL
 #: Keys of the object compared with the server's copy (metadata is the server's business).
 _CONTENT_KEYS = ("topologyPolicies", "attributes", "zones")
 
@@ -100,35 +101,22 @@ def node_nrt(
     )
 
 
-class CustomObjects(Protocol):
-    """The part of ``kubernetes.client.CustomObjectsApi`` the publisher uses."""
+class NRTObjects(Protocol):
+    """The NRT calls the publisher makes (:class:`kube.resources.ClusterObjects`)."""
 
-    def get_cluster_custom_object(self, group: str, version: str, plural: str, name: str) -> Any: ...
+    def get(self, name: str) -> dict[str, Any] | None: ...
 
-    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> Any: ...
+    def create(self, body: dict[str, Any]) -> Any: ...
 
-    def replace_cluster_custom_object(
-        self, group: str, version: str, plural: str, name: str, body: Any
-    ) -> Any: ...
+    def replace(self, name: str, body: dict[str, Any]) -> Any: ...
 
 
 def kube_api_client(kubeconfig: str) -> Any:
-    """A ``kubernetes.client.ApiClient`` from *kubeconfig*, or in-cluster when it is empty.
-    A missing or unusable configuration raises ValueError naming the key."""
-    from kubernetes import client, config
+    """A client from *kubeconfig*, or in-cluster when it is empty. A missing or unusable
+    configuration raises ValueError (:class:`kube.errors.KubeConfigError`) naming the key."""
+    from kube.client import api_client  # the client library loads only when the API is used
 
-    try:
-        if kubeconfig:
-            return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        conf = client.Configuration()
-        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError) as e:
-        where = kubeconfig or "in-cluster service account"
-        raise ValueError(
-            f"kubeconfig: cannot use {where}: {e}; set kubeconfig to a kubeconfig file, "
-            "or run inside the cluster"
-        ) from e
-    return client.ApiClient(conf)
+    return api_client(kubeconfig)
 
 
 def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,7 +132,7 @@ class NRTPublisher:
 
     def __init__(
         self,
-        api: CustomObjects,
+        api: NRTObjects,
         build: Callable[[], NodeResourceTopology],
         *,
         resync_s: float = 60.0,
@@ -167,26 +155,19 @@ class NRTPublisher:
     def publish(self, *, force: bool = False) -> str:
         """Write the object if it differs from the last one written (with *force*: from the
         server's copy). Returns ``create``, ``replace`` or ``unchanged``; API errors raise."""
-        from kubernetes.client.exceptions import ApiException
-
         body = self.build().to_dict()
         if not force and self._last is not None and _content(body) == self._last:
             return "unchanged"
         name = body["metadata"]["name"]
-        try:
-            current = self.api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            current = None
+        current = self.api.get(name)
         if current is None:
-            self.api.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+            self.api.create(body)
             verb = "create"
         elif _content(current) == _content(body):
             verb = "unchanged"
         else:
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self.api.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, body)
+            self.api.replace(name, body)
             verb = "replace"
         self._last = _content(body)
         if verb != "unchanged":

@@ -15,8 +15,8 @@ what *build* returns (:func:`topology.resourceslice.build_resource_slices`):
 
 A background thread publishes on :meth:`~ResourceSlicePublisher.trigger` (a GPU turned
 unhealthy or healthy again, rediscovery) and every resync period; API errors are logged
-and retried with exponential backoff. Writes go through the official client's
-``ResourceV1Api`` (:class:`KubeSliceAPI`).
+and retried with exponential backoff. Writes go through
+:class:`kube.resources.ResourceSlices` (:data:`KubeSliceAPI`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from topology.resourceslice import DRIVER
 
@@ -49,40 +49,12 @@ class SliceAPI(Protocol):
     def delete(self, name: str) -> None: ...
 
 
-class KubeSliceAPI:
-    """:class:`SliceAPI` over ``kubernetes.client.ResourceV1Api`` (plain dicts both ways)."""
+def KubeSliceAPI(api_client: Any) -> SliceAPI:  # the name callers know; it was a class
+    """:class:`SliceAPI` over the API server (:class:`kube.resources.ResourceSlices`: plain
+    dicts both ways; deleting a slice that is gone already is no error)."""
+    from kube.resources import ResourceSlices  # the client library loads only when used
 
-    def __init__(self, api_client: Any) -> None:
-        from kubernetes.client import ResourceV1Api
-
-        self.api = ResourceV1Api(api_client)
-
-    @staticmethod
-    def _json(resp: Any) -> Obj:
-        out: Obj = json.loads(resp.data)
-        return out
-
-    def list(self, node_name: str) -> list[Obj]:
-        resp = self.api.list_resource_slice(
-            field_selector=f"spec.nodeName={node_name}", _preload_content=False
-        )
-        items: list[Obj] = self._json(resp).get("items") or []
-        return items
-
-    def create(self, body: Obj) -> Obj:
-        return self._json(self.api.create_resource_slice(cast(Any, body), _preload_content=False))
-
-    def replace(self, name: str, body: Obj) -> Obj:
-        return self._json(self.api.replace_resource_slice(name, cast(Any, body), _preload_content=False))
-
-    def delete(self, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.api.delete_resource_slice(name, _preload_content=False)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+    return ResourceSlices(api_client)
 
 
 def _content(spec: Obj) -> str:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.kube_stack import fake_node
+from kube.resources import Nodes, node_resource_topologies
 from topolet.nrt_publisher import NRTPublisher, node_nrt
 from topology.cpuset import CPUSet
 from topology.model import Topology
@@ -33,11 +34,9 @@ def publish_nrt(
 ) -> str:
     """Write node *name*'s NRT object through the publisher; returns its verb
     (``create``, ``replace`` or ``unchanged``)."""
-    from kubernetes import client
-
     free = topo.online_cpus if assignable is None else assignable
     publisher = NRTPublisher(
-        client.CustomObjectsApi(api_client),
+        node_resource_topologies(api_client),
         lambda: node_nrt(
             topo, node_name=name, policy=policy, scope=scope, reserved=CPUSet(), assignable=free
         ),
@@ -60,18 +59,11 @@ def add_nodes(
 ) -> int:
     """Create a Node object and publish an NRT object for each ``(name, topology)``;
     returns how many. Objects that already exist are replaced by the publisher."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core: Any = client.CoreV1Api(api_client)
+    node_api = Nodes(api_client)
 
     def one(item: tuple[str, Topology]) -> None:
         name, topo = item
-        try:
-            core.create_node(fake_node(name, len(topo.online_cpus), _memory(topo)))
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        node_api.create(fake_node(name, len(topo.online_cpus), _memory(topo)), exist_ok=True)
         publish_nrt(api_client, name, topo, policy=policy, scope=scope)
 
     items = list(nodes)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from topology.errors import TopologyError
+
 __all__ = ["DEFAULT_CPU_ID_LIMIT", "CPUSet", "CPUSetParseError", "cpu_id_limit", "raise_cpu_id_limit"]
 
 _MASK_WORD = re.compile(r"[0-9a-fA-F]{1,8}")
@@ -57,7 +59,7 @@ _LIST_FORM = "comma-separated CPU ids or ranges such as '0-3,8,10-11'"
 _MASK_FORM = "comma-separated 32-bit hex words such as 'ff,00000000'"
 
 
-class CPUSetParseError(ValueError):
+class CPUSetParseError(TopologyError, ValueError):
     """A cpu-list or cpu mask string is malformed, or names a CPU id above the limit."""
 
     def __init__(self, text: str, token: str, why: str, *, mask: bool = False) -> None:

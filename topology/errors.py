@@ -1,4 +1,16 @@
-"""Errors raised by topology discovery. One hierarchy for this boundary."""
+"""Errors of the topology package. One hierarchy for this boundary.
+
+::
+
+    TopologyError
+    ├── DiscoveryError      a sysfs/procfs file is missing or malformed (topology.sysfs)
+    ├── CPUSetParseError    a cpu-list or cpu mask string is malformed (topology.cpuset)
+    ├── QuantityError       a Kubernetes quantity is malformed (topology.quantity)
+    ├── NRTError            a NodeResourceTopology object is malformed (topology.nrt)
+    └── HintError           topology-manager hints, policies and options (topology.hint_errors)
+
+The parse errors (CPUSetParseError, QuantityError, NRTError) are also ``ValueError``.
+"""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
 from kube.pod import MEMORY, Container, ContainerKind, Pod, is_hugepages
@@ -116,7 +117,9 @@ class KubeletNode:
         self.node_type = node_type or name
         self.topo = topo
         self.cpu_policy = StaticPolicy(
-            topo, num_reserved_cpus=reserved_cpus, topology_manager_policy="single-numa-node"
+            CPUTopology.from_topology(topo),
+            num_reserved_cpus=reserved_cpus,
+            topology_manager_policy="single-numa-node",
         )
         self.state = MemoryState()
         self.cpu_policy.start(self.state)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from bench.errors import BenchError
 from topology.cpuset import CPUSet
 from topology.hints import DEFAULT_MAX_ALLOWABLE_NUMA_NODES
 from topology.model import CacheGroup, Core, HugePages, NumaNode, Package, PCIDevice, Topology
@@ -53,7 +54,7 @@ _DEFAULT_GIB_PER_CPU = 4
 _MIN_SNAPSHOT_CPUS = 8
 
 
-class MixError(ValueError):
+class MixError(BenchError, ValueError):
     """A node-type mix is malformed (unknown type or bad weight); names the entry."""
 
 

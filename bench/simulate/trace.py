@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from bench.errors import BenchError
 from scheduler.errors import PodSpecError
 from scheduler.pod import PodRequest, parse_pod
 from topology.quantity import QuantityError, parse_amount
@@ -46,7 +47,7 @@ RESOURCES = ("cpu", "memory", "hugepages-2Mi", "hugepages-1Gi", "nvidia.com/gpu"
 _QOS = ("Guaranteed", "Burstable")
 
 
-class TraceError(ValueError):
+class TraceError(BenchError, ValueError):
     """A trace is malformed; the message names the field and the accepted form."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cpumanager.atomic_file import write_atomic
+
 __all__ = [
     "CDI_KIND",
     "CDI_VERSION",
@@ -80,13 +82,7 @@ def spec_path(cdi_dir: Path, driver: str, uid: str) -> Path:
 def write_spec(path: Path, spec: Mapping[str, Any]) -> None:
     """Write *spec* to *path* atomically (temp file, fsync, rename, fsync of the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_atomic(path, json.dumps(spec, indent=2, sort_keys=True).encode(), mode=0o644, what="the CDI spec")
 
 
 def remove_spec(path: Path) -> bool:

@@ -43,7 +43,7 @@ from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg_pb2
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
 from deviceplugin.dra.claims import ClaimRef
 from deviceplugin.dra.plugin import DRAPlugin
-from deviceplugin.errors import ConfigError
+from deviceplugin.errors import DevicePluginConfigError
 
 __all__ = ["PLUGINS_DIR", "PLUGINS_REGISTRY", "PLUGIN_TYPE", "SUPPORTED_VERSIONS", "DRAPluginServer"]
 
@@ -134,7 +134,7 @@ class DRAPluginServer:
         max_retry_s: float = 300.0,
     ) -> None:
         if not supported_versions or not set(supported_versions) <= set(SUPPORTED_VERSIONS):
-            raise ConfigError(
+            raise DevicePluginConfigError(
                 "DRA plugin supported_versions", ",".join(supported_versions), SUPPORTED_VERSIONS
             )
         self.supported_versions = tuple(supported_versions)
@@ -156,8 +156,8 @@ class DRAPluginServer:
     def start(self) -> None:
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="topolet-dra")
         dra = _bind(self.dra_socket, executor)
-        v1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1_pb2), dra)  # type: ignore[no-untyped-call]
-        v1beta1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1beta1_pb2), dra)  # type: ignore[no-untyped-call]
+        v1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1_pb2), dra)
+        v1beta1_grpc.add_DRAPluginServicer_to_server(_DRAService(self.plugin, v1beta1_pb2), dra)
         dra.start()
         self._dra = (dra, self.dra_socket, _identity(self.dra_socket))
         with self._lock:
@@ -169,7 +169,7 @@ class DRAPluginServer:
     def _serve_registration(self) -> None:
         """Bind a fresh registration socket (caller holds the lock)."""
         reg = _bind(self.registration_socket, ThreadPoolExecutor(2, thread_name_prefix="topolet-dra-reg"))
-        reg_grpc.add_RegistrationServicer_to_server(_Registration(self), reg)  # type: ignore[no-untyped-call]
+        reg_grpc.add_RegistrationServicer_to_server(_Registration(self), reg)
         reg.start()
         self._reg = (reg, self.registration_socket, _identity(self.registration_socket))
 

@@ -63,9 +63,9 @@ def build_topology(entry: dict[str, Any]) -> Topology:
 def declared_counts(entry: dict[str, Any]) -> dict[str, int]:
     """The fixture's declared counts, keyed like :class:`cpumanager.cpu_topology.CPUTopology`."""
     return {
-        "num_cpus": entry["numCPUs"],
-        "num_cores": entry["numCores"],
-        "num_sockets": entry["numSockets"],
-        "num_numa_nodes": entry["numNUMANodes"],
-        "num_uncore_caches": entry["numUncoreCache"],
+        "declared_cpus": entry["numCPUs"],
+        "declared_cores": entry["numCores"],
+        "declared_sockets": entry["numSockets"],
+        "declared_numa_nodes": entry["numNUMANodes"],
+        "declared_l3_caches": entry["numUncoreCache"],
     }

@@ -3,7 +3,7 @@
 The cases are NVIDIA go-gpuallocator's own test tables (DGX-1 Pascal, DGX-1 Volta, 4x RTX8000).
 Each GPU gets the device id ``GPU-<index>``. Every case runs through the policy named by its
 ``policy`` field (best-effort = :func:`preferred_allocation`) and is compared as a set; an
-``{"error": ...}`` expectation passes on an AllocationError or an empty answer. Cases, link
+``{"error": ...}`` expectation passes on an DeviceAllocationError or an empty answer. Cases, link
 scores and enumeration tables are all read at collection time, so added cases run unchanged.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deviceplugin.errors import AllocationError
+from deviceplugin.errors import DeviceAllocationError
 from deviceplugin.gpu_allocation import (
     ALLOCATION_POLICIES,
     GPU,
@@ -71,7 +71,7 @@ def test_case(case: Mapping[str, Any]) -> None:
     expected = case["expected"]
     try:
         got = policy(model, available, required, case["size"])
-    except AllocationError as err:
+    except DeviceAllocationError as err:
         assert isinstance(expected, dict), f"unexpected error: {err}"
         return
     if isinstance(expected, dict):
@@ -144,7 +144,7 @@ def test_sequence_replay(name: str) -> None:
         size = case["size"] if case is not None else next(iter(sizes))
         try:
             got = policy(model, [gpu_id(i) for i in free], [], size)
-        except AllocationError:
+        except DeviceAllocationError:
             got = []
         if case is not None and isinstance(case["expected"], list):
             assert sorted(model.gpus[g].index for g in got) == case["expected"], f"step {step}"

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubelet_fixtures import build_topology, declared_counts, load_kubelet_cases, topology_entry
 
 from cpumanager.allocation import CPUAccumulator, take_by_topology
-from cpumanager.cpu_topology import CPUTopology
+from cpumanager.cpu_topology import CPUTopology, units_holding
 from cpumanager.distributed import take_by_topology_numa_distributed
 from cpumanager.errors import (
     CPUManagerError,
@@ -28,6 +27,12 @@ from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import ContainerKind, StaticPolicy
 from cpumanager.state import MemoryState
 from kube.pod import parse_pod
+from tests.conformance.kubelet_fixtures import (
+    build_topology,
+    declared_counts,
+    load_kubelet_cases,
+    topology_entry,
+)
 from topology.cpuset import CPUSet
 
 Case = dict[str, Any]
@@ -51,10 +56,10 @@ def cpus(text: str) -> CPUSet:
 
 
 def view(case: Case) -> CPUTopology:
-    """The fixture as kubelet sees it: its declared counts, and uncore id 0 (Go's zero
-    value) on CPUs for which the fixture names no uncore cache."""
+    """The fixture as kubelet sees it: its declared counts, and L3 id 0 (Go's zero
+    value) on CPUs for which the fixture names no uncore cache (kubelet's word for L3)."""
     entry = topology_entry(case["topology"])
-    return CPUTopology.from_topology(build_topology(entry), default_uncore=0, **declared_counts(entry))
+    return CPUTopology.from_topology(build_topology(entry), default_l3=0, **declared_counts(entry))
 
 
 def options(case: Case) -> StaticPolicyOptions:
@@ -136,7 +141,7 @@ def check_take_packed(case: Case) -> None:
             cpus(case["available"]),
             case["num_requested"],
             strategy=case["cpu_sorting_strategy"],
-            align_by_uncore_cache=options(case).prefer_align_by_uncore_cache,
+            align_by_l3=options(case).prefer_align_by_l3,
         )
 
     if "expected_error" in case:
@@ -242,7 +247,7 @@ def check_policy_allocate_multi_container(case: Case) -> None:
     if "expected_first_container" in case:
         assert allocated[0] == cpus(case["expected_first_container"])
     if "expected_uncore_cache_ids" in case:
-        assert topo.uncore_caches_of(CPUSet().union(*allocated)) == case["expected_uncore_cache_ids"]
+        assert units_holding(topo.l3_cpus, CPUSet().union(*allocated)) == case["expected_uncore_cache_ids"]
 
 
 CHECKS: dict[str, Callable[[Case], None]] = {

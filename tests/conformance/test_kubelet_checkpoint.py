@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import pytest
-from kubelet_fixtures import load_kubelet_cases
 
 from cpumanager.checkpoint_format import (
     CheckpointError,
@@ -25,6 +24,7 @@ from cpumanager.checkpoint_format import (
     render_v1,
     render_v2,
 )
+from tests.conformance.kubelet_fixtures import load_kubelet_cases
 from topology.cpuset import CPUSet, CPUSetParseError
 
 CASES: list[dict[str, Any]] = load_kubelet_cases()["checkpoint_checksum_cases"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubelet_fixtures import build_topology, load_kubelet_cases, topology_entry
 
+from tests.conformance.kubelet_fixtures import build_topology, load_kubelet_cases, topology_entry
 from topology.cpuset import CPUSet
 from topology.hints import TopologyHint, cpu_hints_for_assignment, cpu_topology_hints, parse_option_bool
 

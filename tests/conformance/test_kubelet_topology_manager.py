@@ -12,8 +12,8 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from kubelet_fixtures import load_kubelet_cases
 
+from tests.conformance.kubelet_fixtures import load_kubelet_cases
 from topology import numa_bitmask as nb
 from topology.hints import (
     HintMerger,

@@ -1,12 +1,12 @@
 """Hypothesis strategies for the differential tests: machines, policy setups and hint sets.
 
-A machine is a list of CPUs ``(cpu, core, socket, numa, uncore)``, exactly what both
+A machine is a list of CPUs ``(cpu, core, socket, numa, l3)``, exactly what both
 kubelet's ``CPUTopology`` and topolet's :class:`~cpumanager.cpu_topology.CPUTopology` are
 built from. Machines have 1-8 sockets and either 1-8 NUMA nodes per socket or NUMA nodes
-that span several sockets; SMT 1, 2 or 4; uncore caches shared by groups of cores (or, as
-kubelet assumes without cache information, one per socket); CPU, core, socket and NUMA ids
-that can be sparse and non-contiguous, and sibling threads numbered either next to each
-other or one core-count apart.
+that span several sockets; SMT 1, 2 or 4; L3 caches (kubelet: uncore caches) shared by
+groups of cores (or, as kubelet assumes without cache information, one per socket); CPU,
+core, socket and NUMA ids that can be sparse and non-contiguous, and sibling threads
+numbered either next to each other or one core-count apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 __all__ = ["CPU", "Machine", "Setup", "machines", "merge_requests", "setups"]
 
-#: (cpu, core, socket, numa, uncore)
+#: (cpu, core, socket, numa, l3)
 CPU = tuple[int, int, int, int, int]
 
 MAX_CPUS = 192
@@ -86,7 +86,7 @@ def machines(draw: st.DrawFn) -> Machine:
     smt = draw(st.sampled_from([1, 2, 4]))
     budget = max(1, MAX_CPUS // (smt * numa_count * max(per_numa, 1)))
     cores_per_unit = draw(st.integers(1, min(6, budget)))  # per NUMA node, or per socket if spanning
-    uncore_size = draw(st.integers(0, cores_per_unit))  # cores per uncore cache; 0: none (socket)
+    l3_size = draw(st.integers(0, cores_per_unit))  # cores per L3 cache; 0: none (one per socket)
 
     # Physical layout: (socket, numa index, core index within unit)
     layout: list[tuple[int, int]] = []  # (socket, numa index) per core
@@ -105,19 +105,19 @@ def machines(draw: st.DrawFn) -> Machine:
     cpu_ids = _sparse(draw, n_cpus, "cpus")
     siblings_adjacent = draw(st.booleans(), label="siblings adjacent")
 
-    # Uncore groups: consecutive cores of one NUMA node (or socket, when spanning).
-    uncore_of_core: list[int] = []
+    # L3 groups: consecutive cores of one NUMA node (or socket, when spanning).
+    l3_of_core: list[int] = []
     group, prev_unit, in_group = -1, None, 0
     for s, nidx in layout:
         unit = (s, nidx)
-        if uncore_size == 0:
-            uncore_of_core.append(socket_ids[s])
+        if l3_size == 0:
+            l3_of_core.append(socket_ids[s])
             continue
-        if unit != prev_unit or in_group == uncore_size:
+        if unit != prev_unit or in_group == l3_size:
             group, in_group = group + 1, 0
         prev_unit = unit
         in_group += 1
-        uncore_of_core.append(group)
+        l3_of_core.append(group)
 
     thread_pos: dict[tuple[int, int], int] = {}
     for core in range(n_cores):
@@ -130,12 +130,12 @@ def machines(draw: st.DrawFn) -> Machine:
         threads = [cpu_ids[thread_pos[(core, t)]] for t in range(smt)]
         cid = min(threads) if core_ids_lowest else core_id_list[core]
         for cpu in threads:
-            cpus.append((cpu, cid, socket_ids[s], numa_ids[nidx], uncore_of_core[core]))
+            cpus.append((cpu, cid, socket_ids[s], numa_ids[nidx], l3_of_core[core]))
     cpus.sort()
     numa_layout = f"spanning {per_numa} sockets" if spanning else f"{numa_per_socket}/socket"
     desc = (
         f"{sockets} socket(s), {numa_count} NUMA ({numa_layout}), {cores_per_unit} cores/unit, "
-        f"SMT{smt}, uncore {uncore_size or 'per socket'}, "
+        f"SMT{smt}, L3 {l3_size or 'per socket'}, "
         f"siblings {'adjacent' if siblings_adjacent else 'apart'}"
     )
     return Machine(tuple(cpus), desc)

@@ -44,11 +44,11 @@ def policy_request(setup: Setup) -> dict[str, Any]:
 
 def topolet_policy(setup: Setup) -> tuple[StaticPolicy, MemoryState]:
     cpus = setup.machine.cpus
-    topo = CPUTopology.build(
+    topo = CPUTopology.from_ids(
         numa={c[0]: c[3] for c in cpus},
         socket={c[0]: c[2] for c in cpus},
         core={c[0]: c[1] for c in cpus},
-        uncore={c[0]: c[4] for c in cpus},
+        l3={c[0]: c[4] for c in cpus},
     )
     options = StaticPolicyOptions.parse(setup.options, alpha_enabled=True)
     policy = StaticPolicy(

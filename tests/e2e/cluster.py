@@ -81,7 +81,7 @@ class E2ECluster:
         from kubernetes import client, config
 
         self.cp.start()
-        self.api = config.new_client_from_config(config_file=str(self.cp.admin_kubeconfig()))  # type: ignore[no-untyped-call]
+        self.api = config.new_client_from_config(config_file=str(self.cp.admin_kubeconfig()))
         for manifest in ("namespace.yaml", "crd/noderesourcetopologies.yaml", "scheduler/rbac.yaml"):
             apply_manifest(self.api, DEFAULT_DEPLOY / manifest)
         wait_crd(self.api, CRD)

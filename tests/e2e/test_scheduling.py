@@ -18,7 +18,7 @@ import pytest
 
 from bench.kube_stack import DEFAULT_DEPLOY, shipped_scheduler_config
 from tests.e2e.cluster import E2ECluster
-from tests.e2e.kube import delete_pods, events_of, node_of, submit, wait_for
+from tests.e2e.polling import delete_pods, events_of, node_of, submit, wait_for
 
 _ids = itertools.count()
 SHIPPED = shipped_scheduler_config(DEFAULT_DEPLOY, "127.0.0.1:1", Path("unused"))["extenders"][0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.cpus import ExclusiveCPUResource
@@ -176,7 +177,12 @@ def test_stop_removes_only_its_own_socket(
         "kubelet_internal_checkpoint",
         "other-vendor.sock",
     ]
-    kubelet.wait_for(lambda: kubelet.endpoint(GPU) is not None and kubelet.endpoint(GPU).ended)
+
+    def gpu_stream_ended() -> bool:
+        registration = kubelet.endpoint(GPU)
+        return registration is not None and registration.ended
+
+    kubelet.wait_for(gpu_stream_ended)
     assert GPU in kubelet.stopped_resources  # kubelet sees the stream end and marks the devices
 
 
@@ -200,7 +206,7 @@ def test_plugin_started_before_kubelet_registers_when_it_comes(
 
 def test_cpu_pool_change_sends_new_snapshot(plugin_dir: Path, kubelet: KubeletStandin) -> None:
     topo = small_topology()
-    manager = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
+    manager = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1))
     manager.start()
     server = DevicePluginServer(ExclusiveCPUResource(manager), None, plugin_dir=plugin_dir)
     server.start()

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deviceplugin.nvml_info import with_nvml_attributes
-from tests.dra_go import allocate, build
+from tests.dra_go import allocate, require
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topology.model import Topology
 from topology.resourceslice import DRIVER, PCIE_ROOT, address_of, build_resource_slices, device_name
@@ -34,11 +34,8 @@ NUMA_OF = {device_name(g.address): g.numa for g in GPUS}
 
 
 @pytest.fixture(scope="module")
-def allocator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary, why = build("dra_allocator", tmp_path_factory.mktemp("go"))
-    if binary is None:
-        pytest.skip(f"kube-scheduler's DRA allocator cannot be built here: {why}")
-    return binary
+def allocator() -> Path:
+    return require("dra_allocator")
 
 
 @pytest.fixture(scope="module")

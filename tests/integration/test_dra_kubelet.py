@@ -31,7 +31,7 @@ from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import discover_gpus
 from deviceplugin.nvml_info import with_nvml_attributes
 from tests.dra_apiserver_standin import DRAApiServerStandIn
-from tests.dra_go import KubeletHarness, allocate, build
+from tests.dra_go import KubeletHarness, allocate, require
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topolet.dra_node import kube_claim_getter
 from topology.resourceslice import DRIVER, build_resource_slices
@@ -42,15 +42,8 @@ NODE = "worker-1"
 
 
 @pytest.fixture(scope="module")
-def binaries(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("go")
-    found = []
-    for name in ("dra_allocator", "dra_kubelet"):
-        binary, why = build(name, out)
-        if binary is None:
-            pytest.skip(f"Kubernetes' DRA code cannot be built here ({name}): {why}")
-        found.append(binary)
-    return found[0], found[1]
+def binaries() -> tuple[Path, Path]:
+    return require("dra_allocator"), require("dra_kubelet")
 
 
 @pytest.fixture

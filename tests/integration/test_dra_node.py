@@ -62,7 +62,7 @@ def test_dra_node_publishes_serves_and_follows_health(api: DRAApiServerStandIn, 
     try:
         assert wait_for(lambda: device_count(api) == 8)
         with grpc.insecure_channel(f"unix://{tmp_path / 'reg' / 'gpu.topolet.io-reg.sock'}") as ch:
-            info = reg_grpc.RegistrationStub(ch).GetInfo(reg.InfoRequest(), timeout=5)  # type: ignore[no-untyped-call]
+            info = reg_grpc.RegistrationStub(ch).GetInfo(reg.InfoRequest(), timeout=5)
         assert info.endpoint == str(tmp_path / "plug" / "dra.sock")
 
         bad.add("0000:17:01.0")

@@ -28,13 +28,13 @@ from deviceplugin.api.dra.v1beta1 import api_pb2 as v1beta1
 from deviceplugin.api.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
 from deviceplugin.api.pluginregistration.v1 import api_pb2 as reg
 from deviceplugin.api.pluginregistration.v1 import api_pb2_grpc as reg_grpc
-from deviceplugin.dra.checkpoint import MAX_BYTES, CheckpointError, save
+from deviceplugin.dra.checkpoint import MAX_BYTES, ClaimCheckpointError, save
 from deviceplugin.dra.plugin import DRAPlugin
 from deviceplugin.dra.server import DRAPluginServer
 from deviceplugin.gpu import GPUDevice, discover_gpus
 from deviceplugin.nvml_info import with_nvml_attributes
 from tests.dra_apiserver_standin import DRAApiServerStandIn
-from tests.dra_go import build, cdi_resolve
+from tests.dra_go import cdi_resolve, require
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topolet.dra_node import kube_claim_getter
 from topology.sysfs import discover
@@ -131,9 +131,7 @@ def allocated_claim(
 def kubelet_dial(node: Node) -> tuple[Any, str]:
     """Ask the registration socket for the plugin's info, as kubelet's plugin watcher does."""
     with grpc.insecure_channel(f"unix://{node.registry / (DRIVER + '-reg.sock')}") as ch:
-        info = reg_grpc.RegistrationStub(ch).GetInfo(  # type: ignore[no-untyped-call]
-            reg.InfoRequest(), timeout=5
-        )
+        info = reg_grpc.RegistrationStub(ch).GetInfo(reg.InfoRequest(), timeout=5)
     return info, info.endpoint
 
 
@@ -157,7 +155,7 @@ def test_registration_info_and_status(server: DRAPluginServer, node: Node) -> No
     assert list(info.supported_versions) == ["v1.DRAPlugin", "v1beta1.DRAPlugin"]
     assert endpoint == str(node.plugin_dir / "dra.sock") and Path(endpoint).is_socket()
     with grpc.insecure_channel(f"unix://{node.registry / (DRIVER + '-reg.sock')}") as ch:
-        stub = reg_grpc.RegistrationStub(ch)  # type: ignore[no-untyped-call]
+        stub = reg_grpc.RegistrationStub(ch)
         stub.NotifyRegistrationStatus(
             reg.RegistrationStatus(plugin_registered=False, error="no such version")
         )
@@ -180,7 +178,7 @@ def test_a_refused_registration_is_offered_again(
     try:
         first = identity(sock)
         with grpc.insecure_channel(f"unix://{sock}") as ch:
-            stub = reg_grpc.RegistrationStub(ch)  # type: ignore[no-untyped-call]
+            stub = reg_grpc.RegistrationStub(ch)
             stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=False, error="timeout"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (not sock.exists() or identity(sock) == first):
@@ -336,16 +334,13 @@ def test_a_corrupt_checkpoint_refuses_to_start(
 ) -> None:
     node.plugin_dir.mkdir(parents=True)
     node.checkpoint.write_text('{"version": 1, "checksum": 1, "claims": {"x": {}}}')
-    with pytest.raises(CheckpointError, match=r"checksum mismatch.*delete the file"):
+    with pytest.raises(ClaimCheckpointError, match=r"checksum mismatch.*delete the file"):
         make_server(node, machine, api)
 
 
 @pytest.fixture(scope="module")
-def cdi_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary, why = build("cdi_check", tmp_path_factory.mktemp("go"))
-    if binary is None:
-        pytest.skip(f"the CDI library cannot be built here: {why}")
-    return binary
+def cdi_check() -> Path:
+    return require("cdi_check")
 
 
 @pytest.mark.parametrize(
@@ -408,5 +403,5 @@ def test_unusable_checkpoints_are_refused(
 ) -> None:
     node.plugin_dir.mkdir(parents=True)
     node.checkpoint.write_bytes(content)
-    with pytest.raises(CheckpointError, match=f"{node.checkpoint}: {reason}"):
+    with pytest.raises(ClaimCheckpointError, match=f"{node.checkpoint}: {reason}"):
         make_server(node, machine, api)

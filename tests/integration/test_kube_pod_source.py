@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, ContainerCgroup
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.kube_source import KubePodSource
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
@@ -77,7 +78,7 @@ def api(apiserver: ApiServerStandIn) -> client.ApiClient:
 def node(tmp_path: Path) -> tuple[CPUManager, CgroupV1Cpuset]:
     topo = four_cpus()
     writer = CgroupV1Cpuset(tmp_path)
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), writer=writer)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), writer=writer)
     mgr.start()
     return mgr, writer
 

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -382,7 +382,7 @@ def agent(tmp_path: Path) -> Iterator[tuple[NodeAgent, KubeletStandin, PodResour
 Running = tuple[NodeAgent, KubeletStandin, PodResourcesStandin]
 
 
-def run_agent(tmp_path: Path, spec: FakeSpec) -> Iterator[Running]:
+def run_agent(tmp_path: Path, spec: FakeSpec) -> Generator[Running]:
     (tmp_path / "cg").mkdir()
     config = NodeConfig(
         node_name="n1",
@@ -577,7 +577,7 @@ def test_nvml_link_scores_and_xid_health_reach_kubelet(
         sockets=(0,), cores_per_socket=2, threads_per_core=1, pci=tuple(gpu(a) for a in addresses)
     )
     runner = run_agent(tmp_path, spec)
-    a, kubelet, _ = next(runner)
+    _, kubelet, _ = next(runner)
     try:
         kubelet.wait_snapshot(GPU, lambda s: len(s) == 4)
         # Without link scores every pair scores the same (NODE) and the first candidate wins.

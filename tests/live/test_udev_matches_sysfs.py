@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pyudev
 
+from topology.cpuset import CPUSet
 from topology.model import PCIDevice
 from topology.sysfs import discover
 from topology.udev import GPUMonitor, enumerate_pci
@@ -20,14 +21,14 @@ PCI_DEVICES = Path("/sys/bus/pci/devices")
 EVENT_TIMEOUT_S = 3.0
 
 
-def _facts(dev: PCIDevice, online: object) -> dict[str, object]:
+def _facts(dev: PCIDevice, online: CPUSet) -> dict[str, object]:
     return {
         "vendor": hex(dev.vendor),
         "device": hex(dev.device),
         "class": hex(dev.class_code),
         "driver": dev.driver,
         "kernel_numa_node": dev.kernel_numa_node,
-        "local_cpus": str(dev.local_cpus & online),  # type: ignore[operator]
+        "local_cpus": str(dev.local_cpus & online),
     }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import InsufficientHugePagesError
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
@@ -46,7 +47,7 @@ def test_discovery_sees_the_pages_and_the_manager_admits_what_fits(reserved_page
         n: node.hugepages[2048].total for n, node in topo.numa_nodes.items() if 2048 in node.hugepages
     }
     assert sum(per_node.values()) == reserved_pages
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1))
     mgr.start()
     largest = max(per_node.values())
     fits = ContainerInfo(

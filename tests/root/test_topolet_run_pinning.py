@@ -115,7 +115,9 @@ def test_guaranteed_gets_exclusive_cpu_and_returns_it(
     wait_for(lambda: allowed(shared) == ONLINE - mine)
     st = status(tmp_path)
     assert st["shared"] == str(ONLINE - mine)
-    assert [a["cpus"] for a in st["assignments"]] == [str(mine)]  # type: ignore[union-attr]
+    assignments = st["assignments"]
+    assert isinstance(assignments, list)
+    assert [a["cpus"] for a in assignments] == [str(mine)]
 
     excl_run.send_signal(signal.SIGTERM)  # forwarded to the command; it exits, cpus return
     assert excl_run.wait(10) in (143, -15, 128 + 15)

@@ -72,7 +72,7 @@ class TakeCase:
     n: int
     expected: str
     strategy: Strategy = "packed"
-    uncore: bool = False
+    l3: bool = False
 
 
 TAKE_CASES = [
@@ -100,28 +100,26 @@ TAKE_CASES = [
     TakeCase("sparse-numa-1-3/node-3-used/expect-pack-into-node-3", SPARSE_NUMA, "8-14", 1, "12"),
     TakeCase("sparse-numa-1-3/one-node/expect-node-1", SPARSE_NUMA, "8-15", 4, "8-11"),
     TakeCase(
-        "split-L3/L3-0-partly-used/uncore-aligned/expect-rest-of-L3-0",
+        "split-L3/L3-0-partly-used/l3-aligned/expect-rest-of-L3-0",
         SPLIT_L3,
         "1-7,9-15",
         6,
         "1-3,9-11",
-        uncore=True,
+        l3=True,
     ),
-    TakeCase("split-L3/L3-0-partly-used/no-uncore/expect-cores-by-id", SPLIT_L3, "1-7,9-15", 6, "1-3,9-11"),
-    TakeCase(
-        "split-L3/whole-L3-fits/uncore-aligned/expect-free-L3", SPLIT_L3, "1-15", 8, "4-7,12-15", uncore=True
-    ),
+    TakeCase("split-L3/L3-0-partly-used/no-l3/expect-cores-by-id", SPLIT_L3, "1-7,9-15", 6, "1-3,9-11"),
+    TakeCase("split-L3/whole-L3-fits/l3-aligned/expect-free-L3", SPLIT_L3, "1-15", 8, "4-7,12-15", l3=True),
 ]
 
 
 @pytest.mark.parametrize("case", TAKE_CASES, ids=[c.id for c in TAKE_CASES])
 def test_take_by_topology(case: TakeCase) -> None:
     got = take_by_topology(
-        case.topo,
+        CPUTopology.from_topology(case.topo),
         CPUSet.parse(case.available),
         case.n,
         strategy=case.strategy,
-        align_by_uncore_cache=case.uncore,
+        align_by_l3=case.l3,
     )
     assert str(got) == case.expected
 
@@ -136,7 +134,7 @@ def test_take_by_topology(case: TakeCase) -> None:
 )
 def test_insufficient_cpus_names_the_numbers_and_the_set(available: str, n: int, message: str) -> None:
     with pytest.raises(InsufficientCPUsError) as info:
-        take_by_topology(SINGLE_SOCKET_HT, CPUSet.parse(available), n)
+        take_by_topology(CPUTopology.from_topology(SINGLE_SOCKET_HT), CPUSet.parse(available), n)
     assert message in str(info.value)
     assert info.value.requested == n
     assert info.value.available == CPUSet.parse(available)
@@ -192,7 +190,7 @@ def test_free_unit_lists(
 )
 def test_numa_distributed(available: str, n: int, group: int, expected: str) -> None:
     got = take_by_topology_numa_distributed(
-        DUAL_SOCKET_4NUMA_HT, CPUSet.parse(available), n, group_size=group
+        CPUTopology.from_topology(DUAL_SOCKET_4NUMA_HT), CPUSet.parse(available), n, group_size=group
     )
     assert str(got) == expected
 
@@ -220,15 +218,16 @@ def requests(draw: st.DrawFn) -> tuple[Topology, CPUSet, int]:
 @given(
     req=requests(),
     strategy=st.sampled_from(["packed", "spread"]),
-    uncore=st.booleans(),
+    l3=st.booleans(),
     group=st.sampled_from([1, 2]),
 )
 def test_every_taker_returns_n_available_cpus(
-    req: tuple[Topology, CPUSet, int], strategy: Strategy, uncore: bool, group: int
+    req: tuple[Topology, CPUSet, int], strategy: Strategy, l3: bool, group: int
 ) -> None:
     topo, available, n = req
-    packed = take_by_topology(topo, available, n, strategy=strategy, align_by_uncore_cache=uncore)
-    spread = take_by_topology_numa_distributed(topo, available, n, group_size=group, strategy=strategy)
+    view = CPUTopology.from_topology(topo)
+    packed = take_by_topology(view, available, n, strategy=strategy, align_by_l3=l3)
+    spread = take_by_topology_numa_distributed(view, available, n, group_size=group, strategy=strategy)
     for got in (packed, spread):
         assert len(got) == n
         assert got <= available

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import pytest
 
@@ -21,7 +22,7 @@ from topolet.arg_types import fraction, positive_float, positive_int
     ],
     ids=["int-1", "int-5000", "float-small", "float-int-text", "fraction-1", "fraction-0.4"],
 )
-def test_accepted(parse, text: str, value: float) -> None:
+def test_accepted(parse: Callable[[str], float], text: str, value: float) -> None:
     assert parse(text) == value
 
 
@@ -48,7 +49,7 @@ def test_accepted(parse, text: str, value: float) -> None:
         "fraction-over-1",
     ],
 )
-def test_refused_with_the_accepted_form(parse, text: str, form: str) -> None:
+def test_refused_with_the_accepted_form(parse: Callable[[str], float], text: str, form: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         parse(text)
     assert str(refused.value) == f"expected {form}, got {text!r}"

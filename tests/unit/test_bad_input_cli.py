@@ -220,7 +220,7 @@ def test_status_refuses_a_state_that_run_refuses_with_the_same_text(
     hwloc_snapshot: Snapshot, tmp_path: Path, state: Path
 ) -> None:
     _checkpoint(state, "1")  # reserved CPU 0 is missing from the shared pool
-    common = ["--root", hwloc_snapshot(SNAPSHOT), "--state-dir", state]
+    common: list[str | Path] = ["--root", hwloc_snapshot(SNAPSHOT), "--state-dir", state]
     rc, err, took = topolet("cpumanager", "status", *common, cwd=tmp_path)
     assert rc == 1
     line = assert_one_line(err, 'not all reserved cpus: "0" are present in defaultCpuSet: "1"')

@@ -12,7 +12,7 @@ import pytest
 
 from cpumanager.checkpoint_format import CheckpointError, checksum_v2, decode
 from topolet.arg_types import non_negative_int, positive_float, positive_int
-from topolet.node_config import ConfigError, NodeConfig, check_cgroup_root
+from topolet.node_config import NodeConfig, NodeConfigError, check_cgroup_root
 from topology.cpuset import CPUSet, CPUSetParseError, cpu_id_limit
 from topology.errors import DiscoveryError
 from topology.quantity import QuantityError, parse_quantity
@@ -67,7 +67,7 @@ def test_fuzz_crash_sysfs_cpulist_to_2_pow_32_was_memory_error(tmp_path: Path) -
 def test_fuzz_crash_config_errors_did_not_name_the_file_or_spanned_lines(tmp_path: Path, text: str) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(text)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(NodeConfigError) as err:
         NodeConfig.load(f)
     assert str(err.value).startswith(f"{f}: ")
     assert "\n" not in str(err.value)
@@ -155,11 +155,11 @@ def test_sysfs_integers_are_64_bit(tmp_path: Path) -> None:
 
 
 def test_cgroup_root_must_be_in_a_cgroup(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="is not a cgroup"):
+    with pytest.raises(NodeConfigError, match="is not a cgroup"):
         check_cgroup_root(tmp_path / "x", v1=False)
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(NodeConfigError, match="not a directory"):
         check_cgroup_root(tmp_path / "a" / "b", v1=False)
-    with pytest.raises(ConfigError, match="not absolute"):
+    with pytest.raises(NodeConfigError, match="not absolute"):
         check_cgroup_root(Path("rel"), v1=False)
     assert not (tmp_path / "x").exists()
 
@@ -167,12 +167,12 @@ def test_cgroup_root_must_be_in_a_cgroup(tmp_path: Path) -> None:
 def test_config_file_is_read_bounded(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("# " + "x" * (1 << 20) + "\n")
-    with pytest.raises(ConfigError, match="at most 1048576 bytes"):
+    with pytest.raises(NodeConfigError, match="at most 1048576 bytes"):
         NodeConfig.load(f)
 
 
 def test_nvml_accepts_yaml_booleans() -> None:
     assert NodeConfig.from_mapping({"nvml": True}).nvml == "true"
     assert NodeConfig.from_mapping({"nvml": False}).nvml == "false"
-    with pytest.raises(ConfigError, match="auto, true, false"):
+    with pytest.raises(NodeConfigError, match="auto, true, false"):
         NodeConfig.from_mapping({"nvml": "yes"})

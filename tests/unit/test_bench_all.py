@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_all_json_holds_each_selected_benchmark(capsys: pytest.CaptureFixture[st
 
 
 def test_a_failing_benchmark_is_recorded_and_fails_the_run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     def broken(quick: bool) -> object:
         raise RuntimeError("no such device")

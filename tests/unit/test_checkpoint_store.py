@@ -11,6 +11,7 @@ import pytest
 
 from cpumanager.checkpoint import CheckpointLockedError, CheckpointStore, StateCorruptedError
 from cpumanager.checkpoint_format import CPUManagerCheckpoint, checksum_v2
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
 from tests.fakesysfs import FakeSpec, write_fake_sysfs
@@ -35,7 +36,7 @@ def test_kubelet_written_checkpoint_loads_and_validates(tmp_path: Path, topo64) 
     assert cp.default_cpu_set == CPUSet.parse("1,3,15-31,47-63")
     centos = cp.entries["e49ac32c-22a3-4c8c-8be3-721bd1fd9eaa"]["centos"]
     assert centos == CPUSet.parse("0,2,4-14,32,34,36-46")
-    policy = StaticPolicy(topo64, num_reserved_cpus=1, reserved_cpus=CPUSet.of(1))
+    policy = StaticPolicy(CPUTopology.from_topology(topo64), num_reserved_cpus=1, reserved_cpus=CPUSet.of(1))
     mgr = CPUManager(topo64, policy, store=store)
     mgr.start()  # validates: reserved ⊆ shared, no overlap, union = online
     mgr.close()
@@ -92,7 +93,9 @@ def test_inconsistent_state_refused_at_start(tmp_path: Path, topo64) -> None:  #
     bad = CPUManagerCheckpoint("static", CPUSet.parse("0-63"), {"p": {"c": CPUSet.parse("4")}})
     CheckpointStore(path, policy_name="static").save(bad)
     mgr = CPUManager(
-        topo64, StaticPolicy(topo64, num_reserved_cpus=1), store=CheckpointStore(path, policy_name="static")
+        topo64,
+        StaticPolicy(CPUTopology.from_topology(topo64), num_reserved_cpus=1),
+        store=CheckpointStore(path, policy_name="static"),
     )
     with pytest.raises(Exception, match="drain this node") as err:
         mgr.start()

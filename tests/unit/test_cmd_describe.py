@@ -13,6 +13,7 @@ import pytest
 
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.state import MemoryState
 from topolet import cmd_describe
@@ -50,7 +51,7 @@ def root(hwloc_snapshot: Callable[[str], Path]) -> Path:
 def allocated(root: Path, tmp_path: Path) -> tuple[MemoryState, StaticPolicy]:
     """Allocate :data:`REQUESTS` with a static policy (1 reserved CPU, the node default)
     and save the state with the real checkpoint store in *tmp_path*."""
-    policy = StaticPolicy(discover(root), num_reserved_cpus=1)
+    policy = StaticPolicy(CPUTopology.from_topology(discover(root)), num_reserved_cpus=1)
     state = MemoryState()
     policy.start(state)
     for pod, container, n in REQUESTS:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import CPUManagerError
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
@@ -41,7 +42,9 @@ def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
 
 def _manager(topo: Topology, state: Path) -> CPUManager:
     return CPUManager(
-        topo, StaticPolicy(topo, num_reserved_cpus=1), store=CheckpointStore(state, policy_name="static")
+        topo,
+        StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1),
+        store=CheckpointStore(state, policy_name="static"),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
 from topology.cpuset import CPUSet
@@ -45,7 +46,7 @@ def dual_socket_ht_with_gpu() -> Topology:
 )
 def test_cpus_follow_the_device(holds_gpu: bool, expect_node: int) -> None:
     topo = dual_socket_ht_with_gpu()
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1))
     mgr.start()
     gpu_nodes = frozenset(g.kernel_numa_node for g in topo.gpus() if g.kernel_numa_node is not None)
     info = ContainerInfo(
@@ -64,7 +65,7 @@ def test_cpus_follow_the_device(holds_gpu: bool, expect_node: int) -> None:
 
 def test_affinity_overflows_to_other_nodes_when_the_device_node_is_full() -> None:
     topo = dual_socket_ht_with_gpu()
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1))
     mgr.start()
     mgr.add_container(ContainerInfo("p", "big", None, exclusive_cpus=10, numa_affinity=frozenset({1})))
     got = mgr.state.get_cpuset("p", "big")

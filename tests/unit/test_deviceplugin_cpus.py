@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import CPUManager
 from cpumanager.policy_static import StaticPolicy
 from deviceplugin.cpus import ExclusiveCPUResource, placeholder_owner
@@ -48,7 +49,7 @@ def ids(text: str) -> list[str]:
 @pytest.fixture
 def manager(tmp_path: Path) -> Iterator[CPUManager]:
     store = CheckpointStore(tmp_path / "cpu_manager_state", policy_name="static")
-    mgr = CPUManager(TOPO, StaticPolicy(TOPO, num_reserved_cpus=2), store=store)
+    mgr = CPUManager(TOPO, StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=2), store=store)
     mgr.start()
     yield mgr
     mgr.close()

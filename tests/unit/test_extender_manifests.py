@@ -210,7 +210,7 @@ def test_scheduler_configuration_has_one_profile_and_our_extender() -> None:
 
 def test_scheduler_has_its_own_lease() -> None:
     election = scheduler_config()["leaderElection"]
-    assert election["resourceName"] == "topolet-scheduler" != "kube-scheduler"
+    assert election["resourceName"] == "topolet-scheduler", "not kube-scheduler's own lease"
     assert election["resourceNamespace"] == "topolet-system"
 
 

@@ -137,3 +137,18 @@ def test_a_deleted_pod_releases_its_hold(
     eventually(lambda: _cpu(cache, "w1", 0) == 1000)
     apiserver.delete_pod("default", "gone")
     eventually(lambda: _cpu(cache, "w1", 0) == 4000)
+
+
+def test_a_pod_deleted_while_the_watch_was_down_releases_its_hold(
+    apiserver: ApiServerStandIn, watched: tuple[NRTCache, ExtenderCore]
+) -> None:
+    cache, _core = watched
+    apiserver.put_pod(v1_pod("missed", ("a", GU, {"cpu": "3", "memory": "1Gi"})))
+    time.sleep(0.2)
+    _bind_elsewhere(apiserver, "default", "missed", "w1")
+    eventually(lambda: _cpu(cache, "w1", 0) == 1000)
+    apiserver.drop_watches()  # the connection breaks; the watch backs off (>= 0.4 s) ...
+    apiserver.delete_pod("default", "missed")  # ... the pod goes meanwhile ...
+    apiserver.compact()  # ... and out of the history: 410, a relist, the deletion
+    eventually(lambda: _cpu(cache, "w1", 0) == 4000)
+    assert cache.reservations() == []

@@ -34,7 +34,7 @@ from cpumanager.checkpoint_format import CheckpointError, checksum_v2, decode
 from scheduler.errors import SchedulerError
 from scheduler.pod import parse_pod
 from scheduler.wire import parse_binding_args, parse_extender_args, parse_preemption_args
-from topolet.node_config import ConfigError, NodeConfig
+from topolet.node_config import NodeConfig, NodeConfigError
 from topology.cpuset import CPUSet, CPUSetParseError, cpu_id_limit
 from topology.errors import DiscoveryError, TopologyError
 from topology.quantity import QuantityError, parse_quantity
@@ -213,7 +213,7 @@ def test_node_config(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     try:
         NodeConfig.load(path)
-    except ConfigError as e:
+    except NodeConfigError as e:
         assert str(e).startswith(f"{path}: "), "every configuration error names the file"
         assert "\n" not in str(e)
 

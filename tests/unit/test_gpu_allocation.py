@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from deviceplugin.errors import (
-    AllocationError,
-    ConfigError,
+    DeviceAllocationError,
+    DevicePluginConfigError,
     GPUModelError,
     InsufficientDevicesError,
     InvalidRequestError,
@@ -173,7 +173,7 @@ def test_preferred_allocation(case: Case) -> None:
     ],
 )
 def test_bad_request(
-    available: list[str], must_include: list[str], size: int, error: type[AllocationError], message: str
+    available: list[str], must_include: list[str], size: int, error: type[DeviceAllocationError], message: str
 ) -> None:
     with pytest.raises(error, match=message) as info:
         preferred_allocation(TWO_NODES, available, must_include, size)
@@ -215,7 +215,9 @@ def test_bad_model(build: object, message: str) -> None:
 
 
 def test_unknown_policy_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match="besteffort, simple, static-dgx1-pascal, static-dgx1-volta"):
+    with pytest.raises(
+        DevicePluginConfigError, match="besteffort, simple, static-dgx1-pascal, static-dgx1-volta"
+    ):
         allocation_policy("greedy")
 
 

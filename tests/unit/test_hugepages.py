@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, ContainerCgroup
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import HugePagesRequestError, InsufficientHugePagesError
 from cpumanager.hugepages import HugePageAccounts, format_bytes, parse_hugepages_requests
 from cpumanager.manager import ContainerInfo, CPUManager
@@ -141,7 +142,7 @@ def fake_cgroup(writer: CgroupV1Cpuset, ref: ContainerCgroup) -> Path:
 
 def manager(topo: Topology, tmp: Path | None = None) -> CPUManager:
     writer = CgroupV1Cpuset(tmp) if tmp is not None else None
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), writer=writer)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), writer=writer)
     mgr.start()
     return mgr
 
@@ -243,7 +244,9 @@ def test_restart_derives_the_same_accounts_from_running_containers(tmp_path: Pat
 
     def fresh() -> CPUManager:
         mgr = CPUManager(
-            topo, StaticPolicy(topo, num_reserved_cpus=1), store=CheckpointStore(store, policy_name="static")
+            topo,
+            StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1),
+            store=CheckpointStore(store, policy_name="static"),
         )
         mgr.start()
         return mgr

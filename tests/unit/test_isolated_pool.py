@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import InsufficientCPUsError
 from cpumanager.isolated import free_isolated, release_isolated, seed_isolated_pool, take_isolated
 from cpumanager.policy_static import StaticPolicy
@@ -27,7 +28,7 @@ def eight_cpus_ht(isolated: str) -> Topology:
 @pytest.fixture
 def setup() -> tuple[Topology, StaticPolicy, MemoryState]:
     topo = eight_cpus_ht("2-3,6-7")
-    policy = StaticPolicy(topo, num_reserved_cpus=1)
+    policy = StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1)
     state = MemoryState()
     policy.start(state)
     seed_isolated_pool(state, topo.isolated_cpus, policy.reserved_cpus)
@@ -67,7 +68,7 @@ def test_isolated_pool_exhausted(setup: tuple[Topology, StaticPolicy, MemoryStat
 
 def test_reserved_cpu_that_is_isolated_stays_reserved() -> None:
     topo = eight_cpus_ht("0,4")
-    policy = StaticPolicy(topo, num_reserved_cpus=1)
+    policy = StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1)
     state = MemoryState()
     policy.start(state)
     seed_isolated_pool(state, topo.isolated_cpus, policy.reserved_cpus)
@@ -85,7 +86,7 @@ def test_manager_serves_isolated_on_request_and_survives_restart(tmp_path) -> No
     def manager() -> CPUManager:
         return CPUManager(
             topo,
-            StaticPolicy(topo, num_reserved_cpus=1),
+            StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1),
             store=CheckpointStore(store_path, policy_name="static"),
         )
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bench.simulate.kubelet import KubeletNode, pinned_request
 from bench.simulate.nodes import NODE_TYPES, build_topology
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import HugePagesRequestError
 from cpumanager.kube_source import pod_containers, pod_qos
 from cpumanager.manager import ContainerInfo, CPUManager
@@ -405,7 +406,7 @@ def node_path(obj: dict[str, Any]) -> tuple[dict[str, tuple[int, ContainerKind]]
     finishing before the next starts, sidecars staying up, then the app containers) and feed
     every status to the node's pod source logic and a real CPU manager. Returns what the
     pod source said per container, and the exclusive CPUs each container holds at the end."""
-    manager = CPUManager(TOPO, StaticPolicy(TOPO, num_reserved_cpus=2))
+    manager = CPUManager(TOPO, StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=2))
     manager.start()
     seen: dict[str, tuple[int, ContainerKind]] = {}
     current: dict[str, ContainerInfo] = {}

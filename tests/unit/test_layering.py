@@ -74,14 +74,26 @@ def package_copy(tmp_path: Path) -> Path:
         pytest.param(
             "scheduler._violation",
             "from cpumanager import __name__ as _n",
-            "scheduler imports only topology",
+            "scheduler imports only topology and kube",
             id="scheduler-imports-cpumanager",
         ),
         pytest.param(
             "cpumanager._violation",
             "import deviceplugin",
-            "cpumanager may import only topology",
+            "cpumanager may import only topology and kube",
             id="cpumanager-imports-deviceplugin",
+        ),
+        pytest.param(
+            "kube._violation",
+            "import cpumanager",
+            "kube may import only topology",
+            id="kube-imports-cpumanager",
+        ),
+        pytest.param(
+            "scheduler._violation",
+            "import kubernetes",
+            "only kube imports the kubernetes client",
+            id="scheduler-imports-kubernetes",
         ),
         pytest.param(
             "bench._violation",

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import InsufficientCPUsError
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
@@ -24,7 +25,7 @@ def four_cpus() -> Topology:
 
 def started() -> tuple[CPUManager, list[CPUSet]]:
     topo = four_cpus()
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1))
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1))
     mgr.start()
     seen: list[CPUSet] = []
     mgr.subscribe(lambda: seen.append(mgr.shared_pool()))

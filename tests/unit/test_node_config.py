@@ -13,7 +13,7 @@ import yaml
 
 from topolet import cmd_node
 from topolet.cli import CommandError
-from topolet.node_config import KEYS, ConfigError, NodeConfig, format_duration, parse_duration
+from topolet.node_config import KEYS, NodeConfig, NodeConfigError, format_duration, parse_duration
 from topology.cpuset import CPUSet
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "node-config.md"
@@ -110,7 +110,7 @@ def test_values_parse(key: str, value: object, attr: str, expected: object) -> N
     ],
 )
 def test_bad_values_name_the_key_and_the_accepted_form(data: dict[str, Any], key: str, accepted: str) -> None:
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(NodeConfigError) as err:
         NodeConfig.from_mapping(data)
     assert err.value.key == key
     assert str(err.value).startswith(f"{key}: ")
@@ -140,7 +140,7 @@ def test_load_file_and_empty_file(tmp_path: Path) -> None:
     f.write_text("")
     assert NodeConfig.load(f) == NodeConfig()
     f.write_text("podSource: [")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(NodeConfigError, match="not valid YAML"):
         NodeConfig.load(f)
 
 

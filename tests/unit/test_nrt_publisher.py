@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
 
+from kube.client import api_client_for_url
+from kube.errors import KubeConflict
+from kube.resources import ClusterObjects, node_resource_topologies
 from tests.fakesysfs import FakeSpec, write_fake_sysfs
 from tests.nrt_standin import NRTApiServerStandIn
 from topolet.nrt_publisher import NRTPublisher, free_hugepages, node_nrt
@@ -116,10 +118,8 @@ def api() -> Iterator[NRTApiServerStandIn]:
     standin.stop()
 
 
-def client(standin: NRTApiServerStandIn) -> CustomObjectsApi:
-    conf = Configuration()
-    conf.host = standin.url
-    return CustomObjectsApi(ApiClient(conf))
+def client(standin: NRTApiServerStandIn) -> ClusterObjects:
+    return node_resource_topologies(api_client_for_url(standin.url))
 
 
 def cpu_available(obj: dict[str, Any] | None, zone: int = 0) -> str:
@@ -195,14 +195,10 @@ def test_background_publisher_retries_with_backoff(
 def test_stale_resource_version_is_refused_by_the_standin(
     api: NRTApiServerStandIn, machine: tuple[Path, Topology]
 ) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     node = Availability(machine[1])
     NRTPublisher(client(api), node.build).publish()
     body = node.build().to_dict()
     body["metadata"]["resourceVersion"] = "1"
-    with pytest.raises(ApiException) as err:
-        client(api).replace_cluster_custom_object(
-            "topology.node.k8s.io", "v1alpha2", "noderesourcetopologies", "n1", body
-        )
+    with pytest.raises(KubeConflict) as err:
+        client(api).replace("n1", body)
     assert err.value.status == 409

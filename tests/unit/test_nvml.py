@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from deviceplugin.errors import ConfigError
+from deviceplugin.errors import DevicePluginConfigError
 from deviceplugin.gpu_allocation import GPU, GPUTopology, preferred_allocation
 from deviceplugin.nvml import (
     NVMLXidHealth,
@@ -29,7 +30,7 @@ def _address(index: int) -> str:
     return f"0000:{0x10 + index:02x}:00.0"
 
 
-def _standin(topology: dict) -> NVMLStandIn:
+def _standin(topology: dict[str, Any]) -> NVMLStandIn:
     nvml = NVMLStandIn([_address(g["index"]) for g in topology["gpus"]])
     for link in topology["links"]:
         nvml.link(_address(link["a"]), _address(link["b"]), link["pcie"], link["nvlinks"])
@@ -38,7 +39,7 @@ def _standin(topology: dict) -> NVMLStandIn:
 
 
 @pytest.mark.parametrize("topology", DATA["topologies"], ids=lambda t: t["name"])
-def test_discovered_links_score_as_the_reference_topology(topology: dict) -> None:
+def test_discovered_links_score_as_the_reference_topology(topology: dict[str, Any]) -> None:
     nvml = _standin(topology)
     addresses = [_address(g["index"]) for g in topology["gpus"]]
     links = discover_links(nvml, addresses)
@@ -49,7 +50,7 @@ def test_discovered_links_score_as_the_reference_topology(topology: dict) -> Non
 
 
 @pytest.mark.parametrize("topology", DATA["topologies"], ids=lambda t: t["name"])
-def test_discovered_links_give_the_reference_preferred_allocations(topology: dict) -> None:
+def test_discovered_links_give_the_reference_preferred_allocations(topology: dict[str, Any]) -> None:
     nvml = _standin(topology)
     addresses = [_address(g["index"]) for g in topology["gpus"]]
     model = GPUTopology(
@@ -88,7 +89,7 @@ def test_pci_address(nvml_id: str | bytes, sysfs: str) -> None:
 
 
 def test_pci_address_rejects_garbage() -> None:
-    with pytest.raises(ConfigError, match="NVML PCI bus id"):
+    with pytest.raises(DevicePluginConfigError, match="NVML PCI bus id"):
         pci_address("3b")
 
 
@@ -137,7 +138,7 @@ def _watch(nvml: NVMLStandIn, **kw: object) -> NVMLXidHealth:
         "timeout",
     ],
 )
-def test_xid_events(inject, unhealthy: set[str] | None) -> None:
+def test_xid_events(inject: Callable[[NVMLStandIn], object], unhealthy: set[str] | None) -> None:
     nvml = NVMLStandIn(GPUS)
     nvml.nvmlInit()
     health = _watch(nvml)

@@ -18,6 +18,7 @@ import pytest
 
 from cpumanager.checkpoint import CheckpointStore, StateCorruptedError
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.device_claims import DeviceClaims, placeholder_owner
 from cpumanager.manager import TRANSACTIONAL, ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
@@ -28,7 +29,7 @@ from deviceplugin.server import DevicePluginServer
 from tests.fakesysfs import dual_socket_no_ht, write_fake_sysfs
 from tests.kubelet_standin import KubeletStandin
 from topolet import cli
-from topolet.node_config import ConfigError, NodeConfig
+from topolet.node_config import NodeConfig, NodeConfigError
 from topology.cpuset import CPUSet
 from topology.model import Topology
 from topology.sysfs import discover
@@ -59,7 +60,7 @@ def topo(sysfs: Path) -> Topology:
 
 def manager(topo: Topology, state: Path) -> CPUManager:
     store = CheckpointStore(state / "cpu_manager_state", policy_name="static")
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), store=store)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), store=store)
     mgr.start()
     return mgr
 
@@ -277,7 +278,7 @@ def test_partial_allocate_over_grpc_leaves_nothing_claimed(mgr: CPUManager, tmp_
     ids=["unknown-option", "bad-bool", "no-value", "too-small", "unknown-tm-option"],
 )
 def test_bad_policy_options_are_refused_naming_the_key(data: dict[str, object], text: str) -> None:
-    with pytest.raises(ConfigError, match=text):
+    with pytest.raises(NodeConfigError, match=text):
         NodeConfig.from_mapping(data)
 
 
@@ -345,7 +346,10 @@ def test_single_numa_node_refuses_a_container_that_does_not_fit_on_its_devices_n
 ) -> None:
     store = CheckpointStore(tmp_path / "cpu_manager_state", policy_name="static")
     m = CPUManager(
-        topo, StaticPolicy(topo, num_reserved_cpus=1), store=store, topology_manager_policy="single-numa-node"
+        topo,
+        StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1),
+        store=store,
+        topology_manager_policy="single-numa-node",
     )
     m.start()
     node1 = topo.cpus_in_numa_nodes(1)

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cpumanager.checkpoint import CheckpointStore
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.device_claims import DeviceClaims, placeholder_owner
 from cpumanager.errors import CPUManagerError
 from cpumanager.manager import ContainerInfo, CPUManager
@@ -53,7 +54,7 @@ def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
 
 def _manager(topo: Topology, state: Path) -> CPUManager:
     store = CheckpointStore(state / "cpu_manager_state", policy_name="static")
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), store=store)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), store=store)
     mgr.start()
     return mgr
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.errors import PolicyConfigError, SMTAlignmentError, StateValidationError
 from cpumanager.options import StaticPolicyOptions
 from cpumanager.policy_static import ContainerKind, StaticPolicy
@@ -61,7 +62,10 @@ def test_reserved_selection_and_fresh_start(
     num: int, explicit: str | None, options: StaticPolicyOptions, reserved: str, default_after_start: str
 ) -> None:
     policy = StaticPolicy(
-        TOPO, num_reserved_cpus=num, reserved_cpus=cpus(explicit) if explicit else None, options=options
+        CPUTopology.from_topology(TOPO),
+        num_reserved_cpus=num,
+        reserved_cpus=cpus(explicit) if explicit else None,
+        options=options,
     )
     state = MemoryState()
     policy.start(state)
@@ -71,7 +75,7 @@ def test_reserved_selection_and_fresh_start(
 
 def test_reserved_count_mismatch_is_a_config_error() -> None:
     with pytest.raises(PolicyConfigError, match=r"size of 0-2 did not equal 2"):
-        StaticPolicy(TOPO, num_reserved_cpus=2, reserved_cpus=cpus("0-2"))
+        StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=2, reserved_cpus=cpus("0-2"))
 
 
 # --------------------------------------------------------- state validation
@@ -118,7 +122,7 @@ START_ERRORS = [
     "case", START_ERRORS, ids=[f"dual-socket-HT/{c.id}/expect-error" for c in START_ERRORS]
 )
 def test_start_rejects_inconsistent_state(case: StartCase) -> None:
-    policy = StaticPolicy(TOPO, num_reserved_cpus=1)
+    policy = StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=1)
     state = MemoryState(
         cpus(case.default), {p: {c: cpus(s) for c, s in cs.items()} for p, cs in case.assignments.items()}
     )
@@ -130,7 +134,7 @@ def test_start_rejects_inconsistent_state(case: StartCase) -> None:
 
 # --------------------------------------------------------------- allocation
 def test_allocate_then_release_restores_the_shared_pool() -> None:
-    policy, state = StaticPolicy(TOPO, num_reserved_cpus=1), MemoryState()
+    policy, state = StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=1), MemoryState()
     policy.start(state)
     got = policy.allocate(state, "pod", "app", 4)
     assert got == cpus("1-2,7-8")  # socket 0 is partly used by reserved CPU 0: pack into it
@@ -142,7 +146,7 @@ def test_allocate_then_release_restores_the_shared_pool() -> None:
 
 
 def test_allocate_prefers_the_hinted_numa_node() -> None:
-    policy, state = StaticPolicy(TOPO, num_reserved_cpus=1), MemoryState()
+    policy, state = StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=1), MemoryState()
     policy.start(state)
     assert policy.allocate(state, "pod", "app", 2, numa_affinity=[1]) == cpus("3,9")
 
@@ -165,7 +169,10 @@ def test_allocate_prefers_the_hinted_numa_node() -> None:
 )
 def test_full_pcpus_only_rejects_what_whole_cores_cannot_meet(reserved: str, n: int, message: str) -> None:
     policy = StaticPolicy(
-        TOPO, num_reserved_cpus=2, reserved_cpus=cpus(reserved), options=opts(full_pcpus_only="true")
+        CPUTopology.from_topology(TOPO),
+        num_reserved_cpus=2,
+        reserved_cpus=cpus(reserved),
+        options=opts(full_pcpus_only="true"),
     )
     state = MemoryState()
     policy.start(state)
@@ -177,7 +184,7 @@ def test_full_pcpus_only_rejects_what_whole_cores_cannot_meet(reserved: str, n: 
 
 
 def test_app_container_reuses_cpus_of_a_finished_init_container() -> None:
-    policy, state = StaticPolicy(TOPO, num_reserved_cpus=0), MemoryState()
+    policy, state = StaticPolicy(CPUTopology.from_topology(TOPO), num_reserved_cpus=0), MemoryState()
     policy.start(state)
     init = policy.allocate(state, "pod", "init", 2, kind=ContainerKind.INIT)
     app = policy.allocate(state, "pod", "app", 2)
@@ -232,7 +239,10 @@ def test_align_by_socket_rejected_where_it_cannot_work(tm_policy: str) -> None:
     topo = TOPO if tm_policy == "single-numa-node" else two_sockets_one_node
     with pytest.raises(PolicyConfigError):
         StaticPolicy(
-            topo, num_reserved_cpus=1, options=opts(align_by_socket="true"), topology_manager_policy=tm_policy
+            CPUTopology.from_topology(topo),
+            num_reserved_cpus=1,
+            options=opts(align_by_socket="true"),
+            topology_manager_policy=tm_policy,
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cpumanager.cgroupfs import CgroupV1Cpuset, ContainerCgroup
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import ContainerInfo, CPUManager
 from cpumanager.policy_static import StaticPolicy
 from cpumanager.reconcile_loop import ReconcileLoop
@@ -65,7 +66,7 @@ def wait_for(cond, timeout: float = 2.0) -> bool:  # type: ignore[no-untyped-def
 def setup(tmp_path: Path) -> tuple[CPUManager, CgroupV1Cpuset, ContainerInfo, ContainerInfo]:
     topo = four_cpus()
     writer = CgroupV1Cpuset(tmp_path)
-    mgr = CPUManager(topo, StaticPolicy(topo, num_reserved_cpus=1), writer=writer)
+    mgr = CPUManager(topo, StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=1), writer=writer)
     mgr.start()
     excl_ref = ContainerCgroup(pod_uid="pod-a", container_id="aaa")
     shared_ref = ContainerCgroup(pod_uid="pod-b", container_id="bbb", qos="burstable")
@@ -90,11 +91,8 @@ def test_loop_repairs_drift_within_one_period(
         (writer.path_for(shared.cgroup) / "cpuset.cpus").write_text("0-3")  # drift by hand
         (writer.path_for(excl.cgroup) / "cpuset.cpus").write_text("0")
         assert wait_for(
-            lambda: (
-                writer.read(shared.cgroup) == want_shared  # type: ignore[arg-type]
-                and writer.read(excl.cgroup) == want_excl
-            )
-        )  # type: ignore[arg-type]
+            lambda: writer.read(shared.cgroup) == want_shared and writer.read(excl.cgroup) == want_excl
+        )
     finally:
         started = time.monotonic()
         loop.stop()

@@ -18,7 +18,7 @@ from deviceplugin.nvml_info import with_nvml_attributes
 from tests.dra_apiserver_standin import DRAApiServerStandIn, slice_problems
 from tests.dra_machine import GPUS, NVMLInfoStandIn, write_machine
 from topolet.cli import main
-from topolet.resourceslice_publisher import KubeSliceAPI, ResourceSlicePublisher
+from topolet.resourceslice_publisher import KubeSliceAPI, ResourceSlicePublisher, SliceAPI
 from topology.model import Topology
 from topology.resourceslice import (
     MAX_DEVICES_PER_SLICE,
@@ -138,7 +138,7 @@ def api() -> Iterator[DRAApiServerStandIn]:
     standin.stop()
 
 
-def client(standin: DRAApiServerStandIn) -> KubeSliceAPI:
+def client(standin: DRAApiServerStandIn) -> SliceAPI:
     conf = Configuration()
     conf.host = standin.url
     return KubeSliceAPI(ApiClient(conf))

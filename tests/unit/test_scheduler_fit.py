@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.errors import ConfigError, PodSpecError
+from scheduler.errors import PodSpecError, SchedulerConfigError
 from scheduler.filter import REASON_CONTAINER, REASON_INIT_CONTAINER, REASON_POD, Victim, fit
 from scheduler.pod import PodRequest, QOSClass, parse_pod
 from scheduler.score import Scorer, resolve_strategy, to_extender_score
@@ -423,12 +423,12 @@ def test_strategies_resolve_from_the_registry(name: str, canonical: str) -> None
 
 
 def test_unknown_strategy_lists_the_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"'MostAllocatable'.*most-allocated.*LeastNUMANodes"):
+    with pytest.raises(SchedulerConfigError, match=r"'MostAllocatable'.*most-allocated.*LeastNUMANodes"):
         Scorer("MostAllocatable")
 
 
 def test_weights_must_be_integers() -> None:
-    with pytest.raises(ConfigError, match="cpu"):
+    with pytest.raises(SchedulerConfigError, match="cpu"):
         Scorer("most-allocated", {"cpu": 1.5})  # type: ignore[dict-item]
 
 

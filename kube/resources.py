@@ -1,0 +1,213 @@
+"""The calls topolet makes on the API server, plain JSON both ways, errors from :mod:`kube.errors`.
+
+Replies are read as raw JSON (``_preload_content=False``), never deserialised into the
+client's models: one odd object cannot stop a watch, and the binding's ``Status`` reply is
+not misread as a ``V1Binding`` (kubernetes-client/python #547).
+
+* :class:`ListCall` — a :class:`~kube.watch.ListSource` over one of the client's list
+  calls; :func:`pods` and :func:`cluster_objects` make the two topolet watches.
+* :class:`ClusterObjects` — get / create / replace / delete / watch of a cluster-scoped custom
+  resource (:func:`node_resource_topologies`).
+* :class:`Pods`, :class:`Nodes`, :class:`ResourceSlices`, :class:`ResourceClaims`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, cast
+
+from kubernetes import client as _client
+
+from kube.client import ApiClient
+from kube.errors import KubeConflict, KubeError, KubeNotFound, api_errors
+from kube.objects import NRT_GROUP, NRT_PLURAL, NRT_VERSION, Obj
+
+__all__ = [
+    "NRT_GROUP",
+    "NRT_PLURAL",
+    "NRT_VERSION",
+    "ClusterObjects",
+    "ListCall",
+    "Nodes",
+    "Pods",
+    "ResourceClaims",
+    "ResourceSlices",
+    "cluster_objects",
+    "node_resource_topologies",
+    "pods",
+]
+
+
+def _json(resp: Any) -> Obj:
+    try:
+        out = json.loads(resp.data)
+    except ValueError as err:
+        raise KubeError("reading the API server's reply", None, "", f"not JSON: {err}") from err
+    if not isinstance(out, dict):
+        raise KubeError("reading the API server's reply", None, "", f"not a JSON object: {out!r:.100}")
+    return out
+
+
+class ListCall:
+    """A :class:`~kube.watch.ListSource`: ``fn(*args, **params)`` is one of the client's
+    list calls (``CoreV1Api.list_pod_for_all_namespaces`` ...)."""
+
+    def __init__(self, what: str, fn: Callable[..., Any], *args: Any, **params: Any) -> None:
+        self.what, self._fn, self._args, self._params = what, fn, args, params
+
+    def list(self) -> Obj:
+        with api_errors(f"list {self.what}"):
+            return _json(self._fn(*self._args, **self._params, _preload_content=False))
+
+    def watch(self, resource_version: str, timeout_s: int) -> Any:
+        with api_errors(f"watch {self.what}"):
+            return self._fn(
+                *self._args,
+                **self._params,
+                resource_version=resource_version,
+                timeout_seconds=timeout_s,
+                allow_watch_bookmarks=True,
+                watch=True,
+                _preload_content=False,
+            )
+
+
+def pods(api: ApiClient, *, node_name: str = "") -> ListCall:
+    """Pods of every namespace; only those bound to *node_name* when it is given."""
+    core = _client.CoreV1Api(api)
+    if not node_name:
+        return ListCall("pods", core.list_pod_for_all_namespaces)
+    selector = f"spec.nodeName={node_name}"
+    return ListCall(f"pods on {node_name}", core.list_pod_for_all_namespaces, field_selector=selector)
+
+
+def cluster_objects(api: ApiClient, group: str, version: str, plural: str) -> ListCall:
+    """A cluster-scoped custom resource, every object."""
+    custom = _client.CustomObjectsApi(api)
+    return ListCall(plural, custom.list_cluster_custom_object, group, version, plural)
+
+
+class ClusterObjects:
+    """Objects of a cluster-scoped custom resource, read and written as dicts."""
+
+    def __init__(self, api: ApiClient, group: str, version: str, plural: str) -> None:
+        self._api = _client.CustomObjectsApi(api)
+        self.group, self.version, self.plural = group, version, plural
+
+    def _at(self) -> tuple[str, str, str]:
+        return self.group, self.version, self.plural
+
+    def get(self, name: str) -> Obj | None:
+        """The object, or None when there is none."""
+        try:
+            with api_errors(f"get {self.plural}/{name}"):
+                return _json(self._api.get_cluster_custom_object(*self._at(), name, _preload_content=False))
+        except KubeNotFound:
+            return None
+
+    def create(self, body: Obj) -> Obj:
+        name = body.get("metadata", {}).get("name", "")
+        with api_errors(f"create {self.plural}/{name}"):
+            return _json(self._api.create_cluster_custom_object(*self._at(), body, _preload_content=False))
+
+    def replace(self, name: str, body: Obj) -> Obj:
+        """Replace; the body's ``metadata.resourceVersion`` guards against lost updates
+        (:class:`~kube.errors.KubeConflict` when it is stale)."""
+        with api_errors(f"replace {self.plural}/{name}"):
+            return _json(
+                self._api.replace_cluster_custom_object(*self._at(), name, body, _preload_content=False)
+            )
+
+    def delete(self, name: str) -> None:
+        """Delete; one that is gone already is no error."""
+        try:
+            with api_errors(f"delete {self.plural}/{name}"):
+                self._api.delete_cluster_custom_object(*self._at(), name, _preload_content=False)
+        except KubeNotFound:
+            pass
+
+    def list_source(self) -> ListCall:
+        return ListCall(self.plural, self._api.list_cluster_custom_object, *self._at())
+
+
+def node_resource_topologies(api: ApiClient) -> ClusterObjects:
+    """``topology.node.k8s.io/v1alpha2`` NodeResourceTopology objects (name = node name)."""
+    return ClusterObjects(api, NRT_GROUP, NRT_VERSION, NRT_PLURAL)
+
+
+class Pods:
+    """The pod writes topolet makes."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._core = _client.CoreV1Api(api)
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        """``POST .../pods/{name}/binding`` to *node* (RBAC ``pods/binding`` ``create``)."""
+        body = _client.V1Binding(
+            api_version="v1",
+            kind="Binding",
+            metadata=_client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
+            target=_client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+        )
+        with api_errors(f"bind pod {namespace}/{name} to {node}"):
+            self._core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+
+
+class Nodes:
+    """Node objects (for loopback clusters without kubelets)."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._core = _client.CoreV1Api(api)
+
+    def create(self, body: Obj, *, exist_ok: bool = False) -> None:
+        name = body.get("metadata", {}).get("name", "")
+        try:
+            with api_errors(f"create node {name}"):
+                self._core.create_node(cast(Any, body), _preload_content=False)
+        except KubeConflict:
+            if not exist_ok:
+                raise
+
+
+class ResourceSlices:
+    """``resource.k8s.io/v1`` ResourceSlices, as dicts."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = _client.ResourceV1Api(api)
+
+    def list(self, node_name: str) -> list[Obj]:
+        """The slices of *node_name* (the only list a node's credentials may make)."""
+        with api_errors(f"list resourceslices on {node_name}"):
+            resp = self._api.list_resource_slice(
+                field_selector=f"spec.nodeName={node_name}", _preload_content=False
+            )
+            items: list[Obj] = _json(resp).get("items") or []
+        return items
+
+    def create(self, body: Obj) -> Obj:
+        with api_errors("create resourceslice"):
+            return _json(self._api.create_resource_slice(cast(Any, body), _preload_content=False))
+
+    def replace(self, name: str, body: Obj) -> Obj:
+        with api_errors(f"replace resourceslice {name}"):
+            return _json(self._api.replace_resource_slice(name, cast(Any, body), _preload_content=False))
+
+    def delete(self, name: str) -> None:
+        """Delete; one that is gone already is no error."""
+        try:
+            with api_errors(f"delete resourceslice {name}"):
+                self._api.delete_resource_slice(name, _preload_content=False)
+        except KubeNotFound:
+            pass
+
+
+class ResourceClaims:
+    """``resource.k8s.io/v1`` ResourceClaims, read as dicts."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = _client.ResourceV1Api(api)
+
+    def get(self, namespace: str, name: str) -> Obj:
+        with api_errors(f"get resourceclaim {namespace}/{name}"):
+            return _json(self._api.read_namespaced_resource_claim(name, namespace, _preload_content=False))
