@@ -146,3 +146,26 @@ class DeviceManagerHarness:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log_file.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.devicemanager_go build``: build (or find) the harness, print its
+    path; exit 1 with the reason when it cannot be built."""
+    import sys
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["build"]:
+        print("usage: python -m tests.devicemanager_go build", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    binary, why = build()
+    if binary is None:
+        print(f"tests/{NAME}: {why}", file=sys.stderr)
+        return 1
+    print(f"{binary} ({time.monotonic() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -50,6 +50,10 @@ GPU_NUMA = {g.address: g.numa for g in GPUS}
 CPU_NUMA = {c.cpu: c.node for c in SPEC.layout()}
 CPU_CORE = {c.cpu: c.core_index for c in SPEC.layout()}
 MINOR = {g.address: g.minor for g in GPUS}
+#: A cold build of the harness (``go mod vendor`` + compiling kubelet's packages) took 8
+#: minutes on a shared 2-core machine, within the first test's setup when CI has not
+#: built it beforehand; the tests themselves take about a second each.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
