@@ -16,6 +16,7 @@
 //	    registered count) → {"capacity","allocatable","devices":[{id,health,numa}]}
 //	    (devices: GetAllocatableDevices, the healthy ones)
 //	{"op":"allocate","pod":POD,"container":NAME,"affinity":[numa ids]|null}
+//	    (NAME: an init or app container; init containers first, as kubelet does)
 //	    the pod joins the active pods; the topology store answers the affinity for this
 //	    container; GetTopologyHints, Allocate, then GetDeviceRunContainerOptions
 //	    → {"hints","devices":{resource:[ids]},"options":{...}}
@@ -189,6 +190,11 @@ func (h *harness) allocate(req request) answer {
 	}
 	pod := req.Pod
 	var container *v1.Container
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == req.Container {
+			container = &pod.Spec.InitContainers[i]
+		}
+	}
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == req.Container {
 			container = &pod.Spec.Containers[i]

@@ -146,13 +146,18 @@ def node(binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-def pod(name: str, limits: dict[str, int], uid: str | None = None) -> dict[str, Any]:
-    """A Guaranteed pod with one container ``app`` asking for *limits*."""
-    values = {k: str(v) for k, v in limits.items()}
-    return {
-        "metadata": {"name": name, "namespace": "default", "uid": uid or str(uuid.uuid4())},
-        "spec": {"containers": [{"name": "app", "resources": {"limits": values, "requests": values}}]},
-    }
+def pod(name: str, limits: dict[str, int], init: dict[str, int] | None = None) -> dict[str, Any]:
+    """A Guaranteed pod with one container ``app`` asking for *limits* (and an init
+    container ``init`` asking for *init*)."""
+
+    def container(name: str, limits: dict[str, int]) -> dict[str, Any]:
+        values = {k: str(v) for k, v in limits.items()}
+        return {"name": name, "resources": {"limits": values, "requests": values}}
+
+    spec: dict[str, Any] = {"containers": [container("app", limits)]}
+    if init is not None:
+        spec["initContainers"] = [container("init", init)]
+    return {"metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())}, "spec": spec}
 
 
 def wait_resource(node: Node, resource: str, **counts: int) -> dict[str, Any]:
@@ -161,8 +166,10 @@ def wait_resource(node: Node, resource: str, **counts: int) -> dict[str, Any]:
     return out
 
 
-def allocate(node: Node, p: dict[str, Any], affinity: list[int] | None = None) -> dict[str, Any]:
-    return node.kubelet.call("allocate", pod=p, container="app", affinity=affinity)
+def allocate(
+    node: Node, p: dict[str, Any], affinity: list[int] | None = None, container: str = "app"
+) -> dict[str, Any]:
+    return node.kubelet.call("allocate", pod=p, container=container, affinity=affinity)
 
 
 def env(out: dict[str, Any]) -> dict[str, str]:
@@ -256,6 +263,25 @@ def test_kubelet_allocates_the_gpus_topolet_prefers(node: Node) -> None:
     assert len(node.gpu_calls.allocated) == 2
 
 
+def test_app_container_reuses_init_gpus_and_topolet_keeps_them_together(node: Node) -> None:
+    """kubelet gives an app container its init container's GPUs first and asks topolet for
+    the rest with those as must-include: topolet must keep them and add a GPU of their
+    NUMA node."""
+    wait_resource(node, GPU, allocatable=8)
+    p = pod("reuse", {GPU: 3}, init={GPU: 2})
+    init = allocate(node, p, container="init")
+    assert init["error"] == ""
+    first = init["devices"][GPU]
+    app = allocate(node, p)
+    assert app["error"] == ""
+    got = app["devices"][GPU]
+    available, must, size, preferred = node.gpu_calls.preferred[1]
+    assert (available, must, size) == (sorted(GPU_NUMA), first, 3)
+    assert set(first) <= set(got) and got == preferred
+    assert len({GPU_NUMA[g] for g in got}) == 1, "the added GPU is on the init GPUs' NUMA node"
+    assert env(app) == {"NVIDIA_VISIBLE_DEVICES": ",".join(got)}
+
+
 def test_exclusive_cpus_are_owned_by_topolet_and_never_handed_out_twice(node: Node) -> None:
     free = node.cpu_manager.assignable_cpus()
     reserved = CPUSet.of(*CPU_NUMA) - free
@@ -284,8 +310,15 @@ def test_exclusive_cpus_are_owned_by_topolet_and_never_handed_out_twice(node: No
     assert third["error"] == ""
     c = cpus_of(third["devices"][CPUS])
     assert len(c) == 4 and not c & (a | b | direct) and not c & reserved
+    # the topology manager chose NUMA node 1: the CPUs come from there
+    fourth = allocate(node, pod("d", {CPUS: 2}), affinity=[1])
+    assert fourth["error"] == ""
+    d = cpus_of(fourth["devices"][CPUS])
+    assert {CPU_NUMA[x] for x in d} == {1} and len({CPU_CORE[x] for x in d}) == 1
+    assert not d & (a | b | c | direct)
     claims = cpu_claims(node.cpu_checkpoint)
     assert claims[placeholder_owner(c)] == (c, DEVICE_PLUGIN)
+    assert claims[placeholder_owner(d)] == (d, DEVICE_PLUGIN)
     held = [cpus for cpus, _ in claims.values()]
     assert sum(len(s) for s in held) == len(CPUSet().union(*held)), "no CPU recorded twice"
 
