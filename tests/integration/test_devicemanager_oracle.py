@@ -111,7 +111,12 @@ def wait_for(check: Callable[[], object], timeout: float = 10.0, what: str = "co
 
 
 @pytest.fixture
-def node(binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
+def node(
+    binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Node]:
+    """kubelet's device manager, then topolet's two plugins in its folder; with the
+    indirect parameter ``"plugins first"``, the plugins start before kubelet."""
+    plugins_first = getattr(request, "param", "") == "plugins first"
     # unix socket paths are limited to 107 bytes: a short folder of its own
     socket_dir = Path(tempfile.mkdtemp(prefix="dm-", dir="/tmp"))
     root = write_machine(tmp_path / "root")
@@ -132,6 +137,9 @@ def node(binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     cpu_server = DevicePluginServer(
         ExclusiveCPUResource(manager), None, plugin_dir=socket_dir, poll_interval=0.05
     )
+    if plugins_first:
+        gpu_server.start()
+        cpu_server.start()
     kubelet = DeviceManagerHarness(binary, socket_dir, (0, 1), tmp_path / "devicemanager.log")
     try:
         wait_for(lambda: (socket_dir / "kubelet.sock").exists(), what="kubelet.sock")
@@ -219,6 +227,18 @@ def test_both_plugins_register_and_kubelet_sees_their_numa_topology(node: Node) 
     for resource in (GPU, CPUS):
         hints = {tuple(h["numa"]): h["preferred"] for h in out["hints"][resource]}
         assert hints == {(0,): True, (1,): True, (0, 1): False}, resource
+
+
+@pytest.mark.parametrize("node", ["plugins first"], indirect=True)
+def test_plugins_started_before_kubelet_register_when_it_starts(node: Node) -> None:
+    """kubelet's start removes every socket in its folder but its checkpoint (as on a node
+    boot where the plugins came first): topolet's plugins serve again and register."""
+    wait_resource(node, GPU, capacity=8, allocatable=8)
+    wait_resource(node, CPUS, allocatable=len(node.cpu_manager.assignable_cpus()))
+    assert node.gpu_server.registrations == 1 and node.cpu_server.registrations == 1
+    assert node.gpu_server.socket_path.exists() and node.cpu_server.socket_path.exists()
+    out = allocate(node, pod("after-boot", {GPU: 1, CPUS: 2}))
+    assert out["error"] == "" and len(out["devices"][GPU]) == 1 and len(out["devices"][CPUS]) == 2
 
 
 def test_kubelet_allocates_the_gpus_topolet_prefers(node: Node) -> None:
