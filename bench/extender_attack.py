@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.stats import percentile
 from scheduler.cache import NRTCache
-from scheduler.extender import ExtenderServer
+from scheduler.extender import DEFAULT_SERVER, ExtenderServer
 from scheduler.service import ExtenderCore
 
 __all__ = ["run_attack"]
@@ -87,8 +87,10 @@ def run_attack(
     slowloris: int = 1000,
     huge: int = 20,
     seconds: float = 10.0,
+    server_kind: str = DEFAULT_SERVER,
 ) -> dict[str, Any]:
-    """Attack an in-process extender for *seconds*; returns the figures."""
+    """Attack an in-process extender (*server_kind*: ``uvicorn`` or ``builtin``) for
+    *seconds*; returns the figures."""
     from bench.extender import _pod, build_cluster, pod_shapes
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
@@ -96,8 +98,9 @@ def run_attack(
     cache = NRTCache()
     for nrt in cluster:
         cache.upsert(nrt)
-    server = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0))
+    server = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0), server=server_kind)
     server.start()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     address = server.address
     body = json.dumps(
         {"Pod": _pod(pod_shapes()[0], 0), "Nodes": None, "NodeNames": [n.name for n in cluster[:names]]}
@@ -144,6 +147,8 @@ def run_attack(
     server.stop()
     finite = [abs(p) for p in probes if p != float("inf")]
     return {
+        "server": server_kind,
+        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "attackers": {"idle": len(idle_socks), "slowloris": len(slow_socks), "huge": len(huge_socks)},
         "refused_503": refused,
         "steady": {

@@ -212,7 +212,8 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 
 
 class _Routes:
-    """Routes one request (:class:`~scheduler.http11.IncomingRequest`) to a verb, ``/healthz`` or ``/metrics``."""
+    """Routes one request (an :class:`~scheduler.http11.IncomingRequest`) to a verb, ``/healthz``
+    or ``/metrics``."""
 
     def __init__(
         self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics, limits: Limits

@@ -336,4 +336,3 @@ class NativeServer:
     def server_close(self) -> None:
         with contextlib.suppress(OSError):
             self.socket.close()
-
