@@ -4,8 +4,13 @@ llhttp parses every request (a native core); this module only adds, through uvic
 documented ``http=`` protocol-class setting and a small ASGI adapter, the limits the
 extender promises that uvicorn does not enforce itself:
 
-* **connections**: at most ``max_connections`` at once; one more is answered ``503``
-  with ``Retry-After: 1`` as soon as it connects, and closed;
+* **connections**: at most ``max_connections`` at once. When one more connects, the
+  connection idle longest (no request under way: a client that connected and sent
+  nothing, or a keep-alive connection between requests) is closed to make room, so a
+  flood of idle connections cannot lock out kube-scheduler or a liveness probe; when
+  every connection is inside a request, the newcomer is answered ``503`` with
+  ``Retry-After: 1`` and closed (an HTTP client retries a request on an idle
+  connection the server closed);
 * **request deadline**: a connection that has not delivered a whole request (head and
   body) ``request_timeout_s`` after connecting or after its request's first byte is
   closed, however slowly it trickles bytes (slowloris); idle keep-alive connections
@@ -38,7 +43,8 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -93,10 +99,12 @@ class _HeadTooLarge(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Guard:
     max_connections: int
     request_timeout_s: float
+    #: Connections with no request under way, longest idle first.
+    idle: OrderedDict[HttpToolsProtocol, None] = field(default_factory=OrderedDict)
 
 
 def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
@@ -110,10 +118,15 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > guard.max_connections:
-                message = f"over {guard.max_connections} connections; retry"
-                transport.write(_raw_reply(HTTPStatus.SERVICE_UNAVAILABLE, message, (("retry-after", "1"),)))
-                transport.close()
-                return
+                if not guard.idle:
+                    message = f"over {guard.max_connections} connections, all busy; retry"
+                    extra = (("retry-after", "1"),)
+                    transport.write(_raw_reply(HTTPStatus.SERVICE_UNAVAILABLE, message, extra))
+                    transport.close()
+                    return
+                oldest, _ = guard.idle.popitem(last=False)
+                oldest.transport.close()  # makes room: it had no request under way
+            guard.idle[self] = None
             self._arm()
 
         def _arm(self) -> None:
@@ -132,6 +145,7 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            guard.idle.pop(self, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -156,6 +170,7 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            guard.idle.pop(self, None)
             self._head_lines = 0
             self._url_bytes = 0
             self._arm()
@@ -177,6 +192,12 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
         def on_message_complete(self) -> None:
             self._disarm()  # the whole request is in; the handler's time is not the client's
             super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            queued = bool(self.pipeline)
+            super().on_response_complete()
+            if not queued and not self.transport.is_closing():
+                guard.idle[self] = None
 
     return Guarded
 

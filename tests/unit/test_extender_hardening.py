@@ -123,22 +123,51 @@ def test_keep_alive_close_token_list_closes(server: ExtenderServer) -> None:
     assert reply.count(b"HTTP/1.1 200") == 1 and b"connection: close" in reply.lower()
 
 
-def test_connections_over_the_cap_get_503_and_the_others_keep_working(server: ExtenderServer) -> None:
-    held = [socket.create_connection(server.address, timeout=5) for _ in range(8)]
-    try:
-        time.sleep(0.1)
-        extra = _exchange(server.address, b"")  # answered at accept, before any request
-        assert extra.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in extra.lower()
-        held[0].sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
-        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
-    finally:
-        for sock in held:
-            sock.close()
+def _all_slots_given_back(server: ExtenderServer) -> None:
     deadline = time.monotonic() + 5
     while server._server.connections and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert server._server.connections == 0  # every slot given back
+    assert server._server.connections == 0
     assert post(server.address, "/filter", args(POD, ["w1"]))[1]["NodeNames"] == ["w1"]
+
+
+def test_busy_connections_over_the_cap_get_503_and_the_others_keep_working(server: ExtenderServer) -> None:
+    held = [socket.create_connection(server.address, timeout=5) for _ in range(8)]
+    try:
+        for sock in held:  # each inside a request (head not finished): none may be dropped
+            sock.sendall(b"POST /filter HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.1)
+        extra = _exchange(server.address, b"")  # answered at accept, before any request
+        assert extra.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in extra.lower()
+        assert b"\n" not in extra.partition(b"\r\n\r\n")[2]
+    finally:
+        for sock in held:
+            sock.close()
+    _all_slots_given_back(server)
+
+
+def test_idle_connections_over_the_cap(server: ExtenderServer) -> None:
+    """Over the cap, uvicorn closes the connection idle longest and serves the newcomer
+    (an idle flood cannot lock out a liveness probe); builtin answers the newcomer 503."""
+    held = [socket.create_connection(server.address, timeout=5) for _ in range(8)]
+    try:
+        time.sleep(0.1)
+        with socket.create_connection(server.address, timeout=5) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            reply = extra.recv(4096)
+        if server.server == "builtin":
+            assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply.lower()
+            survivor = held[0]
+        else:
+            assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+            assert held[0].recv(4096) == b""  # the longest idle one made room
+            survivor = held[1]
+        survivor.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert survivor.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+    _all_slots_given_back(server)
 
 
 @pytest.mark.parametrize(
