@@ -42,8 +42,8 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
