@@ -5,12 +5,11 @@ documented ``http=`` protocol-class setting and a small ASGI adapter, the limits
 extender promises that uvicorn does not enforce itself:
 
 * **connections**: at most ``max_connections`` at once. When one more connects, the
-  connection idle longest (no request under way: a client that connected and sent
-  nothing, or a keep-alive connection between requests) is closed to make room, so a
-  flood of idle connections cannot lock out kube-scheduler or a liveness probe; when
-  every connection is inside a request, the newcomer is answered ``503`` with
-  ``Retry-After: 1`` and closed (an HTTP client retries a request on an idle
-  connection the server closed);
+  oldest connection that has not sent a byte yet is closed to make room, so a flood
+  of silent connections cannot lock out kube-scheduler or a liveness probe (such a
+  connection would be cut at its request deadline anyway); a connection that has
+  sent a request is never dropped for a newcomer. When there is no silent connection
+  to drop, the newcomer is answered ``503`` with ``Retry-After: 1`` and closed;
 * **request deadline**: a connection that has not delivered a whole request (head and
   body) ``request_timeout_s`` after connecting or after its request's first byte is
   closed, however slowly it trickles bytes (slowloris); idle keep-alive connections
@@ -103,8 +102,8 @@ class _HeadTooLarge(Exception):
 class _Guard:
     max_connections: int
     request_timeout_s: float
-    #: Connections with no request under way, longest idle first.
-    idle: OrderedDict[HttpToolsProtocol, None] = field(default_factory=OrderedDict)
+    #: Connections that have not sent a byte yet, oldest first.
+    silent: OrderedDict[HttpToolsProtocol, None] = field(default_factory=OrderedDict)
 
 
 def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
@@ -118,15 +117,15 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > guard.max_connections:
-                if not guard.idle:
-                    message = f"over {guard.max_connections} connections, all busy; retry"
+                if not guard.silent:
+                    message = f"over {guard.max_connections} connections; retry"
                     extra = (("retry-after", "1"),)
                     transport.write(_raw_reply(HTTPStatus.SERVICE_UNAVAILABLE, message, extra))
                     transport.close()
                     return
-                oldest, _ = guard.idle.popitem(last=False)
-                oldest.transport.close()  # makes room: it had no request under way
-            guard.idle[self] = None
+                oldest, _ = guard.silent.popitem(last=False)
+                oldest.transport.close()  # makes room: it never sent a request
+            guard.silent[self] = None
             self._arm()
 
         def _arm(self) -> None:
@@ -145,7 +144,7 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
-            guard.idle.pop(self, None)
+            guard.silent.pop(self, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -170,7 +169,7 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            guard.idle.pop(self, None)
+            guard.silent.pop(self, None)
             self._head_lines = 0
             self._url_bytes = 0
             self._arm()
@@ -192,12 +191,6 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
         def on_message_complete(self) -> None:
             self._disarm()  # the whole request is in; the handler's time is not the client's
             super().on_message_complete()
-
-        def on_response_complete(self) -> None:
-            queued = bool(self.pipeline)
-            super().on_response_complete()
-            if not queued and not self.transport.is_closing():
-                guard.idle[self] = None
 
     return Guarded
 

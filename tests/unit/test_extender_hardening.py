@@ -146,10 +146,14 @@ def test_busy_connections_over_the_cap_get_503_and_the_others_keep_working(serve
     _all_slots_given_back(server)
 
 
-def test_idle_connections_over_the_cap(server: ExtenderServer) -> None:
-    """Over the cap, uvicorn closes the connection idle longest and serves the newcomer
-    (an idle flood cannot lock out a liveness probe); builtin answers the newcomer 503."""
-    held = [socket.create_connection(server.address, timeout=5) for _ in range(8)]
+def test_silent_connections_over_the_cap(server: ExtenderServer) -> None:
+    """Over the cap, uvicorn drops the oldest connection that never sent a byte and serves
+    the newcomer (a flood of silent connections cannot lock out a liveness probe), but
+    never a connection that has sent a request; builtin answers the newcomer 503."""
+    used = socket.create_connection(server.address, timeout=5)
+    used.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert used.recv(4096).startswith(b"HTTP/1.1 200")
+    held = [socket.create_connection(server.address, timeout=5) for _ in range(7)]
     try:
         time.sleep(0.1)
         with socket.create_connection(server.address, timeout=5) as extra:
@@ -157,14 +161,13 @@ def test_idle_connections_over_the_cap(server: ExtenderServer) -> None:
             reply = extra.recv(4096)
         if server.server == "builtin":
             assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply.lower()
-            survivor = held[0]
         else:
             assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
-            assert held[0].recv(4096) == b""  # the longest idle one made room
-            survivor = held[1]
-        survivor.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
-        assert survivor.recv(4096).startswith(b"HTTP/1.1 200")
+            assert held[0].recv(4096) == b""  # the oldest silent one made room
+        used.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")  # the kept-alive client keeps its slot
+        assert used.recv(4096).startswith(b"HTTP/1.1 200")
     finally:
+        used.close()
         for sock in held:
             sock.close()
     _all_slots_given_back(server)
