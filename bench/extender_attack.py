@@ -24,6 +24,7 @@ from typing import Any
 from bench.stats import percentile
 from scheduler.cache import NRTCache
 from scheduler.extender import DEFAULT_SERVER, ExtenderServer
+from scheduler.http11 import MAX_CONNECTIONS
 from scheduler.service import ExtenderCore
 
 __all__ = ["run_attack"]
@@ -136,6 +137,7 @@ def run_attack(
     huge: int = 20,
     seconds: float = 10.0,
     server_kind: str = DEFAULT_SERVER,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> dict[str, Any]:
     """Attack an in-process extender (*server_kind*: ``uvicorn`` or ``builtin``) for
     *seconds*; returns the figures."""
@@ -146,7 +148,9 @@ def run_attack(
     cache = NRTCache()
     for nrt in cluster:
         cache.upsert(nrt)
-    server = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0), server=server_kind)
+    server = ExtenderServer(
+        ExtenderCore(cache), ("127.0.0.1", 0), server=server_kind, max_connections=max_connections
+    )
     server.start()
     load_before = [round(x, 2) for x in os.getloadavg()]
     address = server.address
