@@ -271,7 +271,8 @@ class ExtenderASGI:
                 target += "?" + scope["query_string"].decode("latin-1")
             request = BufferedRequest(scope["method"], target, f"HTTP/{version}", headers, body)
             reply = self.handler(request)
-            if wants_close(headers) or (length is None and scope["method"] == "POST"):
+            announced = "content-length" in headers or "transfer-encoding" in headers
+            if wants_close(headers) or (length is None and (announced or scope["method"] == "POST")):
                 reply = Reply(reply.status, reply.body, reply.content_type, True, reply.headers)
         out = [
             (b"server", self.server_name),
