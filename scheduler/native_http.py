@@ -15,8 +15,9 @@ extender promises that uvicorn does not enforce itself:
   closed, however slowly it trickles bytes (slowloris); idle keep-alive connections
   end after ``idle_timeout_s`` (uvicorn's ``timeout_keep_alive``);
 * **head size**: at most :data:`~scheduler.http11.MAX_HEADERS` header lines and
-  :data:`~scheduler.http11.MAX_LINE` bytes of target or of one header line, else ``431``
-  / ``414`` and close;
+  :data:`~scheduler.http11.MAX_LINE` bytes of target or of one header line, and about
+  6.6 MB in all (a header line still arriving is counted as it comes), else ``431`` /
+  ``414`` and close;
 * **parser errors** (a repeated or non-numeric ``Content-Length``, both
   ``Content-Length`` and ``Transfer-Encoding``, a malformed line, an unknown version)
   are answered ``400`` with llhttp's reason as one JSON line, and closed; a version
@@ -67,6 +68,8 @@ __all__ = ["NativeServer", "BufferedRequest", "uvloop_available"]
 log = logging.getLogger(__name__)
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+#: Bytes a request head may take (the builtin server's worst case: every line at its cap).
+_MAX_HEAD = (MAX_HEADERS + 1) * MAX_LINE
 #: Headers that may appear once (Content-Length is llhttp's to refuse).
 _SINGLE = frozenset({"transfer-encoding", "host", "expect"})
 
@@ -113,6 +116,8 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
         _deadline: asyncio.TimerHandle | None = None
         _head_lines = 0
         _url_bytes = 0
+        _in_head = False
+        _head_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -151,6 +156,11 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             self._unset_keepalive_if_required()
+            if self._in_head:  # httptools buffers a header line whole: bound the head here
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD:
+                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+                    return
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade:
@@ -172,6 +182,8 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
             guard.silent.pop(self, None)
             self._head_lines = 0
             self._url_bytes = 0
+            self._in_head = True
+            self._head_bytes = 0
             self._arm()
 
         def on_url(self, url: bytes) -> None:
@@ -187,6 +199,10 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
                     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many or too long header lines"
                 )
             super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             self._disarm()  # the whole request is in; the handler's time is not the client's

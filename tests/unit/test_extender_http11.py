@@ -107,3 +107,16 @@ def test_other_methods_get_405_and_the_connection_stays(server: ExtenderServer) 
         assert head.startswith(b"HTTP/1.1 405")
         head, body, _ = _read_reply(sock, rest)
         assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+
+
+def test_an_endless_header_line_is_cut_with_431(server: ExtenderServer) -> None:
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Long: ")
+        try:
+            for _ in range(8 * 16):  # 8 MiB of one header value, never ended
+                sock.sendall(b"a" * 65536)
+        except OSError:
+            pass  # the server answered and closed before the end
+        head, body, _ = _read_reply(sock)
+        assert head.split(b" ")[1] in (b"431", b"414") and b"connection: close" in head.lower()
+        assert b"too" in body
