@@ -193,13 +193,14 @@ def _run_workers(args: argparse.Namespace, address: tuple[str, int]) -> int:
         pool.start()
         host, port = pool.address
         log.warning(
-            "topolet extender serving http://%s:%d%s with %d workers (fit %s, strategy %s)",
+            "topolet extender serving http://%s:%d%s with %d workers (fit %s, strategy %s, %s server)",
             host,
             port,
             normalise_prefix(args.path_prefix),
             args.workers,
             args.fit,
             args.strategy,
+            args.server,
         )
         pool.serve_forever()
     except SchedulerError as err:
