@@ -13,7 +13,8 @@ is refused from its ``Content-Length`` alone, without reading it, and the connec
 closed. Filter and prioritize read only the in-memory cache; nothing here calls the
 Kubernetes API except bind, through the core's binder. Their replies are JSON bytes
 joined from cached fragments (:meth:`ExtenderCore.filter_json`); the transport is
-:mod:`scheduler.http11` (keep-alive, one write per reply).
+:mod:`scheduler.native_http` (uvicorn, the default) or :mod:`scheduler.http11`
+(``server="builtin"``), both with the same limits.
 """
 
 from __future__ import annotations
