@@ -34,6 +34,7 @@ import gc
 import http.client
 import json
 import multiprocessing
+import os
 import random
 import statistics
 import time
@@ -42,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler.cache import NRTCache
-from scheduler.extender import ExtenderServer
+from scheduler.extender import DEFAULT_SERVER, ExtenderServer
 from scheduler.service import ExtenderCore
 from scheduler.wire import parse_binding_args, parse_extender_args
 from scheduler.workers import WorkerPool
@@ -287,16 +288,17 @@ def _sustained_run(
     clients: int,
     seconds: float,
     workers: int,
+    server_kind: str = DEFAULT_SERVER,
 ) -> dict[str, Any]:
     """The sustained run against one in-process server, or *workers* worker processes."""
     if workers > 1:
-        pool = WorkerPool(workers, ("127.0.0.1", 0), lambda: _loaded(cluster))
+        pool = WorkerPool(workers, ("127.0.0.1", 0), lambda: _loaded(cluster), server=server_kind)
         pool.start(timeout_s=120)
         try:
             return {**_sustained(pool.address, names, count, clients, seconds), "workers": workers}
         finally:
             pool.stop()
-    server = ExtenderServer(_loaded(cluster), ("127.0.0.1", 0))
+    server = ExtenderServer(_loaded(cluster), ("127.0.0.1", 0), server=server_kind)
     server.start()
     try:
         return {**_sustained(server.address, names, count, clients, seconds), "workers": 1}
@@ -319,12 +321,19 @@ def run(
     clients: int = 2,
     seed: int = 1,
     workers: int = 1,
+    server: str = DEFAULT_SERVER,
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``{"in_process": {N: {...}}, "http": {...}, "sustained": {...},
     "targets": {...}}`` (``http`` and ``sustained`` only when *http*)."""
     cluster = build_cluster(nodes, seed)
     all_names = [n.name for n in cluster]
-    out: dict[str, Any] = {"nodes": nodes, "pods_per_measure": pods, "in_process": {}}
+    out: dict[str, Any] = {
+        "nodes": nodes,
+        "pods_per_measure": pods,
+        "server": server,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "in_process": {},
+    }
     kinds = ("in_process", "http") if http else ("in_process",)
     for count in name_counts:
         rng = random.Random(seed + count)
@@ -337,21 +346,22 @@ def run(
             if kind == "in_process":
                 out[kind][count] = _measure(_in_process(core), names_for, pods, rng)
                 continue
-            server = ExtenderServer(core, ("127.0.0.1", 0))
-            server.start()
+            http_server = ExtenderServer(core, ("127.0.0.1", 0), server=server)
+            http_server.start()
             try:
                 out.setdefault("http", {})[count] = _measure(
-                    _Client(server.address).step, names_for, pods, rng
+                    _Client(http_server.address).step, names_for, pods, rng
                 )
             finally:
-                server.stop()
+                http_server.stop()
     if http:
         count = min(name_counts)
         out["sustained"] = {
-            **_sustained_run(cluster, all_names, count, clients, sustained_s, workers),
+            **_sustained_run(cluster, all_names, count, clients, sustained_s, workers, server),
             "node_names": count,
         }
     out["targets"] = _targets(out)
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 

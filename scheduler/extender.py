@@ -16,7 +16,8 @@ is refused from its ``Content-Length`` alone, without reading it, and the connec
 closed. Filter and prioritize read only the in-memory cache; nothing here calls the
 Kubernetes API except bind, through the core's binder. Their replies are JSON bytes
 joined from cached fragments (:meth:`ExtenderCore.filter_json`); the transport is
-:mod:`scheduler.http11` (keep-alive, one write per reply).
+:mod:`scheduler.native_http` (uvicorn, the default) or :mod:`scheduler.http11`
+(``server="builtin"``), both with the same limits.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -39,8 +40,8 @@ from scheduler.http11 import (
     MAX_CONNECTIONS,
     REQUEST_TIMEOUT_S,
     HTTP11Server,
+    IncomingRequest,
     Reply,
-    Request,
     listening_socket,
 )
 from scheduler.service import ExtenderCore
@@ -52,10 +53,26 @@ from scheduler.wire import (
     parse_preemption_args,
 )
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_DEPTH", "ExtenderMetrics", "ExtenderServer", "Limits", "normalise_prefix"]
+if TYPE_CHECKING:
+    from scheduler.native_http import NativeServer
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_SERVER",
+    "MAX_DEPTH",
+    "SERVERS",
+    "ExtenderMetrics",
+    "ExtenderServer",
+    "Limits",
+    "normalise_prefix",
+]
 
 log = logging.getLogger(__name__)
 
+#: The HTTP servers that can serve the routes: uvicorn (llhttp parser, uvloop; see
+#: :mod:`scheduler.native_http`) or the hand-written :mod:`scheduler.http11`.
+SERVERS = ("uvicorn", "builtin")
+DEFAULT_SERVER = "uvicorn"
 #: Requests above this many bytes are refused (5000 full Node objects fit well below).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -205,7 +222,8 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 
 
 class _Routes:
-    """Routes one :class:`~scheduler.http11.Request` to a verb, ``/healthz`` or ``/metrics``."""
+    """Routes one request (an :class:`~scheduler.http11.IncomingRequest`) to a verb, ``/healthz``
+    or ``/metrics``."""
 
     def __init__(
         self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics, limits: Limits
@@ -222,7 +240,7 @@ class _Routes:
             path = path[len(self.prefix) :]
         return path.lstrip("/") or None
 
-    def __call__(self, request: Request) -> Reply:
+    def __call__(self, request: IncomingRequest) -> Reply:
         route = self._route(request.target)
         if request.method == "GET":
             return self._get(route, request.target)
@@ -245,7 +263,7 @@ class _Routes:
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
 
-    def _post(self, verb: str, handler: Callable[[Body], Handled], request: Request) -> Reply:
+    def _post(self, verb: str, handler: Callable[[Body], Handled], request: IncomingRequest) -> Reply:
         started = time.perf_counter()
         try:
             reply, detail = handler(Body(self._read_body(request), self))
@@ -267,7 +285,7 @@ class _Routes:
             log.info("%s %s %.2f ms", verb, detail, elapsed * 1000)
         return Reply(HTTPStatus.OK, body)
 
-    def _length(self, request: Request) -> int:
+    def _length(self, request: IncomingRequest) -> int:
         if request.headers.get("transfer-encoding", "").lower() == "chunked":
             raise _BadRequest(
                 "chunked bodies are not accepted; send Content-Length",
@@ -292,7 +310,7 @@ class _Routes:
             )
         return length
 
-    def _read_body(self, request: Request) -> bytes:
+    def _read_body(self, request: IncomingRequest) -> bytes:
         body = request.read_body(self._length(request))
         if len(body) != int(request.headers["content-length"]):
             raise _BadRequest("request body shorter than its Content-Length", close=True)
@@ -380,7 +398,10 @@ class ExtenderServer:
         limits: Limits | None = None,
         max_connections: int = MAX_CONNECTIONS,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        server: str = DEFAULT_SERVER,
     ) -> None:
+        if server not in SERVERS:
+            raise ValueError(f"ExtenderServer: server {server!r}: expected one of {', '.join(SERVERS)}")
         if sock is None:
             if address is None:
                 raise ValueError("ExtenderServer: give an address (HOST, PORT) or a listening socket")
@@ -388,13 +409,27 @@ class ExtenderServer:
         self.core = core
         self.metrics = ExtenderMetrics()
         self._routes = _Routes(core, path_prefix, max_body, self.metrics, limits or Limits())
-        self._server = HTTP11Server(
-            sock,
-            self._routes,
-            server_name=server_name,
-            max_connections=max_connections,
-            request_timeout_s=request_timeout_s,
-        )
+        self.server = server
+        self._server: HTTP11Server | NativeServer
+        if server == "uvicorn":
+            from scheduler.native_http import NativeServer
+
+            self._server = NativeServer(
+                sock,
+                self._routes,
+                max_body=max_body,
+                server_name=server_name,
+                max_connections=max_connections,
+                request_timeout_s=request_timeout_s,
+            )
+        else:
+            self._server = HTTP11Server(
+                sock,
+                self._routes,
+                server_name=server_name,
+                max_connections=max_connections,
+                request_timeout_s=request_timeout_s,
+            )
         self._thread: threading.Thread | None = None
 
     @property

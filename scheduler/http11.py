@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 __all__ = [
     "IDLE_TIMEOUT_S",
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_LINE",
     "REQUEST_TIMEOUT_S",
     "HTTP11Server",
+    "IncomingRequest",
     "Reply",
     "Request",
     "listening_socket",
@@ -75,6 +76,17 @@ class _Malformed(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class IncomingRequest(Protocol):
+    """What a route reads of a request, whichever server parsed it."""
+
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+
+    def read_body(self, length: int) -> bytes: ...
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from typing import Any
 
 from scheduler.cache import NRTCache
 from scheduler.errors import SchedulerError
-from scheduler.extender import DEFAULT_MAX_BODY, ExtenderServer
+from scheduler.extender import DEFAULT_MAX_BODY, DEFAULT_SERVER, ExtenderServer
 from scheduler.http11 import listening_socket
 from scheduler.service import ExtenderCore
 from scheduler.wire import BindRequest, ExtenderBindingResult
@@ -161,6 +161,7 @@ def _worker_main(
     prefix: str,
     max_body: int,
     holder: socket.socket,
+    server_kind: str = DEFAULT_SERVER,
 ) -> None:
     holder.close()  # the parent's copy keeps the port until every worker listens
     core = factory()
@@ -169,7 +170,12 @@ def _worker_main(
     BindRelay(conn, core.cache).attach(core)
     sock = listening_socket(address, reuse_port=True)
     server = ExtenderServer(
-        core, sock=sock, path_prefix=prefix, max_body=max_body, server_name=f"topolet-extender/{index}"
+        core,
+        sock=sock,
+        path_prefix=prefix,
+        max_body=max_body,
+        server_name=f"topolet-extender/{index}",
+        server=server_kind,
     )
     conn.send(("ready", index))
     server.serve_forever()
@@ -199,6 +205,7 @@ class WorkerPool:
         *,
         path_prefix: str = "",
         max_body: int = DEFAULT_MAX_BODY,
+        server: str = DEFAULT_SERVER,
     ) -> None:
         if workers < 1:
             raise SchedulerError(f"workers: expected a positive number, got {workers}")
@@ -207,6 +214,7 @@ class WorkerPool:
         self._factory = factory
         self._prefix = path_prefix
         self._max_body = max_body
+        self._server_kind = server
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._coordinator: BindCoordinator | None = None
         self.address = address
@@ -225,7 +233,16 @@ class WorkerPool:
         conns: list[Connection] = []
         for index in range(self.workers):
             mine, theirs = ctx.Pipe()
-            args = (index, theirs, self._factory, self.address, self._prefix, self._max_body, holder)
+            args = (
+                index,
+                theirs,
+                self._factory,
+                self.address,
+                self._prefix,
+                self._max_body,
+                holder,
+                self._server_kind,
+            )
             proc = ctx.Process(target=_worker_main, args=args, name=f"extender-worker-{index}", daemon=True)
             proc.start()
             self._procs.append(proc)

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from scheduler.extender import DEFAULT_SERVER, SERVERS
 from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
 from topolet.tables import add_format_option, add_quick_option, print_table, wants_json
@@ -56,6 +57,13 @@ def register_extender(subparsers: Any) -> None:
         help="instead: the load test (2000 idle + 1000 slowloris connections + huge bodies while a "
         "steady client sends filter+prioritize; --seconds long)",
     )
+    p.add_argument(
+        "--server",
+        choices=(*SERVERS, "both"),
+        default=DEFAULT_SERVER,
+        help="HTTP server to measure: uvicorn, builtin, or both back to back in one run "
+        f"(default {DEFAULT_SERVER})",
+    )
     add_quick_option(p, "as --nodes 1000 --names 100,1000 --calls 50 --seconds 2")
     add_format_option(p)
     p.set_defaults(func=_run)
@@ -80,24 +88,31 @@ def _run(args: argparse.Namespace) -> int:
         args.nodes, args.names, args.calls, args.seconds = 1000, "100,1000", 50, 2.0
     if args.seconds <= 0:
         raise CommandError(f"--seconds: expected a positive number, got {args.seconds}")
+    servers = SERVERS if args.server == "both" else (args.server,)
     if args.attack:
         from bench.extender_attack import run_attack
 
-        print(json.dumps(run_attack(seconds=args.seconds), indent=2))
+        attacks = [run_attack(seconds=args.seconds, server_kind=kind) for kind in servers]
+        print(json.dumps(attacks[0] if len(attacks) == 1 else attacks, indent=2))
         return 0
-    out = extender.run(
-        args.nodes,
-        args.calls,
-        _names(args.names, args.nodes),
-        http=args.http,
-        sustained_s=args.seconds,
-        clients=args.clients,
-        workers=args.workers,
-    )
+    runs = [
+        extender.run(
+            args.nodes,
+            args.calls,
+            _names(args.names, args.nodes),
+            http=args.http,
+            sustained_s=args.seconds,
+            clients=args.clients,
+            workers=args.workers,
+            server=kind,
+        )
+        for kind in servers
+    ]
     if wants_json(args):
-        print(json.dumps(out, indent=2))
+        print(json.dumps(runs[0] if len(runs) == 1 else runs, indent=2))
         return 0
-    _print(out)
+    for out in runs:
+        _print(out)
     return 0
 
 
@@ -106,7 +121,11 @@ def _print(out: dict[str, Any]) -> None:
     from rich.table import Table
 
     targets = out["targets"]
-    table = Table(title=f"extender filter + prioritize, {out['nodes']} nodes (target p99 <= 5 ms)")
+    load = " ".join(f"{x:.2f}" for x in out["load_average_before"])
+    table = Table(
+        title=f"extender filter + prioritize, {out['nodes']} nodes, {out['server']} server "
+        f"(target p99 <= 5 ms; load average {load})"
+    )
     for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms", "cold ms"):
         table.add_column(col, justify="right")
     for kind in ("in_process", "http"):

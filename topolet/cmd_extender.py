@@ -20,7 +20,7 @@ from pathlib import Path
 
 from scheduler.cache import NRTCache
 from scheduler.errors import SchedulerError
-from scheduler.extender import DEFAULT_MAX_BODY, ExtenderServer, normalise_prefix
+from scheduler.extender import DEFAULT_MAX_BODY, DEFAULT_SERVER, SERVERS, ExtenderServer, normalise_prefix
 from scheduler.score import SCORING_STRATEGIES
 from scheduler.service import ExtenderCore
 from scheduler.views import FIT_MODES
@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve from N processes sharing the port (SO_REUSEPORT); binds and reservations "
         "stay in one coordinating process (default 1)",
     )
+    p.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=DEFAULT_SERVER,
+        help=f"HTTP server: uvicorn (httptools/llhttp parser on uvloop) or the hand-written builtin "
+        f"HTTP/1.1 server; both enforce the same limits (default {DEFAULT_SERVER})",
+    )
     p.set_defaults(func=run)
 
 
@@ -142,9 +149,19 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _run_workers(args, address)
     server = ExtenderServer(
-        _factory(args)(), address, path_prefix=args.path_prefix, max_body=args.max_body_bytes
+        _factory(args)(),
+        address,
+        path_prefix=args.path_prefix,
+        max_body=args.max_body_bytes,
+        server=args.server,
     )
-    log.warning("topolet extender serving %s (fit %s, strategy %s)", server.url, args.fit, args.strategy)
+    log.warning(
+        "topolet extender serving %s (fit %s, strategy %s, %s server)",
+        server.url,
+        args.fit,
+        args.strategy,
+        args.server,
+    )
     try:
         server.serve_forever()
     finally:
@@ -156,7 +173,12 @@ def _run_workers(args: argparse.Namespace, address: tuple[str, int]) -> int:
     from scheduler.workers import WorkerPool
 
     pool = WorkerPool(
-        args.workers, address, _factory(args), path_prefix=args.path_prefix, max_body=args.max_body_bytes
+        args.workers,
+        address,
+        _factory(args),
+        path_prefix=args.path_prefix,
+        max_body=args.max_body_bytes,
+        server=args.server,
     )
 
     def terminate(signum: int, frame: object) -> None:
@@ -167,13 +189,14 @@ def _run_workers(args: argparse.Namespace, address: tuple[str, int]) -> int:
         pool.start()
         host, port = pool.address
         log.warning(
-            "topolet extender serving http://%s:%d%s with %d workers (fit %s, strategy %s)",
+            "topolet extender serving http://%s:%d%s with %d workers (fit %s, strategy %s, %s server)",
             host,
             port,
             normalise_prefix(args.path_prefix),
             args.workers,
             args.fit,
             args.strategy,
+            args.server,
         )
         pool.serve_forever()
     except SchedulerError as err:

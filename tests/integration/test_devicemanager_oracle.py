@@ -29,6 +29,7 @@ import pytest
 
 from cpumanager.checkpoint import CheckpointStore
 from cpumanager.checkpoint_format import CPUManagerCheckpoint
+from cpumanager.cpu_topology import CPUTopology
 from cpumanager.manager import CPUManager
 from cpumanager.owners import DEVICE_PLUGIN
 from cpumanager.policy_static import StaticPolicy
@@ -130,7 +131,7 @@ def node(
     cpu_checkpoint = tmp_path / "state" / "cpu_manager_state"
     manager = CPUManager(
         topo,
-        StaticPolicy(topo, num_reserved_cpus=RESERVED),
+        StaticPolicy(CPUTopology.from_topology(topo), num_reserved_cpus=RESERVED),
         store=CheckpointStore(cpu_checkpoint, policy_name="static"),
     )
     manager.start()

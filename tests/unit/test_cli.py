@@ -150,6 +150,16 @@ def test_every_bench_subcommand_takes_quick_and_format_json(bench: str) -> None:
     assert args.quick and args.format == "json"
 
 
+@pytest.mark.parametrize("argv", [["extender"], ["bench", "extender"]], ids=["extender", "bench-extender"])
+def test_extender_server_choice_defaults_to_uvicorn(argv: list[str]) -> None:
+    from topolet.cli import build_parser
+
+    assert build_parser().parse_args(argv).server == "uvicorn"
+    assert build_parser().parse_args([*argv, "--server", "builtin"]).server == "builtin"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--server", "nginx"])
+
+
 def test_help_lists_every_subcommand(tmp_path: Path) -> None:
     done = topolet("--help", cwd=tmp_path)
     assert done.returncode == 0

@@ -1,5 +1,6 @@
-"""The extender's HTTP/1.1 transport over raw sockets on 127.0.0.1: keep-alive, closing
-rules, ``Expect: 100-continue`` and malformed requests."""
+"""The extender's HTTP/1.1 transports (uvicorn, the default, and the builtin server) over
+raw sockets on 127.0.0.1: keep-alive, closing rules, ``Expect: 100-continue`` and
+malformed requests."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from collections.abc import Iterator
 import pytest
 
 from scheduler.cache import NRTCache
-from scheduler.extender import ExtenderServer
+from scheduler.extender import SERVERS, ExtenderServer
 from scheduler.http11 import MAX_HEADERS
 from scheduler.service import ExtenderCore
 from tests.extender_helpers import GU, nrt_obj, v1_pod
 from topology.nrt import NodeResourceTopology
 
 
-@pytest.fixture
-def server() -> Iterator[ExtenderServer]:
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[ExtenderServer]:
     cache = NRTCache()
     cache.upsert(NodeResourceTopology.from_dict(nrt_obj("w1", {0: {"cpu": "4", "memory": "8Gi"}})))
-    srv = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0))
+    srv = ExtenderServer(ExtenderCore(cache), ("127.0.0.1", 0), server=request.param)
     srv.start()
     yield srv
     srv.stop()
@@ -61,7 +62,7 @@ def test_keep_alive_serves_pipelined_requests_on_one_connection(server: Extender
         rest = b""
         for _ in range(3):
             head, body, rest = _read_reply(sock, rest)
-            assert head.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" not in head
+            assert head.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in head.lower()
             assert json.loads(body)["NodeNames"] == ["w1", "w2"]
 
 
@@ -83,7 +84,7 @@ def test_replies_that_end_the_connection(server: ExtenderServer, request_bytes: 
     with socket.create_connection(server.address, timeout=5) as sock:
         sock.sendall(request_bytes)
         head, _, _ = _read_reply(sock)
-        assert head.split(b" ")[1] == status and b"Connection: close" in head
+        assert head.split(b" ")[1] == status and b"connection: close" in head.lower()
         assert _closed(sock)
 
 
@@ -106,3 +107,16 @@ def test_other_methods_get_405_and_the_connection_stays(server: ExtenderServer) 
         assert head.startswith(b"HTTP/1.1 405")
         head, body, _ = _read_reply(sock, rest)
         assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+
+
+def test_an_endless_header_line_is_cut_with_431(server: ExtenderServer) -> None:
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Long: ")
+        try:
+            for _ in range(8 * 16):  # 8 MiB of one header value, never ended
+                sock.sendall(b"a" * 65536)
+        except OSError:
+            pass  # the server answered and closed before the end
+        head, body, _ = _read_reply(sock)
+        assert head.split(b" ")[1] in (b"431", b"414") and b"connection: close" in head.lower()
+        assert b"too" in body
