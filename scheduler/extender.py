@@ -189,6 +189,11 @@ class Body:
 def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Callable[[Body], Handled]]:
     def do_filter(body: Body) -> Handled:
         request = body.extender_args()
+        if not core.ready:
+            # kube-scheduler fails this cycle (ignorable: false) and retries the pod later,
+            # rather than placing it on a node whose NRT object is not read yet.
+            metrics.decisions.labels("filter", "not-synced").inc()
+            return {"Error": NOT_SYNCED}, f"pod {_pod_name(request.pod)} refused: {NOT_SYNCED}"
         result = core.filter_json(request)
         metrics.decisions.labels("filter", "passed").inc(result.passed)
         metrics.decisions.labels("filter", "failed").inc(result.failed)
@@ -221,6 +226,10 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
     return {"filter": do_filter, "prioritize": do_prioritize, "bind": do_bind, "preempt": do_preempt}
 
 
+#: The filter's answer before the NRT objects are listed.
+NOT_SYNCED = "topolet extender: NodeResourceTopology objects not listed yet; retry shortly"
+
+
 class _Routes:
     """Routes one request (an :class:`~scheduler.http11.IncomingRequest`) to a verb, ``/healthz``
     or ``/metrics``."""
@@ -232,6 +241,7 @@ class _Routes:
         self.prefix = normalise_prefix(prefix)
         self.max_body = max_body
         self.metrics = metrics
+        self.core = core
         self.verbs = _verb_handlers(core, metrics)
 
     def _route(self, target: str) -> str | None:
@@ -259,9 +269,17 @@ class _Routes:
     def _get(self, route: str | None, target: str) -> Reply:
         if route == "healthz":
             return Reply(HTTPStatus.OK, b"ok", "text/plain; charset=utf-8")
+        if route == "readyz":
+            if self.core.ready:
+                return Reply(HTTPStatus.OK, b"ok", "text/plain; charset=utf-8")
+            return Reply(
+                HTTPStatus.SERVICE_UNAVAILABLE, b"NRT objects not listed yet", "text/plain; charset=utf-8"
+            )
         if route == "metrics":
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
-        return _json(HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz or /metrics"})
+        return _json(
+            HTTPStatus.NOT_FOUND, {"Error": f"no such path {target!r}; GET /healthz, /readyz or /metrics"}
+        )
 
     def _post(self, verb: str, handler: Callable[[Body], Handled], request: IncomingRequest) -> Reply:
         started = time.perf_counter()

@@ -126,6 +126,11 @@ class ExtenderCore:
     """Filter, prioritize and bind over a :class:`TopologyCache`; rules and strategy fixed
     at construction (``fit_mode`` ``kubelet`` or ``nrt-match``)."""
 
+    @property
+    def ready(self) -> bool:
+        """The NRT objects are listed (see :attr:`synced`)."""
+        return self.synced is None or self.synced.is_set()
+
     def __init__(
         self,
         cache: TopologyCache,
@@ -148,6 +153,10 @@ class ExtenderCore:
         self.bind_route: Callable[[BindRequest], ExtenderBindingResult] | None = None
         #: When set, called with every filtered pod object (the coordinator learns pods).
         self.on_filter: Callable[[Mapping[str, Any]], None] | None = None
+        #: Set once the NRT source has listed every object (None: the source is ready at
+        #: once, e.g. files read before serving). Until then a node without NRT data would
+        #: pass every filter, so /filter answers an error and /readyz 503.
+        self.synced: threading.Event | None = None
         self._results = ResultCache()
         # pod key -> (survivor names, their rows, layout) of its last filter: prioritize
         # names exactly those, so their rows need no second lookup.

@@ -115,7 +115,9 @@ def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -
             f"no Kubernetes configuration ({err}); pass --kubeconfig FILE or --nrt-dir DIR"
         ) from err
     core.binder = KubernetesBinder(api)
-    KubernetesSource(api, cache, on_pod=core.pod_seen).start()
+    source = KubernetesSource(api, cache, on_pod=core.pod_seen)
+    core.synced = source.synced
+    source.start()
 
 
 def _factory(args: argparse.Namespace) -> Callable[[], ExtenderCore]:

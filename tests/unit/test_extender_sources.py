@@ -13,11 +13,11 @@ import yaml
 from kubernetes import client
 
 from scheduler.cache import NRTCache
-from scheduler.extender import ExtenderServer
+from scheduler.extender import NOT_SYNCED, ExtenderServer
 from scheduler.service import BindError, ExtenderCore
 from scheduler.sources import DirectorySource, KubernetesBinder, KubernetesSource, SourceError, load_directory
 from tests.apiserver_standin import ApiServerStandIn
-from tests.extender_helpers import GU, args, nrt_obj, post, v1_pod
+from tests.extender_helpers import GU, args, get, nrt_obj, post, v1_pod
 
 ZONES = {0: {"cpu": "4", "memory": "8Gi"}, 1: {"cpu": "4", "memory": "8Gi"}}
 
@@ -171,3 +171,36 @@ def test_load_directory_names_the_file(tmp_path: Path, text: str, match: str) ->
 def test_directory_source_refuses_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not a directory"):
         DirectorySource(tmp_path / "nope", NRTCache())
+
+
+def test_not_ready_until_the_first_nrt_list_is_in() -> None:
+    """Before the NRT objects are listed, a node without NRT data would pass every filter:
+    the extender refuses /filter with an error (kube-scheduler retries the pod) and answers
+    /readyz 503; once the list is in, it filters by the real data."""
+    apiserver = ApiServerStandIn()  # bound, not answering yet: the list waits in the backlog
+    apiserver.put_nrt(nrt_obj("w1", ZONES))
+    cfg = client.Configuration()
+    cfg.host = apiserver.url
+    cache = NRTCache()
+    core = ExtenderCore(cache)
+    source = KubernetesSource(client.ApiClient(cfg), cache, watch_timeout_s=1)
+    core.synced = source.synced
+    source.start()
+    server = ExtenderServer(core, ("127.0.0.1", 0))
+    server.start()
+    pod = v1_pod("p", ("a", GU, {"cpu": "6", "memory": "1Gi"}))
+    try:
+        assert get(server.address, "/healthz")[0] == 200
+        assert get(server.address, "/readyz")[0] == 503
+        status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
+        assert status == 200
+        assert reply["Error"] == NOT_SYNCED
+        apiserver.start()
+        eventually(lambda: get(server.address, "/readyz")[0] == 200)
+        status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
+        assert reply["Error"] == ""
+        assert reply["NodeNames"] == ["w2"], "w1 has no NUMA node with 6 CPUs; w2 has no NRT object"
+    finally:
+        server.stop()
+        source.stop()
+        apiserver.stop()
