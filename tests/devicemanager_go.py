@@ -17,13 +17,12 @@ fails under ``TOPOLET_REQUIRE_ORACLE=1``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import IO, Any
+
+from tests.go_harness import JsonLinesProcess, cache_dir, cached_binary, require_built
 
 __all__ = ["NAME", "DeviceManagerHarness", "binary_path", "build", "require"]
 
@@ -34,16 +33,9 @@ SOURCES = ("go.mod", "go.sum", "main.go", "_export/devicemanager_export.go")
 PACKAGE = "k8s.io/kubernetes/pkg/kubelet/cm/devicemanager"
 
 
-def _cache() -> Path:
-    return Path(os.environ.get("TOPOLET_CACHE", Path.home() / ".cache" / "topolet"))
-
-
 def binary_path() -> Path:
     """Where the harness built from the current sources lives."""
-    digest = hashlib.sha256()
-    for source in SOURCES:
-        digest.update(source.encode() + b"\0" + (TESTS / NAME / source).read_bytes() + b"\0")
-    return _cache() / f"{NAME}-{digest.hexdigest()[:16]}" / NAME
+    return cached_binary(NAME, SOURCES)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -64,9 +56,9 @@ def build() -> tuple[Path | None, str]:
         return None, "no Go toolchain on PATH"
     # One stable build folder (so Go's build cache recognises the vendored packages from
     # one source change to the next), used by one build at a time.
-    work = _cache() / f"{NAME}-build"
+    work = cache_dir() / f"{NAME}-build"
     work.mkdir(parents=True, exist_ok=True)
-    with open(_cache() / f"{NAME}-build.lock", "w") as lock:
+    with open(cache_dir() / f"{NAME}-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file():
             return target, ""
@@ -88,22 +80,15 @@ def build() -> tuple[Path | None, str]:
 
 
 def require() -> Path:
-    """The harness binary, or skip the calling test with the reason; with
-    ``TOPOLET_REQUIRE_ORACLE=1`` (set by CI) a harness that cannot be built fails instead."""
-    import pytest
-
-    binary, why = build()
-    if binary is not None:
-        return binary
-    message = f"kubelet's device manager (tests/{NAME}) cannot be built here: {why}"
-    if os.environ.get("TOPOLET_REQUIRE_ORACLE") == "1":
-        pytest.fail(message + " (TOPOLET_REQUIRE_ORACLE=1)", pytrace=False)
-    pytest.skip(message)
+    """The harness binary, or skip (fail under ``TOPOLET_REQUIRE_ORACLE=1``) with the reason."""
+    return require_built(build(), f"kubelet's device manager (tests/{NAME})")
 
 
-class DeviceManagerHarness:
+class DeviceManagerHarness(JsonLinesProcess):
     """kubelet's device manager serving ``<socket_dir>/kubelet.sock``; its log (klog) goes
     to *log*."""
+
+    what = "the device manager harness"
 
     def __init__(self, binary: Path, socket_dir: Path, numa_nodes: tuple[int, ...], log: Path) -> None:
         socket_dir.mkdir(parents=True, exist_ok=True)
@@ -122,29 +107,11 @@ class DeviceManagerHarness:
     def checkpoint(self) -> Path:
         return self.socket_dir / "kubelet_internal_checkpoint"
 
-    def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        stdin: IO[str] | None = self.proc.stdin
-        stdout: IO[str] | None = self.proc.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        stdin.flush()
-        line = stdout.readline()
-        if not line:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the device manager harness exited ({self.proc.poll()}):\n{tail}")
-        out: dict[str, Any] = json.loads(line)
-        return out
+    def exit_detail(self) -> str:
+        return ":\n" + self.log.read_text(errors="replace")[-2000:]
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        super().close()
         self._log_file.close()
 
 

@@ -17,28 +17,24 @@ the calling test with the reason when Go is missing, or fails it under
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from tests.go_harness import JsonLinesProcess, cached_binary, require_built
 
 __all__ = ["KubeletHarness", "allocate", "binary_path", "build", "cdi_resolve", "require"]
 
-TESTS = Path(__file__).resolve().parent
+from tests.go_harness import TESTS
 
 
 def binary_path(name: str) -> Path:
-    """Where the harness ``tests/<name>`` built from the current sources lives (cached outside
-    the repository like the kubelet oracle: ``$TOPOLET_CACHE``, default ``~/.cache/topolet``)."""
-    digest = hashlib.sha256()
-    for source in ("go.mod", "go.sum", "main.go"):
-        digest.update(source.encode() + b"\0" + (TESTS / name / source).read_bytes() + b"\0")
-    cache = Path(os.environ.get("TOPOLET_CACHE", Path.home() / ".cache" / "topolet"))
-    return cache / f"{name}-{digest.hexdigest()[:16]}" / name
+    """Where the harness ``tests/<name>`` built from the current sources lives."""
+    return cached_binary(name, ("go.mod", "go.sum", "main.go"))
 
 
 def build(name: str, out_dir: Path | None = None) -> tuple[Path | None, str]:
@@ -69,17 +65,8 @@ def build(name: str, out_dir: Path | None = None) -> tuple[Path | None, str]:
 
 
 def require(name: str) -> Path:
-    """The harness binary, or skip the calling test with the reason; with
-    ``TOPOLET_REQUIRE_ORACLE=1`` (set by CI) a harness that cannot be built fails instead."""
-    import pytest
-
-    binary, why = build(name)
-    if binary is not None:
-        return binary
-    message = f"Kubernetes' Go code for tests/{name} cannot be built here: {why}"
-    if os.environ.get("TOPOLET_REQUIRE_ORACLE") == "1":
-        pytest.fail(message + " (TOPOLET_REQUIRE_ORACLE=1)", pytrace=False)
-    pytest.skip(message)
+    """The harness binary, or skip (fail under ``TOPOLET_REQUIRE_ORACLE=1``) with the reason."""
+    return require_built(build(name), f"Kubernetes' Go code for tests/{name}")
 
 
 def allocate(
@@ -100,8 +87,10 @@ def allocate(
     return out
 
 
-class KubeletHarness:
+class KubeletHarness(JsonLinesProcess):
     """kubelet's plugin manager watching *registry*, with its DRA plugin client."""
+
+    what = "the kubelet harness"
 
     def __init__(self, binary: Path, registry: Path) -> None:
         registry.mkdir(parents=True, exist_ok=True)
@@ -112,27 +101,6 @@ class KubeletHarness:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-
-    def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        stdin: IO[str] | None = self.proc.stdin
-        stdout: IO[str] | None = self.proc.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        stdin.flush()
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError(f"the kubelet harness exited ({self.proc.poll()})")
-        out: dict[str, Any] = json.loads(line)
-        return out
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def cdi_resolve(binary: Path, spec_dir: Path, ids: Sequence[str]) -> dict[str, Any]:

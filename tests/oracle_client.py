@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.go_harness import cache_dir
+
 __all__ = ["ORACLE_DIR", "Oracle", "OracleUnavailableError", "binary_path", "build", "k8s_version"]
 
 ORACLE_DIR = Path(__file__).resolve().parent / "oracle"
@@ -48,8 +50,7 @@ def binary_path() -> Path:
     digest = hashlib.sha256()
     for name in _SOURCES:
         digest.update(name.encode() + b"\0" + (ORACLE_DIR / name).read_bytes() + b"\0")
-    cache = Path(os.environ.get("TOPOLET_CACHE", Path.home() / ".cache" / "topolet"))
-    return cache / f"oracle-{k8s_version()}-{digest.hexdigest()[:16]}" / "oracle"
+    return cache_dir() / f"oracle-{k8s_version()}-{digest.hexdigest()[:16]}" / "oracle"
 
 
 def build(*, verbose: bool = False) -> Path:
