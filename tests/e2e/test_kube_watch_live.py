@@ -4,14 +4,14 @@ resourceVersion the server no longer has gives 410 Gone, a relist, and the diffe
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from kube.backoff import Backoff
 from kube.resources import node_resource_topologies
-from kube.watch import ListWatch, WatchEvent
+from kube.watch import ListWatch
 from tests.e2e.cluster import E2ECluster
+from tests.watch_recorder import Recorder
 from topolet.testbed import publish_nrt
 
 NAME = "e2e-watch-probe"
@@ -23,16 +23,6 @@ def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: WatchEvent) -> None:
-        with self._lock:
-            self.events.append((event.type, event.object["metadata"]["name"]))
 
 
 def test_watch_resumes_then_relists_after_gone_on_the_real_api_server(cluster: E2ECluster) -> None:

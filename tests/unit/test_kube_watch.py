@@ -18,6 +18,7 @@ from kube.errors import KubeError, KubeUnavailable
 from kube.resources import pods
 from kube.watch import ListWatch, WatchEvent
 from tests.apiserver_standin import PODS_PATH, ApiServerStandIn
+from tests.watch_recorder import Recorder
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -30,21 +31,6 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
 
 def pod(name: str, node: str = "n1") -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node}}
-
-
-class Recorder:
-    """The handler: every event as (type, pod name)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: WatchEvent) -> None:
-        with self._lock:
-            self.events.append((event.type, event.object["metadata"]["name"]))
-
-    def seen(self, *expected: tuple[str, str]) -> Callable[[], bool]:
-        return lambda: all(e in self.events for e in expected)
 
 
 @pytest.fixture
