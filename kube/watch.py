@@ -87,15 +87,27 @@ def _identity(obj: Obj) -> Obj:
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta}
 
 
-def _lines(resp: Any) -> Iterator[bytes]:
-    """The stream's newline-delimited JSON lines, as they arrive."""
-    buffer = b""
+#: Largest watch event line accepted. etcd refuses objects over 1.5 MiB, so a real event is
+#: well under this; a longer line (a broken or hostile server) ends the stream instead of
+#: growing the buffer without bound.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+def _lines(resp: Any, what: str = "watch") -> Iterator[bytes]:
+    """The stream's newline-delimited JSON lines, as they arrive (each at most
+    :data:`MAX_EVENT_BYTES`, else :class:`KubeError`)."""
+    buffer = bytearray()
     for chunk in resp.stream(amt=None, decode_content=False):
-        buffer += chunk if isinstance(chunk, bytes) else str(chunk).encode()
-        *lines, buffer = buffer.split(b"\n")
-        yield from lines
+        data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        buffer += data
+        if b"\n" in data:  # split only when a line ended: a long line is not copied per chunk
+            *lines, rest = bytes(buffer).split(b"\n")
+            buffer = bytearray(rest)
+            yield from lines
+        if len(buffer) > MAX_EVENT_BYTES:
+            raise KubeError(what, None, "", f"a watch event longer than {MAX_EVENT_BYTES} bytes")
     if buffer:
-        yield buffer
+        yield bytes(buffer)
 
 
 class ListWatch:
@@ -228,7 +240,7 @@ class ListWatch:
             if self._stop.is_set():  # stop() came before the stream opened: it could not close it
                 return
             with api_errors(what):
-                for line in _lines(resp):
+                for line in _lines(resp, what):
                     if self._stop.is_set():
                         break
                     if line.strip():

@@ -4,10 +4,12 @@ missed, backoff with jitter, a prompt stop."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from kube.backoff import Backoff
 from kube.client import ApiClient, api_client_for_url
 from kube.errors import KubeError, KubeUnavailable
 from kube.resources import pods
-from kube.watch import ListWatch, WatchEvent
+from kube.watch import MAX_EVENT_BYTES, ListWatch, WatchEvent
 from tests.apiserver_standin import PODS_PATH, ApiServerStandIn
 from tests.watch_recorder import Recorder
 
@@ -235,3 +237,50 @@ def test_stop_before_run_in_a_callers_thread_returns_at_once(api: ApiClient) -> 
     thread.start()
     thread.join(2)
     assert not thread.is_alive() and lw.lists == 0
+
+
+class _EndlessLine(BaseHTTPRequestHandler):
+    """An API server that lists no pods, then answers every watch with one line that never
+    ends (a broken or hostile server)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if "watch=true" not in self.path:
+            body = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b"x" * 65536
+        try:
+            for _ in range((MAX_EVENT_BYTES + 2 * len(chunk)) // len(chunk)):
+                self.wfile.write(chunk)
+        except OSError:  # the client gave up on the line: what the test wants
+            pass
+
+
+def test_an_endless_watch_line_ends_the_stream_instead_of_growing_without_bound() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EndlessLine)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    errors: list[KubeError] = []
+    lw = ListWatch(
+        pods(api_client_for_url(f"http://127.0.0.1:{server.server_address[1]}")),
+        lambda e: None,
+        backoff=Backoff(5, 5),
+        on_error=lambda err, delay: errors.append(err),
+    ).start()
+    try:
+        eventually(lambda: bool(errors), timeout=30)
+    finally:
+        lw.stop(5)
+        server.shutdown()
+        server.server_close()
+    assert f"longer than {MAX_EVENT_BYTES} bytes" in str(errors[0])
