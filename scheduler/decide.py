@@ -26,7 +26,7 @@ from scheduler.columns import WIRE_WIDTH, ClusterColumns, IntArray
 from scheduler.results import RejectText, RowTable
 from scheduler.views import CompiledPod
 
-__all__ = ["SMALL_REFRESH", "FilterAnswer", "ScoreAnswer", "cached_filter", "cached_scores"]
+__all__ = ["EXTRA_REFRESH", "SMALL_REFRESH", "FilterAnswer", "ScoreAnswer", "cached_filter", "cached_scores"]
 
 PASS, FAIL, UNRESOLVABLE = 1, 0, -1
 #: node name -> (fits, message, unresolvable): the per-node verdict.
@@ -36,8 +36,13 @@ ScoreRows = Callable[[list[str]], list[int]]
 #: (rows, their names) -> (value per row, reasons by row for rejected rows).
 Compute = Callable[[IntArray, list[str]], tuple[IntArray, dict[int, RejectText]]]
 #: Stale rows at most this many are recomputed node by node (cheaper than the
-#: vectorised pass for them); more trigger a refresh of every stale row of the cluster.
+#: vectorised pass for them); more go to one vectorised pass, with up to
+#: :data:`EXTRA_REFRESH` other stale rows of the cluster.
 SMALL_REFRESH = 16
+#: Other stale rows of the cluster recomputed beside the wanted ones in a vectorised
+#: pass: a new shape's tables fill over its first few requests (5,000 nodes, 500 names:
+#: about five) and no single request pays for the whole cluster.
+EXTRA_REFRESH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +146,22 @@ def _refresh(
     wanted: IntArray,
     compute: Compute,
     small: int,
+    extra_budget: int = EXTRA_REFRESH,
 ) -> tuple[IntArray, IntArray, dict[int, RejectText]]:
     """Recompute the stale *wanted* positions of *names* (rows *rows_of*) and store them;
     returns (their distinct rows sorted, the value of each, reasons by row).
 
     A few stale rows go to *compute* alone. More than *small* mean the pod
-    shape meets many rows for the first time (or the cluster changed a lot): then every
-    stale row of the cluster is recomputed in the same vectorised pass, so that later
-    requests naming other subsets of the cluster find them ready."""
+    shape meets many rows for the first time (or the cluster changed a lot): then up to
+    *extra* other stale rows of the cluster are recomputed in the same vectorised pass,
+    so that later requests naming other subsets of the cluster find them ready, while
+    the first request of a shape stays bounded."""
     want_rows, first = np.unique(rows_of[wanted], return_index=True)
     want_names = [names[p] for p in wanted[first].tolist()]
-    if len(want_rows) > small:
+    if len(want_rows) > small and extra_budget > 0:
         all_rows, all_names = columns.live()
         _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
-        extra = np.setdiff1d(all_rows[stale], want_rows, assume_unique=True)
+        extra = np.setdiff1d(all_rows[stale], want_rows, assume_unique=True)[:extra_budget]
         if len(extra):
             index = {r: i for i, r in enumerate(all_rows.tolist())}
             want_names += [all_names[index[r]] for r in extra.tolist()]

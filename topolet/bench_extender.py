@@ -149,3 +149,10 @@ def _print(out: dict[str, Any]) -> None:
             f"client processes, {sustained['workers']} extender worker(s), {sustained['node_names']} names; "
             f"target >= 1000 pods/s: {met})"
         )
+    at_500 = targets.get("http_p99_ms_at_500")
+    if at_500 is not None:
+        met = "met" if targets["http_p99_at_500_met"] else "not met"
+        console.print(f"HTTP p99 at 500 names: {at_500:.2f} ms (target <= 1 ms: {met})")
+    if targets.get("cold_ms") is not None:
+        met = "met" if targets["cold_met"] else "not met"
+        console.print(f"first pod of a new shape: {targets['cold_ms']:.2f} ms (target <= 10 ms: {met})")

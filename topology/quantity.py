@@ -129,12 +129,29 @@ def milli_value(text: str | int, *, field: str = "quantity") -> int:
     return math.ceil(parse_quantity(text, field=field) * 1000)
 
 
+#: (resource, quantity string) -> canonical amount, for strings parsed before: pod specs
+#: and NRT objects repeat a few quantities ("4", "8Gi") millions of times. Bounded: it is
+#: emptied when full, so hostile input costs a refill, never memory.
+_AMOUNTS: dict[tuple[str, str], int] = {}
+_AMOUNTS_MAX = 4096
+
+
 def parse_amount(resource: str, text: str | int, *, field: str) -> int:
     """A non-negative amount of *resource* in its canonical unit (millicores for cpu)."""
+    key = (resource, text) if type(text) is str else None
+    if key is not None:
+        hit = _AMOUNTS.get(key)
+        if hit is not None:
+            return hit
     q = parse_quantity(text, field=field)
     if q < 0:
         raise QuantityError(field, text, "a non-negative quantity")
-    return math.ceil(q * 1000) if resource == CPU else to_value(q)
+    amount = math.ceil(q * 1000) if resource == CPU else to_value(q)
+    if key is not None:
+        if len(_AMOUNTS) >= _AMOUNTS_MAX:
+            _AMOUNTS.clear()
+        _AMOUNTS[key] = amount
+    return amount
 
 
 def format_amount(resource: str, amount: int) -> str:

@@ -237,3 +237,55 @@ def test_prioritize_after_filter_reuses_survivor_rows_only_while_they_hold() -> 
     reply = json.loads(core.prioritize_json(request))
     assert reply == core.prioritize(request)
     assert {"Host": "w01", "Score": 0} in reply  # no NRT object any more: the no-data score
+
+
+def test_a_new_shape_fills_its_table_over_a_few_requests_with_bounded_work_each() -> None:
+    """More stale candidates than ``small`` go to one vectorised pass with at most
+    ``EXTRA_REFRESH`` other rows of the cluster: the first pod of a shape never pays for
+    the whole cluster, its answers equal the per-node ones, and the table is (nearly)
+    full after a few requests."""
+    import random
+
+    import numpy as np
+
+    from bench.extender import build_cluster, pod_shapes
+    from scheduler.decide import EXTRA_REFRESH, cached_filter
+    from scheduler.engine import fast_verdict
+    from scheduler.views import compile_pod
+
+    nrts = build_cluster(2000, seed=3)
+    cache = NRTCache()
+    for nrt in nrts:
+        cache.upsert(nrt)
+    columns = cache.fresh_columns()
+    all_rows, _ = columns.live()
+    pod = parse_pod(
+        {
+            "metadata": {"name": "p", "namespace": "d", "uid": "u"},
+            "spec": {"containers": pod_shapes()[2]},
+        }
+    )
+    compiled = compile_pod(pod, "kubelet")
+    table = RowTable(rejects=True)
+
+    def per_node(name: str) -> tuple[bool, str, bool]:
+        v = fast_verdict(compiled, cache.view(name))
+        return v.fits, v.message, v.unresolvable
+
+    def filled() -> int:
+        _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
+        return len(all_rows) - len(stale)
+
+    rng = random.Random(7)
+    names = rng.sample([n.name for n in nrts], 100)
+    answer = cached_filter(compiled, names, columns, table, per_node)
+    assert 100 <= filled() <= 100 + EXTRA_REFRESH
+    expected = [per_node(n)[0] for n in names]
+    assert (answer.verdict == 1).tolist() == expected
+    for _ in range(2000 // EXTRA_REFRESH + 2):
+        before = filled()
+        cached_filter(compiled, rng.sample([n.name for n in nrts], 100), columns, table, per_node)
+        assert filled() - before <= 100 + EXTRA_REFRESH
+    assert filled() >= 0.95 * len(all_rows)
+    full = cached_filter(compiled, [n.name for n in nrts], columns, table, per_node)
+    assert np.array_equal(full.verdict == 1, np.array([per_node(n.name)[0] for n in nrts]))

@@ -113,3 +113,27 @@ def test_format_amount(resource: str, amount: int, expected: str) -> None:
 @given(st.sampled_from(["cpu", "memory", "hugepages-2Mi", "vendor/nic"]), st.integers(0, 2**62))
 def test_format_then_parse_round_trips(resource: str, amount: int) -> None:
     assert parse_amount(resource, format_amount(resource, amount), field="f") == amount
+
+
+def test_parse_amount_remembers_parsed_strings_within_a_bound() -> None:
+    """Repeated strings are served from a bounded table: the same values as a fresh
+    parse, errors still name the field every time, and hostile variety never grows it
+    past its bound."""
+    import math
+
+    from topology import quantity
+
+    for text in ("4", "500m", "8Gi", "1.5", "2e3"):
+        first = quantity.parse_amount("cpu", text, field="a")
+        assert (
+            quantity.parse_amount("cpu", text, field="b") == first == math.ceil(parse_quantity(text) * 1000)
+        )
+        memory = quantity.parse_amount("memory", text, field="c")
+        assert memory == quantity.to_value(parse_quantity(text))
+    for _ in range(2):
+        with pytest.raises(quantity.QuantityError, match=r"^spec\.x: '-1'"):
+            quantity.parse_amount("cpu", "-1", field="spec.x")
+    for n in range(3 * quantity._AMOUNTS_MAX):
+        quantity.parse_amount("memory", f"{n}Ki", field="m")
+    assert len(quantity._AMOUNTS) <= quantity._AMOUNTS_MAX
+    assert quantity.parse_amount("memory", "7Ki", field="m") == 7 * 1024
