@@ -69,6 +69,7 @@ class ClaimIndex:
         self.fetch = fetch
         self._claims: dict[tuple[str, str], Results] = {}
         self._slices: dict[str, SliceNUMA] = {}
+        self._by_node: dict[str, dict[str, Mapping[str, Any]]] = {}  # node -> slice name -> reduced
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------- mirroring
@@ -101,12 +102,19 @@ class ClaimIndex:
             log.error("ignoring slice: %s", err)
             reduced = None
         with self._lock:
+            old = self._slices.pop(name, None)
+            if old is not None:
+                on_node = self._by_node.get(old.node, {})
+                on_node.pop(name, None)
+                if not on_node:
+                    self._by_node.pop(old.node, None)
             if reduced is None:
-                self._slices.pop(name, None)
-            elif name in self._slices or len(self._slices) < MAX_SLICES:
-                self._slices[name] = reduced
-            else:
+                return
+            if len(self._slices) >= MAX_SLICES:
                 log.error("resourceslice %s not kept: already %d slices", name, MAX_SLICES)
+                return
+            self._slices[name] = reduced
+            self._by_node.setdefault(reduced.node, {})[name] = reduced.reduced
 
     def refresh(self, claims: PodClaims) -> None:
         """Read through ``fetch`` every claim of *claims* not known allocated (bind time)."""
@@ -137,7 +145,7 @@ class ClaimIndex:
 
     def _node_slices(self, node: str) -> list[Mapping[str, Any]]:
         with self._lock:
-            return [s.reduced for s in self._slices.values() if s.node == node]
+            return list(self._by_node.get(node, {}).values())
 
     def hints(self, claims: PodClaims | None, node: str) -> ClaimHints | None:
         """The pod's claim hint on *node*; None when no allocated device there has a NUMA node."""

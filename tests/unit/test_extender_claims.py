@@ -286,6 +286,16 @@ def test_bad_claims_are_rejected_naming_the_field_and_give_no_hint(
     assert core.filter(parse_extender_args(args(pod_with_claim("db"), NODES)))["NodeNames"] == NODES
 
 
+def test_a_deleted_slice_takes_its_hint_with_it(slices: list[dict[str, Any]]) -> None:
+    core = _core(slices, claim("gpu-claim", NODE1_GPU))
+    pod = pod_with_claim("db")
+    assert core.filter(parse_extender_args(args(pod, ["short1"])))["NodeNames"] == []
+    for s in slices:
+        if s["spec"]["nodeName"] == "short1":
+            core.claims.apply_slice(s, deleted=True)
+    assert core.filter(parse_extender_args(args(pod, ["short1"])))["NodeNames"] == ["short1"]
+
+
 def test_a_claim_at_the_results_limit_is_read() -> None:
     full = claim("gpu-claim", *[NODE1_GPU] * MAX_RESULTS)
     assert len(claim_allocation(full, DRIVER) or ()) == MAX_RESULTS
