@@ -183,6 +183,22 @@ def test_bind_reserves_the_cpus_on_the_gpus_numa_node_reading_the_fresh_allocati
     assert dict(view.zones)[1]["cpu"] == 12000
 
 
+def test_bind_refuses_a_node_where_the_fresh_gpus_numa_node_lacks_the_cpus(
+    slices: list[dict[str, Any]],
+) -> None:
+    cache = _cache()
+    core = _core(slices, claim("gpu-claim", allocated=False), cache=cache)
+    pod = pod_with_claim("db")
+    assert core.filter(parse_extender_args(args(pod, ["short1"])))["NodeNames"] == ["short1"]  # no hint yet
+    core.claims.apply_claim(claim("gpu-claim", NODE1_GPU))  # PreBind allocated a GPU on NUMA node 1
+    meta = pod["metadata"]
+    bind = {"PodName": meta["name"], "PodNamespace": "default", "PodUID": meta["uid"], "Node": "short1"}
+    error = core.bind(parse_binding_args(bind))["Error"]
+    assert "no longer fits" in error and "devices of its claims on node-1" in error, error
+    assert not cache.reservations("short1")
+    assert isinstance(core.binder, MemoryBinder) and not core.binder.bound
+
+
 def test_bind_without_claims_reserves_on_the_lowest_fitting_node(slices: list[dict[str, Any]]) -> None:
     cache = _cache()
     core = _core(slices, cache=cache)
