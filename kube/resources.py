@@ -5,7 +5,8 @@ client's models: one odd object cannot stop a watch, and the binding's ``Status`
 not misread as a ``V1Binding`` (kubernetes-client/python #547).
 
 * :class:`ListCall` — a :class:`~kube.watch.ListSource` over one of the client's list
-  calls; :func:`pods` and :func:`cluster_objects` make the two topolet watches.
+  calls; :func:`pods`, :func:`cluster_objects`, :func:`resource_claims` and
+  :func:`resource_slices` make topolet's watches.
 * :class:`ClusterObjects` — get / create / replace / delete / watch of a cluster-scoped custom
   resource (:func:`node_resource_topologies`).
 * :class:`Pods`, :class:`Nodes`, :class:`ResourceSlices`, :class:`ResourceClaims`.
@@ -36,6 +37,8 @@ __all__ = [
     "cluster_objects",
     "node_resource_topologies",
     "pods",
+    "resource_claims",
+    "resource_slices",
 ]
 
 
@@ -80,6 +83,20 @@ def pods(api: ApiClient, *, node_name: str = "") -> ListCall:
         return ListCall("pods", core.list_pod_for_all_namespaces)
     selector = f"spec.nodeName={node_name}"
     return ListCall(f"pods on {node_name}", core.list_pod_for_all_namespaces, field_selector=selector)
+
+
+def resource_claims(api: ApiClient) -> ListCall:
+    """``resource.k8s.io/v1`` ResourceClaims of every namespace."""
+    return ListCall("resourceclaims", _client.ResourceV1Api(api).list_resource_claim_for_all_namespaces)
+
+
+def resource_slices(api: ApiClient, *, driver: str) -> ListCall:
+    """``resource.k8s.io/v1`` ResourceSlices of one DRA driver, every node."""
+    return ListCall(
+        f"resourceslices of {driver}",
+        _client.ResourceV1Api(api).list_resource_slice,
+        field_selector=f"spec.driver={driver}",
+    )
 
 
 def cluster_objects(api: ApiClient, group: str, version: str, plural: str) -> ListCall:
@@ -211,3 +228,10 @@ class ResourceClaims:
     def get(self, namespace: str, name: str) -> Obj:
         with api_errors(f"get resourceclaim {namespace}/{name}"):
             return _json(self._api.read_namespaced_resource_claim(name, namespace, _preload_content=False))
+
+    def find(self, namespace: str, name: str) -> Obj | None:
+        """The claim, or None when there is none."""
+        try:
+            return self.get(namespace, name)
+        except KubeNotFound:
+            return None

@@ -23,12 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from scheduler.claim_index import ClaimHints
 from scheduler.views import Check, CompiledPod, Item, NodeView
 from topology.hint_errors import HintError
 from topology.hint_types import ProviderHints
 from topology.hints import NUMAInfo, PolicyOptions, TopologyHint, new_policy, new_scope
 from topology.nrt import zone_name
-from topology.quantity import format_amount
+from topology.quantity import CPU, format_amount
 
 __all__ = ["Decision", "admit", "placement_of"]
 
@@ -67,24 +68,32 @@ def _hints_for(
 class _ZoneHints:
     """A :class:`~topology.hints.HintSource` over working copies of the node's zones."""
 
-    def __init__(self, view: NodeView, checks: Mapping[str, Check], pod_check: Check) -> None:
+    def __init__(
+        self, view: NodeView, checks: Mapping[str, Check], pod_check: Check, claims: ClaimHints | None = None
+    ) -> None:
+        self.claims = claims
         self.zones: dict[int, dict[str, int]] = {n: dict(a) for n, a in view.zones}
         self.allocatable = view.allocatable
         self.checks = checks
         self.pod_check = pod_check
         self.used: dict[int, dict[str, int]] = {}
 
-    def _provider(self, check: Check) -> list[ProviderHints]:
-        return [{item.name: self._hints(item) for item in check.items}]
+    def _provider(self, check: Check, claim: ProviderHints | None) -> list[ProviderHints]:
+        zones: ProviderHints = {item.name: self._hints(item) for item in check.items}
+        # the claim devices steer exclusive CPUs only: checks without them take no claim hint
+        if claim is None or not any(item.name == CPU for item in check.items):
+            return [zones]
+        return [zones, claim]
 
     def _hints(self, item: Item) -> list[TopologyHint] | None:
         return _hints_for(item, self.zones, self.allocatable)
 
     def container_hints(self, container: str) -> Sequence[ProviderHints]:
-        return self._provider(self.checks[container])
+        claim = None if self.claims is None else self.claims.for_container(container)
+        return self._provider(self.checks[container], claim)
 
     def pod_hints(self) -> Sequence[ProviderHints]:
-        return self._provider(self.pod_check)
+        return self._provider(self.pod_check, None if self.claims is None else self.claims.pod)
 
     def consume(self, check: Check, hint: TopologyHint) -> None:
         """Take *check*'s items from the hinted zones, lowest id first, never below zero."""
@@ -121,11 +130,15 @@ def _frozen(used: Mapping[int, Mapping[str, int]]) -> Placement:
     return MappingProxyType({n: MappingProxyType(dict(row)) for n, row in used.items() if any(row.values())})
 
 
-def admit(compiled: CompiledPod, view: NodeView) -> Decision:
-    """Run the node's Topology Manager policy and scope over *compiled* (kubelet rules)."""
+def admit(compiled: CompiledPod, view: NodeView, claims: ClaimHints | None = None) -> Decision:
+    """Run the node's Topology Manager policy and scope over *compiled* (kubelet rules).
+
+    *claims*: the hint of the devices the pod holds through DRA claims on this node
+    (:mod:`scheduler.claim_index`), merged into every check that holds exclusive CPUs: they
+    must then fit on the devices' NUMA nodes."""
     conf = view.config
     names, checks = _names(compiled)
-    source = _ZoneHints(view, checks, compiled.pod_checks[0])
+    source = _ZoneHints(view, checks, compiled.pod_checks[0], claims)
     if not view.zones:
         return Decision(True)
     try:
@@ -142,7 +155,10 @@ def admit(compiled: CompiledPod, view: NodeView) -> Decision:
 
     result = new_scope(conf.scope).admit(policy, names, source, allocate)
     if not result.admit:
-        return Decision(False, _rejection(compiled, conf.policy, result.rejected_container, checks, view))
+        why = _rejection(compiled, conf.policy, result.rejected_container, checks, view)
+        if claims is not None:
+            why += f"; its exclusive CPUs must share a NUMA node with the {claims.where}"
+        return Decision(False, why)
     if conf.scope == "pod" and result.hints:
         source.consume(compiled.pod_checks[0], next(iter(result.hints.values())))
     return Decision(True, placement=_frozen(source.used))

@@ -24,11 +24,19 @@ every mode and strategy.
 
 Per-row result caching (:mod:`scheduler.decide`) wraps the vectorised engine in
 :class:`scheduler.service.ExtenderCore`.
+
+DRA claims: a pod that holds devices through allocated claims (*claims*, a
+:data:`ClaimLookup` from :class:`scheduler.claim_index.ClaimIndex`) is decided node by node
+on the scalar path by both engines (:func:`claim_verdict`): under the ``kubelet`` rules
+the claim devices' NUMA hint is merged with the CPU hints (:func:`scheduler.admission.admit`),
+so the pod's exclusive CPUs must fit on those NUMA nodes. The columns hold no per-pod
+device data, so such pods never take the vectorised path nor its result cache.
+``nrt-match`` (the plugin's rules) ignores claims, as the plugin does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +44,7 @@ import numpy as np
 
 from scheduler.admission import admit
 from scheduler.batch import filter_batch, least_numa_batch
+from scheduler.claim_index import ClaimHints
 from scheduler.columns import POLICY_CODES, BoolArray, ClusterColumns, Gathered, IntArray
 from scheduler.filter import fit
 from scheduler.pod import PodRequest, Resources, is_host_level_resource
@@ -52,18 +61,22 @@ from scheduler.views import (
 from topology.quantity import CPU
 
 __all__ = [
+    "ClaimLookup",
     "FilterOutcome",
     "FitEngine",
     "NodeViews",
     "ScalarEngine",
     "VectorEngine",
     "allocation_rows",
+    "claim_verdict",
     "fast_verdict",
     "reference_verdict",
 ]
 
 _SNN = POLICY_CODES["single-numa-node"]
 _PASS = FastVerdict(True)
+#: node name -> the hint of the devices the pod holds through claims there (None: none).
+ClaimLookup = Callable[[str], ClaimHints | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +102,9 @@ class FitEngine(Protocol):
     mode: str
     scorer: Scorer
 
-    def filter(self, pod: PodRequest, names: Sequence[str]) -> FilterOutcome: ...
+    def filter(
+        self, pod: PodRequest, names: Sequence[str], claims: ClaimLookup | None = None
+    ) -> FilterOutcome: ...
 
     def scores(self, pod: PodRequest, names: Sequence[str]) -> list[int]: ...
 
@@ -120,6 +135,21 @@ def reference_verdict(compiled: CompiledPod, view: NodeView | None) -> FastVerdi
     return FastVerdict(result.fits, "" if result.fits else f"{result.reason}: {result.detail}")
 
 
+def claim_verdict(compiled: CompiledPod, view: NodeView | None, claims: ClaimHints | None) -> FastVerdict:
+    """The decision for a pod holding claim devices on the node (the scalar path): kubelet's
+    Topology Manager with the claim hint merged in; without a hint, the reference verdict."""
+    if claims is None or view is None or not compiled.needs_work or compiled.mode != "kubelet":
+        return reference_verdict(compiled, view)
+    decision = admit(compiled, view, claims)
+    return FastVerdict(decision.fits, decision.message, decision.unresolvable)
+
+
+def _claim_outcome(
+    compiled: CompiledPod, views: NodeViews, names: Sequence[str], claims: ClaimLookup
+) -> FilterOutcome:
+    return _outcome(names, [claim_verdict(compiled, views.view(n), claims(n)) for n in names])
+
+
 class ScalarEngine:
     """The reference engine: every node on its own, through the shared per-node code."""
 
@@ -128,8 +158,12 @@ class ScalarEngine:
         self.mode = mode
         self.scorer = scorer
 
-    def filter(self, pod: PodRequest, names: Sequence[str]) -> FilterOutcome:
+    def filter(
+        self, pod: PodRequest, names: Sequence[str], claims: ClaimLookup | None = None
+    ) -> FilterOutcome:
         compiled = compile_pod(pod, self.mode)
+        if claims is not None:
+            return _claim_outcome(compiled, self.views, names, claims)
         return _outcome(names, [reference_verdict(compiled, self.views.view(n)) for n in names])
 
     def scores(self, pod: PodRequest, names: Sequence[str]) -> list[int]:
@@ -257,8 +291,12 @@ class VectorEngine:
         self.mode = mode
         self.scorer = scorer
 
-    def filter(self, pod: PodRequest, names: Sequence[str]) -> FilterOutcome:
+    def filter(
+        self, pod: PodRequest, names: Sequence[str], claims: ClaimLookup | None = None
+    ) -> FilterOutcome:
         compiled = compile_pod(pod, self.mode)
+        if claims is not None:
+            return _claim_outcome(compiled, self.views, names, claims)  # the scalar path
         return self.filter_compiled(compiled, names)
 
     def filter_compiled(self, compiled: CompiledPod, names: Sequence[str]) -> FilterOutcome:

@@ -28,6 +28,15 @@ Bind re-checks the pod against the node's current view (which includes the
 reservations of pods bound since the pod was filtered), so two pods filtered on the
 same stale data are never both placed on one exhausted zone: the second bind is
 refused and kube-scheduler retries the pod.
+
+DRA claims (:mod:`scheduler.claim_index`, mirrored into :attr:`ExtenderCore.claims` by the
+sources): a pod holding devices of ``gpu.topolet.io`` through allocated claims is filtered
+node by node with the devices' NUMA hint merged into its exclusive CPUs' hints
+(:func:`scheduler.engine.claim_verdict`; ``kubelet`` rules only), and bind reserves its
+CPUs on those NUMA nodes. Claims are usually allocated only after ``/filter`` (in
+kube-scheduler's Reserve/PreBind), so the hint mostly acts at ``/bind``, where claims the
+watch has not shown allocated yet are read from the API first. Unallocated claims give no
+hint. Scores ignore claims.
 """
 
 from __future__ import annotations
@@ -42,9 +51,11 @@ from typing import Any, Protocol
 
 from scheduler.admission import admit
 from scheduler.cache import TopologyCache
+from scheduler.claim_index import ClaimHints, ClaimIndex
+from scheduler.claim_objects import PodClaims, pod_claims
 from scheduler.columns import ClusterColumns, IntArray
 from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
-from scheduler.engine import VectorEngine, fast_verdict
+from scheduler.engine import ClaimLookup, VectorEngine, claim_verdict, fast_verdict
 from scheduler.errors import SchedulerConfigError, SchedulerError
 from scheduler.pod import PodRequest, parse_pod
 from scheduler.preempt import released_view
@@ -148,6 +159,8 @@ class ExtenderCore:
         #: The vectorised fit engine (uncached); the result tables below wrap it.
         self.engine = VectorEngine(cache, mode=fit_mode, scorer=self.scorer)
         self.binder = binder
+        #: Allocated DRA claims and slice NUMA nodes (fed by the sources' watches).
+        self.claims = ClaimIndex()
         #: When set, binds go here instead (a worker process hands them to the
         #: coordinator that holds the reservations: :mod:`scheduler.workers`).
         self.bind_route: Callable[[BindRequest], ExtenderBindingResult] | None = None
@@ -166,6 +179,8 @@ class ExtenderCore:
         self._priorities = PriorityEncoder()
         self._next_signature = 0
         self._pods: OrderedDict[str, PodRequest] = OrderedDict()
+        # pod key -> its DRA claims (pods that have some)
+        self._pod_claims: OrderedDict[str, PodClaims] = OrderedDict()
         self._signatures: dict[tuple[object, ...], int] = {}
         # pod keys seen unbound by the pod watch (insertion-ordered set).
         self._pending: OrderedDict[str, None] = OrderedDict()
@@ -187,18 +202,37 @@ class ExtenderCore:
                 self._next_signature += 1
         return replace(compiled, signature=(sig_id,))
 
-    def _remember(self, pod: PodRequest) -> None:
+    def _remember(self, pod: PodRequest, claims: PodClaims | None = None) -> None:
         with self._lock:
             for key in {_pod_key(pod.namespace, pod.name, pod.uid), f"{pod.namespace}/{pod.name}"}:
                 self._pods[key] = pod
                 self._pods.move_to_end(key)
+                if claims is None:
+                    self._pod_claims.pop(key, None)
+                else:
+                    self._pod_claims[key] = claims
+                    self._pod_claims.move_to_end(key)
             while len(self._pods) > _POD_MEMORY:
                 self._pods.popitem(last=False)
+            while len(self._pod_claims) > _POD_MEMORY:
+                self._pod_claims.popitem(last=False)
 
     def parse(self, raw_pod: Any) -> PodRequest:
+        """Parse and remember a pod with its DRA claims (errors: :class:`PodSpecError`)."""
         pod = parse_pod(raw_pod)
-        self._remember(pod)
+        self._remember(pod, pod_claims(raw_pod))
         return pod
+
+    def _claims_of(self, pod: PodRequest) -> PodClaims | None:
+        with self._lock:
+            return self._pod_claims.get(_pod_key(pod.namespace, pod.name, pod.uid))
+
+    def claim_lookup(self, pod: PodRequest) -> ClaimLookup | None:
+        """Node -> the claim hint, when *pod* holds allocated claim devices (kubelet rules)."""
+        claims = self._claims_of(pod)
+        if self.fit_mode != "kubelet" or not self.claims.holds_devices(claims):
+            return None
+        return lambda node: self.claims.hints(claims, node)
 
     def verdict(self, compiled: CompiledPod, view: NodeView | None) -> FastVerdict:
         """Whether the node passes, computed afresh (None view: no NRT object, it passes)."""
@@ -234,6 +268,10 @@ class ExtenderCore:
         )
 
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
+        lookup = self.claim_lookup(pod)
+        if lookup is not None:  # claim devices: node by node, uncached
+            out = self.engine.filter(pod, names, lookup)
+            return FilterOutcome(out.passed, out.failed, out.unresolvable)
         answer = self.filter_answer(pod, names)
         if answer is not None:
             return FilterOutcome(*answer.outcome())
@@ -265,7 +303,7 @@ class ExtenderCore:
         pod = self.parse(request.pod)
         if self.on_filter is not None:
             self.on_filter(request.pod)
-        if request.node_cache_capable:
+        if request.node_cache_capable and self.claim_lookup(pod) is None:
             answer = self.filter_answer(pod, request.names)
             if answer is not None:
                 self._keep_survivors(pod, answer)
@@ -343,6 +381,12 @@ class ExtenderCore:
             return {"Error": f"cannot bind {where}: {NO_BINDER}"}
         with self._lock:
             pod = self._pods.get(key) or self._pods.get(f"{request.pod_namespace}/{request.pod_name}")
+            claims = self._pod_claims.get(key) or self._pod_claims.get(
+                f"{request.pod_namespace}/{request.pod_name}"
+            )
+        if claims is not None:
+            self.claims.refresh(claims)  # PreBind has just written the allocation
+        hints = self.claims.hints(claims, request.node)
         with self._bind_lock:
             bound = self._bound.get(key)
             if bound is not None:
@@ -350,13 +394,13 @@ class ExtenderCore:
             view = self.cache.view(request.node)
             reserved = False
             if pod is not None and view is not None:
-                verdict = self.verdict(self._compile(pod, self.fit_mode), view)
+                verdict = self._bind_verdict(self._compile(pod, self.fit_mode), view, hints)
                 if not verdict.fits:
                     return {
                         "Error": f"{where} no longer fits (resources reserved since filtering): "
                         f"{verdict.message}"
                     }
-                placement = admit(self._compile(pod, "kubelet"), view).placement
+                placement = admit(self._compile(pod, "kubelet"), view, hints).placement
                 self.cache.reserve(request.node, key, placement)
                 reserved = True
             try:
@@ -369,6 +413,11 @@ class ExtenderCore:
             while len(self._bound) > _POD_MEMORY:
                 self._bound.popitem(last=False)
         return {"Error": ""}
+
+    def _bind_verdict(self, compiled: CompiledPod, view: NodeView, hints: ClaimHints | None) -> FastVerdict:
+        if hints is None or compiled.mode != "kubelet":
+            return self.verdict(compiled, view)
+        return claim_verdict(compiled, view, hints)
 
     def preempt(self, request: PreemptRequest) -> ExtenderPreemptionResult:
         """The ``preempt`` verb: keep the nodes where the pod fits once their victims'
@@ -426,6 +475,7 @@ class ExtenderCore:
             return  # held where it runs, or already counted (by its NRT data or the timeout)
         try:
             pod = parse_pod(raw_pod)
+            hints = self.claims.hints(pod_claims(raw_pod), node)
         except SchedulerError as err:
             log.info("pod %s/%s: not accounted: %s", namespace, name, err)
             return
@@ -433,7 +483,7 @@ class ExtenderCore:
         with self._bind_lock:
             self.cache.release_pod(key)
             if view is not None:
-                placement = admit(self._compile(pod, "kubelet"), view).placement
+                placement = admit(self._compile(pod, "kubelet"), view, hints).placement
                 self.cache.reserve(node, key, placement)
             self._bound[key] = node
 
@@ -444,5 +494,6 @@ class ExtenderCore:
         with self._bind_lock:
             self._bound.pop(key, None)
         with self._lock:
-            self._pods.pop(key, None)
-            self._pods.pop(f"{namespace}/{name}", None)
+            for k in (key, f"{namespace}/{name}"):
+                self._pods.pop(k, None)
+                self._pod_claims.pop(k, None)

@@ -8,6 +8,9 @@
   every pod whose deletions release the deleted pods' reservations; both through
   :class:`kube.watch.ListWatch` (resourceVersion kept across watch restarts, relist on
   ``410 Gone`` with the deletions missed meanwhile, backoff with jitter).
+  With a :class:`~scheduler.claim_index.ClaimIndex`, also a list + watch of every
+  ResourceClaim and of the ResourceSlices of its driver (the DRA claim hints), and the
+  claim reads of bind time (:meth:`~scheduler.claim_index.ClaimIndex.refresh`).
 * :class:`KubernetesBinder`: ``POST .../pods/{name}/binding`` through
   :meth:`kube.resources.Pods.bind`.
 """
@@ -24,9 +27,20 @@ import yaml
 
 from kube.client import ApiClient
 from kube.errors import KubeError, KubeGone
-from kube.resources import NRT_GROUP, NRT_PLURAL, NRT_VERSION, Pods, node_resource_topologies, pods
+from kube.resources import (
+    NRT_GROUP,
+    NRT_PLURAL,
+    NRT_VERSION,
+    Pods,
+    ResourceClaims,
+    node_resource_topologies,
+    pods,
+    resource_claims,
+    resource_slices,
+)
 from kube.watch import ListWatch, WatchEvent
 from scheduler.cache import TopologyCache
+from scheduler.claim_index import ClaimIndex
 from scheduler.errors import SchedulerError
 from scheduler.service import BindError
 from topology.errors import TopologyError
@@ -149,6 +163,7 @@ class KubernetesSource:
         on_pod_deleted: PodDeleted | None = None,
         *,
         on_pod: PodEvent | None = None,
+        claims: ClaimIndex | None = None,
         watch_timeout_s: int = _WATCH_TIMEOUT_S,
     ) -> None:
         self.cache = cache
@@ -167,6 +182,32 @@ class KubernetesSource:
         )
         #: set once the first NRT list is in
         self.synced = self._nrts.synced
+        self._dra: list[ListWatch] = []
+        if claims is not None:
+            finder = ResourceClaims(api)
+
+            def fetch(namespace: str, name: str) -> dict[str, Any] | None:
+                try:
+                    return finder.find(namespace, name)
+                except KubeError as err:
+                    log.warning("reading claim %s/%s at bind: %s", namespace, name, err)
+                    return None
+
+            claims.fetch = fetch
+            self._dra = [
+                ListWatch(
+                    resource_claims(api),
+                    lambda e: claims.apply_claim(e.object, deleted=e.deleted),
+                    watch_timeout_s=watch_timeout_s,
+                    thread_name="claim-watch",
+                ),
+                ListWatch(
+                    resource_slices(api, driver=claims.driver),
+                    lambda e: claims.apply_slice(e.object, deleted=e.deleted),
+                    watch_timeout_s=watch_timeout_s,
+                    thread_name="slice-watch",
+                ),
+            ]
 
     def relist(self) -> str:
         """List every NRT object into the cache (forgetting those gone); returns the
@@ -217,6 +258,7 @@ class KubernetesSource:
         threads = [threading.Thread(target=self.run_nrts, name="nrt-watch", daemon=True)]
         if self.on_pod_deleted is not None or self.on_pod is not None:
             threads.append(threading.Thread(target=self.run_pods, name="pod-watch", daemon=True))
+        threads += [threading.Thread(target=w.run, name=w.thread_name, daemon=True) for w in self._dra]
         for t in threads:
             t.start()
         return threads
@@ -224,6 +266,8 @@ class KubernetesSource:
     def stop(self) -> None:
         self._nrts.stop()
         self._pods.stop()
+        for w in self._dra:
+            w.stop()
 
 
 class KubernetesBinder:

@@ -115,7 +115,7 @@ def _kubernetes(args: argparse.Namespace, cache: NRTCache, core: ExtenderCore) -
             f"no Kubernetes configuration ({err}); pass --kubeconfig FILE or --nrt-dir DIR"
         ) from err
     core.binder = KubernetesBinder(api)
-    source = KubernetesSource(api, cache, on_pod=core.pod_seen)
+    source = KubernetesSource(api, cache, on_pod=core.pod_seen, claims=core.claims)
     core.synced = source.synced
     source.start()
 

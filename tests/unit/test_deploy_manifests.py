@@ -437,6 +437,8 @@ def rules(kind: str, name: str) -> dict[tuple[str, str], set[str]]:
                 ("topology.node.k8s.io", "noderesourcetopologies"): {"get", "list", "watch"},
                 ("", "pods"): {"list", "watch"},
                 ("", "pods/binding"): {"create"},
+                ("resource.k8s.io", "resourceclaims"): {"get", "list", "watch"},
+                ("resource.k8s.io", "resourceslices"): {"list", "watch"},
             },
             id="extender",
         ),
