@@ -24,6 +24,12 @@ the one pod model the scheduler and the simulator use too, so kubelet's rules li
 * isolated CPUs: annotation ``topolet.io/isolated-cpus: "true"``.
 * hugepages: the container's ``hugepages-<size>`` requests (or limits), in bytes, each a
   whole number of pages.
+* NUMA affinity of a container with exclusive CPUs or hugepages: the union of the NUMA
+  nodes of the devices kubelet gave it through device plugins (``device_affinity``, from
+  podresources) and of the GPUs of the DRA claims it uses (``claim_affinity``, given the
+  ResourceClaim names of its ``resources.claims``, read by :func:`kube.pod_claims.pod_claims`
+  once per event). A pod whose claim fields are malformed is logged once per event and
+  runs as if it held no claims.
 
 A pod or container with an id that is not safe in a path, or a malformed quantity, is
 logged and left out: it never reaches a cgroup path.
@@ -46,16 +52,21 @@ from cpumanager.owners import POD
 from kube.backoff import Backoff
 from kube.client import ApiClient
 from kube.pod import parse_pod
+from kube.pod_claims import PodClaims, pod_claims
 from kube.resources import pods
 from kube.watch import ListWatch, WatchEvent
 from topology.errors import TopologyError
 
-__all__ = ["KubePodSource", "pod_containers", "pod_qos"]
+__all__ = ["ClaimAffinity", "KubePodSource", "pod_containers", "pod_qos"]
 
 log = logging.getLogger(__name__)
 
 #: container-id prefix in pod status -> systemd scope prefix kubelet's runtimes use
 RUNTIME_SCOPES = {"containerd": "cri-containerd", "cri-o": "crio", "docker": "docker"}
+
+#: ``claim_affinity(namespace, claim names)`` → the NUMA nodes of the claims' devices on
+#: this node, or None when none is known (a claim not prepared here, a GPU without one).
+ClaimAffinity = Callable[[str, frozenset[str]], frozenset[int] | None]
 
 
 def pod_qos(pod: Mapping[str, Any]) -> QoS:
@@ -131,12 +142,14 @@ class KubePodSource:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         device_affinity: Callable[[ContainerInfo], frozenset[int] | None] | None = None,
+        claim_affinity: ClaimAffinity | None = None,
     ) -> None:
         if not node_name:
             raise ValueError("node_name: expected this node's name (spec.nodeName of its pods)")
         self.node_name = node_name
         self.manager = manager
         self.device_affinity = device_affinity
+        self.claim_affinity = claim_affinity
         self._lock = threading.Lock()
         self._pods: dict[str, list[ContainerInfo]] = {}
         self._watch = ListWatch(
@@ -206,18 +219,39 @@ class KubePodSource:
         except (CPUManagerError, TopologyError, ValueError) as err:
             log.error("ignoring pod %s/%s: %s", meta.get("namespace"), meta.get("name"), err)
             return
-        self._apply_pod(uid, infos)
+        self._apply_pod(uid, infos, self._claims(pod) if infos else None)
 
-    def with_devices(self, info: ContainerInfo) -> ContainerInfo:
-        """The container with the NUMA nodes of its devices (from kubelet's podresources,
-        through ``device_affinity``), so its exclusive CPUs and hugepages are taken there."""
-        if self.device_affinity is None or info.numa_affinity is not None:
+    def _claims(self, pod: Mapping[str, Any]) -> PodClaims | None:
+        """The pod's claims when claims place CPUs here; a malformed claim field is
+        logged and read as no claims (the pod still runs on its other hints)."""
+        if self.claim_affinity is None:
+            return None
+        try:
+            return pod_claims(pod)
+        except ValueError as err:
+            meta = pod.get("metadata") or {}
+            log.error(
+                "pod %s/%s: its resource claims are ignored: %s", meta.get("namespace"), meta.get("name"), err
+            )
+            return None
+
+    def with_devices(self, info: ContainerInfo, claims: PodClaims | None = None) -> ContainerInfo:
+        """The container with the NUMA nodes of its devices: those kubelet gave it
+        (podresources, through ``device_affinity``) and the GPUs of the DRA claims it uses
+        (through ``claim_affinity``), merged, so its exclusive CPUs and hugepages are
+        taken there."""
+        if info.numa_affinity is not None:
             return info
-        nodes = self.device_affinity(info)
-        return info if not nodes else dataclasses.replace(info, numa_affinity=nodes)
+        nodes: set[int] = set()
+        if self.device_affinity is not None:
+            nodes |= self.device_affinity(info) or frozenset()
+        names = claims.claims_of(info.container_name) if claims is not None else frozenset()
+        if names and self.claim_affinity is not None:
+            nodes |= self.claim_affinity(info.namespace, names) or frozenset()
+        return info if not nodes else dataclasses.replace(info, numa_affinity=frozenset(nodes))
 
-    def _apply_pod(self, uid: str, infos: list[ContainerInfo]) -> None:
-        infos = [self.with_devices(i) if i.exclusive_cpus or i.hugepages else i for i in infos]
+    def _apply_pod(self, uid: str, infos: list[ContainerInfo], claims: PodClaims | None = None) -> None:
+        infos = [self.with_devices(i, claims) if i.exclusive_cpus or i.hugepages else i for i in infos]
         with self._lock:
             before = {i.container_name: i for i in self._pods.get(uid, [])}
             if infos:

@@ -4,6 +4,8 @@
 :class:`kube.resources.ResourceClaims`; :class:`DRANode` builds, for this node, the
 :class:`~topolet.resourceslice_publisher.ResourceSlicePublisher` (healthy GPUs only) and
 the :class:`~deviceplugin.dra.server.DRAPluginServer`, and starts and stops them together.
+Its :attr:`DRANode.plugin` tells the node's CPU manager where a prepared claim's GPUs are
+(:meth:`~deviceplugin.dra.plugin.DRAPlugin.claim_numa_nodes`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class DRANode:
         self.publisher = ResourceSlicePublisher(
             KubeSliceAPI(api_client), self.slices, node_name=node_name, resync_s=resync_s
         )
-        plugin = DRAPlugin(
+        self.plugin = DRAPlugin(
             discover_gpus(topo, root=root),
             node_name=node_name,
             get_claim=kube_claim_getter(api_client),
@@ -68,7 +70,7 @@ class DRANode:
             checkpoint_path=plugin_dir / "checkpoint.json",
             root=root,
         )
-        self.server = DRAPluginServer(plugin, registry_dir=registry_dir, plugin_dir=plugin_dir)
+        self.server = DRAPluginServer(self.plugin, registry_dir=registry_dir, plugin_dir=plugin_dir)
 
     def slices(self) -> list[dict[str, Any]]:
         return build_resource_slices(self.topo, node_name=self.node_name, unhealthy=self.unhealthy())

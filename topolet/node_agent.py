@@ -161,6 +161,7 @@ class NodeAgent:
         self._lock_state_dir()
         self.topology = self._discover()
         self.manager = self._start_manager(self.topology)
+        self.dra = self._dra_node()  # before the pod source: its first list reads claims
         self.sources = [self._pod_source()]
         self.reconciler = ReconcileLoop(self.manager, [RekeyingView(self)], self.config.reconcile_period_s)
         self._start_plugins(self.topology)
@@ -169,7 +170,8 @@ class NodeAgent:
         for server in self.servers:
             server.start()
         self._start_publisher()
-        self._start_dra()
+        if self.dra is not None:
+            self.dra.start()
         self._start_udev()
         self._loop = threading.Thread(target=self._run, name="topolet-node-reconcile", daemon=True)
         self._loop.start()
@@ -262,6 +264,7 @@ class NodeAgent:
             self.node_name,
             self.manager,
             device_affinity=self.device_affinity,
+            claim_affinity=self.claim_affinity,
         ).start()
 
     def _pod_resources(self, *, fresh: bool = False) -> list[PodResources] | None:
@@ -292,6 +295,14 @@ class NodeAgent:
         if pods is None:
             return None
         return device_numa_nodes(pods, info.namespace, info.pod_name, info.container_name)
+
+    def claim_affinity(self, namespace: str, claims: frozenset[str]) -> frozenset[int] | None:
+        """The NUMA nodes of the GPUs of the DRA claims *claims* of *namespace* that this
+        node's DRA driver prepared (None without the driver or when none is known)."""
+        if self.dra is None:
+            return None
+        nodes = frozenset().union(*(self.dra.plugin.claim_numa_nodes(namespace, c) or () for c in claims))
+        return nodes or None
 
     def _start_plugins(self, topo: Topology) -> None:
         c = self.config
@@ -382,23 +393,23 @@ class NodeAgent:
         self.manager.subscribe(self.publisher.trigger)
         self.publisher.start()
 
-    def _start_dra(self) -> None:
-        """Be DRA driver gpu.topolet.io (ResourceSlices + kubelet plugin) when configured."""
+    def _dra_node(self) -> DRANode | None:
+        """DRA driver gpu.topolet.io (ResourceSlices + kubelet plugin) when configured, not
+        started yet (``start()`` starts it once the device plugins are up)."""
         if not self.config.dra_driver or self.topology is None:
-            return
+            return None
         topo, nvml = self.topology, self._nvml()
         if nvml is not None:
             from deviceplugin.nvml_info import with_nvml_attributes
 
             topo = with_nvml_attributes(topo, nvml)
-        self.dra = DRANode(
+        return DRANode(
             topo,
             node_name=self.node_name,
             api_client=kube_api_client(self.config.kubeconfig),
             root=self.config.sysfs_root,
             unhealthy=self.unhealthy_gpus,
         )
-        self.dra.start()
 
     def unhealthy_gpus(self) -> set[str]:
         """PCI addresses of the GPUs the GPU plugins hold Unhealthy now."""

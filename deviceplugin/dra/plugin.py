@@ -15,6 +15,9 @@
   tearing down a pod whatever happened before.
 
 One lock serialises both; the checkpoint is saved before an answer is given.
+
+:meth:`DRAPlugin.claim_numa_nodes` tells the node's CPU manager where the GPUs of a
+prepared claim are, so a container using the claim gets its exclusive CPUs there.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from deviceplugin.dra import cdi, checkpoint
 from deviceplugin.dra.claims import AllocatedDevice, ClaimError, ClaimRef, allocated_devices, check_uid
 from deviceplugin.gpu import NVIDIA_CONTROL_NODES, GPUDevice
-from topology.resourceslice import DRIVER, device_name
+from topology.resourceslice import DRIVER, device_name, gpu_numa_node
 
 __all__ = ["ClaimGetter", "DRAPlugin", "PrepareResult", "PreparedDevice"]
 
@@ -83,6 +86,24 @@ class DRAPlugin:
         """A copy of the checkpointed claims, by UID."""
         with self._lock:
             return dict(self._claims)
+
+    def claim_numa_nodes(self, namespace: str, name: str) -> frozenset[int] | None:
+        """The NUMA nodes of the GPUs of prepared claim *namespace*/*name* (each GPU's
+        ``numaNode``, as the ResourceSlice publishes it), or None when no such claim is
+        prepared here or none of its GPUs has a known NUMA node. A claim deleted and
+        created again under its name while the old one is still prepared counts both."""
+        nodes: set[int] = set()
+        with self._lock:
+            for record in self._claims.values():
+                if record.get("namespace") != namespace or record.get("name") != name:
+                    continue
+                for d in record.get("devices") or ():
+                    device = d.get("device") if isinstance(d, Mapping) else None
+                    gpu = self.gpus.get(device) if isinstance(device, str) else None
+                    numa = gpu_numa_node(gpu.pci) if gpu is not None else None
+                    if numa is not None:
+                        nodes.add(numa)
+        return frozenset(nodes) or None
 
     # ---------------------------------------------------------------- prepare
     def prepare(self, refs: Sequence[ClaimRef]) -> dict[str, PrepareResult]:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from cpumanager.cgroupfs import ContainerCgroup
 from deviceplugin.api.podresources.v1 import api_pb2 as pr_pb2
 from tests.fakesysfs import FakePCI, dual_socket_no_ht, write_fake_sysfs
+from tests.kubeconfig_file import write_kubeconfig
 from tests.kubelet_standin import PodResourcesStandin
 from tests.nrt_standin import NRTApiServerStandIn
 from topolet.node_agent import NodeAgent
@@ -43,22 +43,6 @@ def wait_for(check: Callable[[], object], timeout: float = 15.0, what: str = "co
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "t",
-                "clusters": [{"name": "t", "cluster": {"server": server}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-                "users": [{"name": "t", "user": {}}],
-            }
-        )
-    )
-    return path
 
 
 def gpu_listing(pods: list[tuple[str, str]]) -> Any:
@@ -110,7 +94,7 @@ def test_pod_cpus_and_hugepages_follow_its_gpu_to_numa_node_1(tmp_path: Path, po
     config = NodeConfig(
         node_name="n1",
         pod_source="kubernetes",
-        kubeconfig=str(kubeconfig(tmp_path / "kubeconfig", api.url)),
+        kubeconfig=str(write_kubeconfig(tmp_path / "kubeconfig", api.url)),
         state_dir=tmp_path / "state",
         sysfs_root=write_fake_sysfs(tmp_path / "sysfs", NODE),
         cgroup_root=tmp_path / "cg",

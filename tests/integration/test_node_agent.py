@@ -35,6 +35,7 @@ from cpumanager.standalone import StandaloneRecord, StandaloneSource
 from deviceplugin.api.podresources.v1 import api_pb2 as pr_pb2
 from deviceplugin.cpus import placeholder_owner
 from tests.fakesysfs import FakePCI, FakeSpec, write_fake_sysfs
+from tests.kubeconfig_file import write_kubeconfig
 from tests.kubelet_standin import KubeletStandin, PodResourcesStandin
 from tests.nrt_standin import NRTApiServerStandIn
 from topolet import cli
@@ -92,22 +93,6 @@ def allowed(pid: int) -> CPUSet:
         if line.startswith("Cpus_allowed_list:"):
             return CPUSet.parse(line.split(":", 1)[1])
     raise AssertionError(f"no Cpus_allowed_list for {pid}")
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "t",
-                "clusters": [{"name": "t", "cluster": {"server": server}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-                "users": [{"name": "t", "user": {}}],
-            }
-        )
-    )
-    return path
 
 
 def free_port() -> int:
