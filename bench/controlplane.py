@@ -290,6 +290,33 @@ class ControlPlane:
         proc.wait_ready(f"https://127.0.0.1:{port}/healthz", insecure, self.ready_timeout_s)
         return proc, port
 
+    def start_controller_manager(self, controllers: tuple[str, ...]) -> Proc:
+        """Run kube-controller-manager with only *controllers* (as the administrator, no
+        leader election); returns once its ``/healthz`` answers. Its binary must be in the
+        same directory as the others (``python tests/e2e/build.py`` builds it)."""
+        binary = self.bin_dir / "kube-controller-manager"
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(f"{binary}: missing; build it with: python tests/e2e/build.py")
+        port = free_port()
+        proc = self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.admin_kubeconfig()}",
+                f"--controllers={','.join(controllers)}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.dir / 'kube-controller-manager-certs'}",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+                "--authentication-skip-lookup",
+            ],
+        )
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        proc.wait_ready(f"https://127.0.0.1:{port}/healthz", insecure, self.ready_timeout_s)
+        return proc
+
     def stop_proc(self, proc: Proc) -> None:
         proc.stop()
         with contextlib.suppress(ValueError):

@@ -1,4 +1,5 @@
-"""Build the real control plane once: etcd, kube-apiserver and kube-scheduler from Go source.
+"""Build the real control plane once: etcd, kube-apiserver, kube-scheduler and
+kube-controller-manager from Go source.
 
 The versions are the ones ``tests/e2e/go.mod`` pins (``k8s.io/kubernetes`` and
 ``go.etcd.io/etcd/server/v3``). The binaries go to a cache outside the repository keyed by
@@ -31,6 +32,7 @@ BINARIES = {
     "etcd": "go.etcd.io/etcd/server/v3",
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
 }
 _PIN = re.compile(r"^\s*(k8s\.io/kubernetes|go\.etcd\.io/etcd/server/v3)\s+(v\S+)", re.MULTILINE)
 

@@ -6,11 +6,10 @@
   owned by the Node object), through topolet's ``kube.resources.ResourceSlices``;
   ``deploy/dra/deviceclass.yaml`` and the example ResourceClaimTemplates of
   ``deploy/dra/examples/`` applied as shipped;
-* :class:`ClaimController`: what kube-controller-manager's resourceclaim controller does for
-  a pod that names a ResourceClaimTemplate (this harness runs no controller manager):
-  create the ResourceClaim from the template, owned by the pod, and write its name into the
-  pod's ``status.resourceClaimStatuses``. Everything after that (allocation, the claim's
-  status, binding) is the real kube-scheduler's.
+* :class:`Claims`: reads a pod's claim. A pod that names a ResourceClaimTemplate gets its
+  claim from the real kube-controller-manager's resourceclaim controller (which also
+  deletes it, and lets kube-scheduler's delete protection go, when the pod is gone);
+  allocation, the claim's status and binding are the real kube-scheduler's.
 """
 
 from __future__ import annotations
@@ -29,10 +28,13 @@ from topology.model import Topology
 from topology.resourceslice import build_resource_slices
 from topology.sysfs import discover
 
-__all__ = ["DRA", "ClaimController", "example_pod", "examples", "gpu_machine", "publish"]
+__all__ = ["CONTROLLERS", "DRA", "Claims", "example_pod", "examples", "gpu_machine", "publish"]
 
 DRA = Path(__file__).resolve().parents[2] / "deploy" / "dra"
 NS = "default"
+#: kube-controller-manager's controllers this cluster runs: claims from templates, and the
+#: garbage collector that deletes what a deleted pod owned.
+CONTROLLERS = ("resourceclaim-controller", "garbage-collector-controller")
 
 
 def gpu_machine(root: Path) -> tuple[Path, Topology]:
@@ -83,59 +85,54 @@ def _create(call: Any) -> None:
             raise
 
 
-class ClaimController:
-    """The resourceclaim controller's part for template claims (see the module docstring)."""
+class Claims:
+    """The test's view of ResourceClaims. Claims of a template are kube-controller-manager's
+    (its resourceclaim controller creates them for the pod and names them in the pod's
+    ``status.resourceClaimStatuses``); :meth:`narrowed` makes a named claim from a
+    template with one more selector, for a test that needs a known device."""
 
     def __init__(self, api: Any) -> None:
         self.core: Any = client.CoreV1Api(api)
         self.resource: Any = client.ResourceV1Api(api)
 
-    def make_claims(self, pod: Any, *, narrow: str = "") -> list[str]:
-        """Create a claim per template entry of *pod* (a V1Pod) and record it in its status.
-        *narrow*: one more CEL selector for every request (a test that needs a known device)."""
-        statuses, names = [], []
-        for entry in pod.spec.resource_claims or []:
-            if not entry.resource_claim_template_name:
+    def narrowed(self, pod: dict[str, Any], narrow: str) -> list[str]:
+        """Replace every template entry of *pod* (a Pod body, changed in place) by a claim
+        made here from that template plus the CEL selector *narrow*; the claims' names."""
+        names = []
+        for entry in pod["spec"].get("resourceClaims") or []:
+            template_name = entry.pop("resourceClaimTemplateName", None)
+            if not template_name:
                 continue
-            template = self.resource.read_namespaced_resource_claim_template(
-                entry.resource_claim_template_name, NS
-            )
+            template = self.resource.read_namespaced_resource_claim_template(template_name, NS)
             spec = client.ApiClient().sanitize_for_serialization(template.spec.spec)
-            if narrow:
-                for request in spec["devices"]["requests"]:
-                    request["exactly"].setdefault("selectors", []).append({"cel": {"expression": narrow}})
-            body = {
-                "apiVersion": "resource.k8s.io/v1",
-                "kind": "ResourceClaim",
-                "metadata": {
-                    "generateName": f"{pod.metadata.name}-{entry.name}-",
-                    "annotations": {"resource.kubernetes.io/pod-claim-name": entry.name},
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "v1",
-                            "kind": "Pod",
-                            "name": pod.metadata.name,
-                            "uid": pod.metadata.uid,
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "spec": spec,
-            }
-            claim = self.resource.create_namespaced_resource_claim(NS, body)
-            names.append(claim.metadata.name)
-            statuses.append({"name": entry.name, "resourceClaimName": claim.metadata.name})
-        if statuses:
-            self.core.patch_namespaced_pod_status(
-                pod.metadata.name, NS, {"status": {"resourceClaimStatuses": statuses}}
-            )
+            for request in spec["devices"]["requests"]:
+                request["exactly"].setdefault("selectors", []).append({"cel": {"expression": narrow}})
+            name = f"{pod['metadata']['name']}-{entry['name']}"
+            self.resource.create_namespaced_resource_claim(
+                NS, {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                     "metadata": {"name": name}, "spec": spec}
+            )  # fmt: skip
+            entry["resourceClaimName"] = name
+            names.append(name)
         return names
+
+    def claim_name(self, pod_name: str) -> str | None:
+        """The name of the (one) claim of *pod_name*: named in its spec, or generated by
+        the controller (None until the controller has written it)."""
+        pod = self.core.read_namespaced_pod(pod_name, NS)
+        (entry,) = pod.spec.resource_claims
+        if entry.resource_claim_name:
+            return str(entry.resource_claim_name)
+        for status in pod.status.resource_claim_statuses or []:
+            if status.name == entry.name and status.resource_claim_name:
+                return str(status.resource_claim_name)
+        return None
 
     def claim_of(self, pod_name: str) -> dict[str, Any]:
         """The (one) claim of *pod_name* as the API server holds it now, as JSON."""
-        pod = self.core.read_namespaced_pod(pod_name, NS)
-        (status,) = pod.status.resource_claim_statuses
-        claim = self.resource.read_namespaced_resource_claim(status.resource_claim_name, NS)
+        name = self.claim_name(pod_name)
+        if name is None:
+            raise LookupError(f"pod {pod_name}: no claim generated yet")
+        claim = self.resource.read_namespaced_resource_claim(name, NS)
         out: dict[str, Any] = client.ApiClient().sanitize_for_serialization(claim)
         return out

@@ -5,8 +5,8 @@ Two fake nodes ``gpu-a`` and ``gpu-b`` (Node objects, no kubelet) are the 8-GPU 
 machine of :mod:`tests.dra_machine`: node 0 holds 0000:17 (2 x 40 GiB) and 0000:3a
 (2 x 80 GiB), node 1 holds 0000:86 (40 GiB) and 0000:b1 (80 GiB), two GPUs per PCIe root.
 Their ResourceSlices are topolet's own; the DeviceClass and the claim templates are the
-shipped ``deploy/dra`` files; the claims are made from the templates as the resourceclaim
-controller makes them (:class:`tests.e2e.dra_cluster.ClaimController`). The real
+shipped ``deploy/dra`` files; the real kube-controller-manager's resourceclaim controller
+makes the claims from the templates (and removes them with their pods). The real
 kube-scheduler allocates every device checked here.
 """
 
@@ -38,7 +38,7 @@ from scheduler.claim_objects import pod_claims
 from scheduler.sources import KubernetesSource
 from tests.dra_machine import GPUS
 from tests.e2e.cluster import E2ECluster, sa_user
-from tests.e2e.dra_cluster import ClaimController, example_pod, gpu_machine, publish
+from tests.e2e.dra_cluster import CONTROLLERS, Claims, example_pod, gpu_machine, publish
 from tests.e2e.polling import delete_pods, events_of, node_of, wait_for
 from topolet.dra_node import kube_claim_getter
 from topology.model import Topology
@@ -56,7 +56,7 @@ class DRACluster:
     cluster: E2ECluster
     root: Path
     topo: Topology
-    claims: ClaimController
+    claims: Claims
     slices: list[dict[str, Any]]
 
 
@@ -67,29 +67,29 @@ def dra(e2e_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DRA
     cluster = E2ECluster(base / "cluster", dict.fromkeys(NODES, root), bin_dir=e2e_bin)
     try:
         cluster.up()
+        cluster.cp.start_controller_manager(CONTROLLERS)
         slices = publish(cluster.api, topo, NODES)
     except Exception:
         cluster.down()
         raise
-    yield DRACluster(cluster, root, topo, ClaimController(cluster.api), slices)
+    yield DRACluster(cluster, root, topo, Claims(cluster.api), slices)
     cluster.down()
 
 
 class Pods:
-    """Names pods uniquely; deletes them and their claims after the test (no controller
-    manager here deallocates the claims of a deleted pod, and an allocated claim holds its
-    devices until it is gone)."""
+    """Names pods uniquely; after the test deletes them and the claims it made, and waits
+    until every claim of theirs is gone (kube-controller-manager deletes the generated
+    ones and deallocates; an allocated claim holds its devices until then)."""
 
     def __init__(self, dra: DRACluster) -> None:
         self.dra, self.names, self.claims = dra, list[str](), list[str]()
 
     def from_example(self, example: str, prefix: str, *, narrow: str = "", **changes: Any) -> str:
         name = f"{prefix}-{next(_ids)}"
-        self.names.append(name)
-        ctrl = self.dra.claims
-        pod = ctrl.core.create_namespaced_pod(NS, example_pod(example, name, **changes))
-        self.claims += ctrl.make_claims(pod, narrow=narrow)
-        return name
+        body = example_pod(example, name, **changes)
+        if narrow:
+            self.claims += self.dra.claims.narrowed(body, narrow)
+        return self.create(body)
 
     def create(self, body: dict[str, Any]) -> str:
         self.names.append(body["metadata"]["name"])
@@ -97,18 +97,15 @@ class Pods:
         return str(body["metadata"]["name"])
 
     def cleanup(self) -> None:
-        delete_pods(self.dra.cluster.core, self.names)
         resource = self.dra.claims.resource
+        left = {n for n in map(self._claim_name, self.names) if n} | set(self.claims)
+        delete_pods(self.dra.cluster.core, self.names)
         for name in self.claims:
             try:
-                # kube-scheduler's PreBind put its delete protection on the claim; the
-                # resourceclaim controller would take it off once the pods are gone
-                resource.patch_namespaced_resource_claim(name, NS, {"metadata": {"finalizers": None}})
                 resource.delete_namespaced_resource_claim(name, NS)
             except client.exceptions.ApiException as err:
                 if err.status != 404:
                     raise
-        left = set(self.claims)
 
         def gone() -> bool:
             left.intersection_update(
@@ -116,7 +113,15 @@ class Pods:
             )
             return not left
 
-        wait_for(f"claims {sorted(left)} deleted", gone, 30.0)
+        wait_for(f"claims {sorted(left)} deleted", gone, 60.0)
+
+    def _claim_name(self, pod: str) -> str | None:
+        try:
+            return self.dra.claims.claim_name(pod)
+        except client.exceptions.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
 
 @pytest.fixture
