@@ -14,7 +14,10 @@ are placed by ``bench.placement`` before they execute and timed from inside, aft
 start barrier, so interpreter start-up and input generation are not counted. Beside the
 wall time every run records what the kernel's scheduler saw (``bench.schedstat``): the
 victim's run-queue wait, involuntary context switches and migrations, and the CPU time
-other tasks ran on the victim's CPUs (``/proc/stat`` per CPU minus the victim's own).
+other tasks ran on the victim's CPUs: every task's time on those CPUs (the root
+``cpuacct`` group's ``usage_percpu``, in nanoseconds; ``/proc/stat``'s 10 ms ticks where
+cgroup v1 ``cpuacct`` is absent) minus the victim's own (its ``cpuacct`` group, exit
+included; its self-timed CPU without one).
 Results are summarised per kernel and series (median and IQR of each, wall time also
 normalised to the ``solo/static-off`` median), written as JSON with box plots as PNG.
 """
@@ -37,7 +40,7 @@ import numpy as np
 from bench.aggressor import Aggressor, die_with_parent, resolve_kind
 from bench.errors import BenchError
 from bench.kernels import KERNELS
-from bench.placement import Placer, Request, Seat, resolve_mode
+from bench.placement import V1_CPUACCT, Placer, Request, Seat, resolve_mode, usage_reader
 from topology.model import Topology
 
 __all__ = [
@@ -339,6 +342,19 @@ def mechanism_checks(stats: Sequence[SeriesStats]) -> list[MechanismCheck]:
 # ------------------------------------------------------------------ running
 
 
+def tasks_cpu_seconds(
+    cpuacct: Path = V1_CPUACCT, stat: Path = Path("/proc/stat")
+) -> tuple[dict[int, float], str]:
+    """CPU seconds every task of the machine ran on each CPU since boot, and the source:
+    the root ``cpuacct`` group's ``usage_percpu`` (nanoseconds; tasks only) where cgroup v1
+    has it, else :func:`cpu_busy_seconds` (clock ticks of 10 ms; interrupts and time the
+    hypervisor stole count as busy too)."""
+    usage = usage_reader(cpuacct)() if (cpuacct / "cpuacct.usage_percpu").exists() else {}
+    if usage:
+        return usage, "cpuacct"
+    return cpu_busy_seconds(stat), "proc-stat"
+
+
 def cpu_busy_seconds(stat: Path = Path("/proc/stat")) -> dict[int, float]:
     """Busy (non-idle, non-iowait) seconds of every CPU since boot, from ``/proc/stat``."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -433,17 +449,22 @@ def execute(
                     time.sleep(max(0.0, a.started_at + WARMUP_S - time.monotonic()))
                 _release(procs)
                 usage0 = {n: s.usage() for n, s in seats.items() if s.usage is not None}
-                before = cpu_busy_seconds()
+                before, source = tasks_cpu_seconds()
                 if on_start is not None:
                     on_start(
                         Running(scenario, {n: p.pid for n, p in procs.items()}, a.pgid if a else None, seats)
                     )
                 results = {n: _result(n, p) for n, p in procs.items()}
-                after = cpu_busy_seconds()
+                after, _ = tasks_cpu_seconds()
                 usage1 = {n: s.usage() for n, s in seats.items() if s.usage is not None}
                 for n, res in results.items():
-                    busy = sum(after[c] - before[c] for c in seats[n].cpus)
-                    res["others_s"] = max(0.0, busy - res["cpu_with_check_s"])
+                    busy = sum(after.get(c, 0.0) - before.get(c, 0.0) for c in seats[n].cpus)
+                    own = res["cpu_with_check_s"]
+                    if n in usage0 and n in usage1 and usage1[n]:
+                        # the victim's own cgroup: its whole run, exit included, to the ns
+                        own = sum(usage1[n].get(c, 0.0) - usage0[n].get(c, 0.0) for c in seats[n].cpus)
+                    res["others_s"] = max(0.0, busy - own)
+                    res["others_source"] = source
                     if usage1 and len(usage1) == len(seats):
                         res["bench_others_s"] = sum(
                             usage1[o].get(c, 0.0) - usage0[o].get(c, 0.0)

@@ -43,7 +43,16 @@ from cpumanager.policy_static import StaticPolicy
 from topology.cpuset import CPUSet
 from topology.model import Topology
 
-__all__ = ["MODES", "Placer", "PlacementError", "Request", "Seat", "resolve_mode"]
+__all__ = [
+    "MODES",
+    "V1_CPUACCT",
+    "Placer",
+    "PlacementError",
+    "Request",
+    "Seat",
+    "resolve_mode",
+    "usage_reader",
+]
 
 Mode = Literal["cgroup", "affinity"]
 MODES = ("auto", "cgroup", "affinity")
@@ -129,7 +138,7 @@ def _join_all(*joins: Callable[[], None]) -> Callable[[], None]:
     return join
 
 
-def _usage_reader(path: Path) -> Callable[[], dict[int, float]]:
+def usage_reader(path: Path) -> Callable[[], dict[int, float]]:
     """Seconds per CPU from ``cpuacct.usage_percpu`` (one nanosecond count per possible CPU)."""
 
     def usage() -> dict[int, float]:
@@ -273,7 +282,7 @@ class Placer:
             if self.acct_root is not None:
                 acct = self.acct_root / refs[r.name].container_id
                 acct.mkdir()
-                join, usage = _join_all(join, _join_cgroup(acct)), _usage_reader(acct)
+                join, usage = _join_all(join, _join_cgroup(acct)), usage_reader(acct)
             seats[r.name] = Seat(r.name, cpus, held is not None, join, usage)
         return seats
 

@@ -22,6 +22,7 @@ from bench.isolation import (
     run,
     summarize,
     targets,
+    tasks_cpu_seconds,
 )
 from bench.placement import PlacementError, Placer, resolve_mode
 from topology.sysfs import discover
@@ -159,6 +160,24 @@ def test_cpu_busy_seconds_counts_everything_but_idle_and_iowait(tmp_path: Path) 
         "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 10 1 5 1000 7 2 3 4 0 0\ncpu1 0 0 0 50 50 0 0 0 0 0\nintr 123 4 5\n"
     )
     assert cpu_busy_seconds(stat) == {0: 25 / tick, 1: 0.0}
+
+
+def test_tasks_cpu_seconds_prefers_the_root_cpuacct_group_to_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu0 100 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\n")
+    acct = tmp_path / "cpuacct"
+    acct.mkdir()
+    assert tasks_cpu_seconds(acct, stat) == (cpu_busy_seconds(stat), "proc-stat")
+    (acct / "cpuacct.usage_percpu").write_text("1500000000 2000000001 \n")
+    assert tasks_cpu_seconds(acct, stat) == ({0: 1.5, 1: 2.000000001}, "cpuacct")
+    if (Path("/sys/fs/cgroup/cpuacct") / "cpuacct.usage_percpu").exists():
+        before, source = tasks_cpu_seconds()
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+        after, _ = tasks_cpu_seconds()
+        assert source == "cpuacct"
+        assert sum(after.values()) - sum(before.values()) >= 0.05  # this busy loop at least
 
 
 def test_scenarios_cover_the_three_groups_on_and_off() -> None:
