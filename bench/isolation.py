@@ -562,6 +562,7 @@ def run(
     topo = topology or discover("/")
     mode, kind = resolve_mode(placement), resolve_kind(aggressor)
     report = Report(mode, kind, str(topo.online_cpus), runs, scale, names)
+    load_before = os.getloadavg()[0]  # other work; at the end the aggressors' own load is in it
     with Placer(topo, mode) as placer, _progress(progress) as bar:
         task = bar.add_task(f"isolation ({mode}, {kind})", total=runs * len(names) * len(scenarios))
         for i in range(runs):
@@ -589,7 +590,7 @@ def run(
     report.stats = summarize(report.samples)
     report.checks = targets(report.stats)
     report.mechanism = mechanism_checks(report.stats)
-    report.machine = machine_facts(topo, report.stats)
+    report.machine = machine_facts(topo, report.stats, load_before=load_before)
     report.notes = explain(report)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

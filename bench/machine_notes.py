@@ -75,10 +75,15 @@ def _load_average(loadavg: Path = Path("/proc/loadavg")) -> float | None:
         return None
 
 
-def machine_facts(topo: Topology, stats: Sequence[SeriesStats]) -> dict[str, Any]:
+def machine_facts(
+    topo: Topology, stats: Sequence[SeriesStats], *, load_before: float | None = None
+) -> dict[str, Any]:
+    """The facts :func:`explain` speaks of. *load_before*: the 1-minute load average
+    before the first run (at the end it also holds the benchmark's own aggressors)."""
     tpc = topo.threads_per_core()
     return {
         "load_average_1m": _load_average(),
+        "load_average_before_1m": load_before,
         "cpus": topo.num_cpus,
         "cores": topo.num_cores,
         "packages": topo.num_sockets,
@@ -205,10 +210,10 @@ def explain(report: Report) -> list[str]:
         f"core{'s' if cores != 1 else ''}, {m.get('threads_per_core')} thread(s) per core, "
         f"{report.placement} placement, {report.runs} run{'s' if report.runs != 1 else ''} per scenario."
     ]
-    load = m.get("load_average_1m")
+    load = m.get("load_average_before_1m")
     if load is not None:
         notes.append(
-            f"Load average at the end: {load:.1f} runnable tasks for {m.get('cpus')} CPUs"
+            f"Load average before the runs: {load:.1f} runnable tasks for {m.get('cpus')} CPUs"
             + (
                 " — the machine was busy with other work, which every figure here includes."
                 if load > m.get("cpus", 1)

@@ -271,6 +271,8 @@ def test_tiny_end_to_end_run_writes_json_and_png(tmp_path: Path) -> None:
     assert all(s["runqueue_wait_s"] >= 0 and s["involuntary_switches"] >= 0 for s in data["samples"])
     assert {c["series"] for c in data["mechanism"]} == {"aggressor", "colocated-guaranteed"}
     assert data["machine"]["cpus"] == discover("/").num_cpus and data["notes"]
+    assert data["machine"]["load_average_before_1m"] >= 0
+    assert any(n.startswith("Load average before the runs: ") for n in data["notes"])
     assert [c["kernel"] for c in data["targets"]] == ["blackscholes-like"]
     assert (tmp_path / "isolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pgids = [r.aggressor_pgid for r in seen if r.aggressor_pgid is not None]
