@@ -11,6 +11,7 @@ from kubernetes import utils as _utils
 from kube.client import ApiClient
 from kube.errors import KubeConflict, api_errors, translate
 from kube.objects import Obj
+from kube.resources import done
 
 __all__ = ["Namespace", "apply_manifest", "crd_established"]
 
@@ -44,8 +45,10 @@ class Namespace:
     def create(self, *, exist_ok: bool = False) -> None:
         try:
             with api_errors(f"create namespace {self.name}"):
-                self._core.create_namespace(
-                    cast(Any, {"metadata": {"name": self.name}}), _preload_content=False
+                done(
+                    self._core.create_namespace(
+                        cast(Any, {"metadata": {"name": self.name}}), _preload_content=False
+                    )
                 )
         except KubeConflict:
             if not exist_ok:
@@ -54,13 +57,15 @@ class Namespace:
     def create_pod(self, body: Obj) -> None:
         name = body.get("metadata", {}).get("name", "")
         with api_errors(f"create pod {self.name}/{name}"):
-            self._core.create_namespaced_pod(self.name, cast(Any, body), _preload_content=False)
+            done(self._core.create_namespaced_pod(self.name, cast(Any, body), _preload_content=False))
 
     def delete_pods(self) -> None:
         """Delete every pod of the namespace at once (grace period 0)."""
         with api_errors(f"delete pods of {self.name}"):
-            self._core.delete_collection_namespaced_pod(
-                self.name, grace_period_seconds=0, _preload_content=False
+            done(
+                self._core.delete_collection_namespaced_pod(
+                    self.name, grace_period_seconds=0, _preload_content=False
+                )
             )
 
     def has_pods(self) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "ResourceClaims",
     "ResourceSlices",
     "cluster_objects",
+    "done",
     "node_resource_topologies",
     "pods",
     "resource_claims",
@@ -50,6 +51,14 @@ def _json(resp: Any) -> Obj:
     if not isinstance(out, dict):
         raise KubeError("reading the API server's reply", None, "", f"not a JSON object: {out!r:.100}")
     return out
+
+
+def done(resp: Any) -> None:
+    """Read and drop a reply whose body topolet does not need, so that its connection goes
+    back to the client's pool (an unread reply keeps it, and the next call opens a new
+    TLS connection)."""
+    resp.drain_conn()
+    resp.release_conn()
 
 
 class ListCall:
@@ -140,7 +149,7 @@ class ClusterObjects:
         """Delete; one that is gone already is no error."""
         try:
             with api_errors(f"delete {self.plural}/{name}"):
-                self._api.delete_cluster_custom_object(*self._at(), name, _preload_content=False)
+                done(self._api.delete_cluster_custom_object(*self._at(), name, _preload_content=False))
         except KubeNotFound:
             pass
 
@@ -168,7 +177,7 @@ class Pods:
             target=_client.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
         with api_errors(f"bind pod {namespace}/{name} to {node}"):
-            self._core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+            done(self._core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False))
 
 
 class Nodes:
@@ -181,7 +190,7 @@ class Nodes:
         name = body.get("metadata", {}).get("name", "")
         try:
             with api_errors(f"create node {name}"):
-                self._core.create_node(cast(Any, body), _preload_content=False)
+                done(self._core.create_node(cast(Any, body), _preload_content=False))
         except KubeConflict:
             if not exist_ok:
                 raise
@@ -214,7 +223,7 @@ class ResourceSlices:
         """Delete; one that is gone already is no error."""
         try:
             with api_errors(f"delete resourceslice {name}"):
-                self._api.delete_resource_slice(name, _preload_content=False)
+                done(self._api.delete_resource_slice(name, _preload_content=False))
         except KubeNotFound:
             pass
 

@@ -54,6 +54,8 @@ class TopologyCache(Protocol):
 
     def holds(self, pod_key: str) -> bool: ...
 
+    def holders(self, pod_key: str) -> frozenset[str]: ...
+
     def reservations(self, node: str | None = None) -> list[Reservation]: ...
 
     def fresh_columns(self) -> ClusterColumns | None: ...
@@ -172,6 +174,11 @@ class NRTCache:
         """Whether any node holds a reservation for *pod_key*."""
         with self._lock:
             return pod_key in self._held
+
+    def holders(self, pod_key: str) -> frozenset[str]:
+        """The nodes holding a reservation for *pod_key* (one index lookup, no scan)."""
+        with self._lock:
+            return frozenset(self._held.get(pod_key, ()))
 
     # ------------------------------------------------------------ writes
     def upsert(self, nrt: NodeResourceTopology) -> None:

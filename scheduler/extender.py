@@ -230,6 +230,10 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 NOT_SYNCED = "topolet extender: NodeResourceTopology objects not listed yet; retry shortly"
 
 
+#: Verbs whose handling waits on the Kubernetes API (the Binding), not only on this process.
+_WAITING_VERBS = frozenset({"bind"})
+
+
 class _Routes:
     """Routes one request (an :class:`~scheduler.http11.IncomingRequest`) to a verb, ``/healthz``
     or ``/metrics``."""
@@ -265,6 +269,11 @@ class _Routes:
             message = f"no such verb {request.target!r}; POST one of {verbs}"
             return _json(HTTPStatus.NOT_FOUND, {"Error": message})
         return self._post(route or "", handler, request)
+
+    def waits(self, target: str) -> bool:
+        """Whether a request for *target* waits on the API server (``bind``): a server with
+        an event loop runs those off the loop."""
+        return self._route(target) in _WAITING_VERBS
 
     def _get(self, route: str | None, target: str) -> Reply:
         if route == "healthz":
@@ -439,6 +448,7 @@ class ExtenderServer:
                 server_name=server_name,
                 max_connections=max_connections,
                 request_timeout_s=request_timeout_s,
+                waits=self._routes.waits,
             )
         else:
             self._server = HTTP11Server(

@@ -44,6 +44,7 @@ import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -72,6 +73,8 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _MAX_HEAD = (MAX_HEADERS + 1) * MAX_LINE
 #: Headers that may appear once (Content-Length is llhttp's to refuse).
 _SINGLE = frozenset({"transfer-encoding", "host", "expect"})
+#: Threads for the requests that wait on something outside this process (binds).
+_WAITING_THREADS = 4
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -247,12 +250,34 @@ def _wanted_length(headers: dict[str, str], max_body: int) -> int | None:
 
 
 class ExtenderASGI:
-    """ASGI adapter: one request in, one :class:`Reply` of *handler* out."""
+    """ASGI adapter: one request in, one :class:`Reply` of *handler* out.
 
-    def __init__(self, handler: Handler, max_body: int, server_name: str) -> None:
+    *handler* runs on the event loop, except for requests whose target *waits* says wait
+    on something outside this process (``/bind`` creates a Binding through the API
+    server): those run in a small thread pool, so that a bind's round trip never holds up
+    the next pod's filter on another connection."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        max_body: int,
+        server_name: str,
+        waits: Callable[[str], bool] | None = None,
+    ) -> None:
         self.handler = handler
         self.max_body = max_body
         self.server_name = server_name.encode("latin-1")
+        self.waits = waits
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _offload(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=_WAITING_THREADS, thread_name_prefix="extender-wait")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -286,7 +311,11 @@ class ExtenderASGI:
             if scope["query_string"]:
                 target += "?" + scope["query_string"].decode("latin-1")
             request = BufferedRequest(scope["method"], target, f"HTTP/{version}", headers, body)
-            reply = self.handler(request)
+            if self.waits is not None and self.waits(target):
+                loop = asyncio.get_running_loop()
+                reply = await loop.run_in_executor(self._offload(), self.handler, request)
+            else:
+                reply = self.handler(request)
             announced = "content-length" in headers or "transfer-encoding" in headers
             if wants_close(headers) or (length is None and (announced or scope["method"] == "POST")):
                 reply = Reply(reply.status, reply.body, reply.content_type, True, reply.headers)
@@ -320,10 +349,12 @@ class NativeServer:
         max_connections: int = MAX_CONNECTIONS,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        waits: Callable[[str], bool] | None = None,
     ) -> None:
         self.socket = sock
         self.max_connections = max_connections
-        app = ExtenderASGI(handler, max_body, server_name)
+        app = ExtenderASGI(handler, max_body, server_name, waits)
+        self._app = app
         config = uvicorn.Config(
             app,
             http=_protocol_class(_Guard(max_connections, request_timeout_s)),
@@ -358,6 +389,7 @@ class NativeServer:
         try:
             self._server.run(sockets=[self.socket])
         finally:
+            self._app.close()
             self._done.set()
 
     def shutdown(self) -> None:

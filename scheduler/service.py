@@ -387,7 +387,7 @@ class ExtenderCore:
         if claims is not None:
             self.claims.refresh(claims)  # PreBind has just written the allocation
         hints = self.claims.hints(claims, request.node)
-        with self._bind_lock:
+        with self._bind_lock:  # check, reserve and claim the pod at once; not the API call
             bound = self._bound.get(key)
             if bound is not None:
                 return {"Error": f"cannot bind {where}: the pod is already bound to node {bound}"}
@@ -403,15 +403,18 @@ class ExtenderCore:
                 placement = admit(self._compile(pod, "kubelet"), view, hints).placement
                 self.cache.reserve(request.node, key, placement)
                 reserved = True
-            try:
-                self.binder.bind(request.pod_namespace, request.pod_name, request.pod_uid, request.node)
-            except BindError as err:
-                if reserved:
-                    self.cache.release_pod(key)
-                return {"Error": f"binding {where}: {err}"}
-            self._bound[key] = request.node
+            self._bound[key] = request.node  # a second bind of this pod is refused from here on
             while len(self._bound) > _POD_MEMORY:
                 self._bound.popitem(last=False)
+        try:  # outside the lock: binds of other pods go on while this one waits on the API server
+            self.binder.bind(request.pod_namespace, request.pod_name, request.pod_uid, request.node)
+        except BindError as err:
+            with self._bind_lock:
+                if self._bound.get(key) == request.node:
+                    del self._bound[key]
+                if reserved:
+                    self.cache.release_pod(key)
+            return {"Error": f"binding {where}: {err}"}
         return {"Error": ""}
 
     def _bind_verdict(self, compiled: CompiledPod, view: NodeView, hints: ClaimHints | None) -> FastVerdict:
@@ -468,7 +471,7 @@ class ExtenderCore:
             return
         with self._lock:
             was_pending = self._pending.pop(key, "no") is None
-        held = {r.node for r in self.cache.reservations() if r.pod_key == key}
+        held = self.cache.holders(key)
         with self._bind_lock:
             ours = self._bound.get(key) == node
         if held == {node} or (not held and (ours or not was_pending)):

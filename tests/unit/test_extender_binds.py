@@ -4,7 +4,11 @@ and says why; a pod already bound is refused before the API server is asked; the
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from kubernetes import client
 
 from scheduler.cache import NRTCache
 from scheduler.extender import ExtenderServer
-from scheduler.service import ExtenderCore
+from scheduler.service import BindError, ExtenderCore
 from scheduler.sources import KubernetesBinder
 from tests.apiserver_standin import ApiServerStandIn
 from tests.extender_helpers import GU, args, nrt_obj, post, v1_pod
@@ -170,3 +174,69 @@ def test_shipped_config_binds_only_where_the_extender_has_the_api() -> None:
     extender = yaml.safe_load_all((ROOT / "deploy/scheduler/extender.yaml").read_text())
     deployment = next(d for d in extender if d and d["kind"] == "Deployment")
     assert "--nrt-dir" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+class _GatedBinder:
+    """Holds every bind until released, as an API server slow to answer would."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.bound: list[tuple[str, str]] = []
+        self.waiting: list[str] = []
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        self.waiting.append(name)
+        self.entered.set()
+        if not self.release.wait(10):
+            raise BindError("the test never released the bind")
+        self.bound.append((f"{namespace}/{name}", node))
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "builtin"])
+def test_a_bind_waiting_on_the_api_server_does_not_hold_up_filter(kind: str) -> None:
+    """kube-scheduler binds pod N (its binding cycle) while it filters pod N+1 on another
+    connection: the filter is answered while the bind still waits for the API server, and
+    pod N+1's bind reaches the API server without waiting for pod N's."""
+    cache = _cache("w1", "w2")
+    binder = _GatedBinder()
+    server = ExtenderServer(ExtenderCore(cache, binder=binder), ("127.0.0.1", 0), server=kind)
+    server.start()
+    first = v1_pod("db-0", ("a", GU, {"cpu": "4", "memory": "1Gi"}))
+    second = v1_pod("db-1", ("a", GU, {"cpu": "2", "memory": "1Gi"}))
+    replies: list[tuple[int, Any]] = []
+    try:
+        assert post(server.address, "/filter", args(first, ["w1"]))[1]["NodeNames"] == ["w1"]
+        binding = threading.Thread(
+            target=lambda: replies.append(post(server.address, "/bind", _bind_args(first, "w1")))
+        )
+        binding.start()
+        assert binder.entered.wait(5), "the bind never reached the binder"
+        conn = http.client.HTTPConnection(*server.address, timeout=3)
+        try:
+            body = json.dumps(args(second, ["w1", "w2"])).encode()
+            conn.request("POST", "/filter", body=body, headers={"Content-Type": "application/json"})
+            reply = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        assert not binder.release.is_set() and binder.bound == []  # the bind still waits
+        assert reply["NodeNames"] == ["w1", "w2"]
+        again = post(server.address, "/bind", _bind_args(first, "w2"))  # while in flight
+        assert again[1]["Error"].endswith("the pod is already bound to node w1")
+        other = threading.Thread(
+            target=lambda: replies.append(post(server.address, "/bind", _bind_args(second, "w2")))
+        )
+        other.start()
+        deadline = time.monotonic() + 5
+        while len(binder.waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert binder.waiting == ["db-0", "db-1"]  # both wait on the API server at once
+        binder.release.set()
+        binding.join(10)
+        other.join(10)
+        assert replies == [(200, {"Error": ""})] * 2
+        assert sorted(binder.bound) == [("default/db-0", "w1"), ("default/db-1", "w2")]
+        assert _cpu(cache, "w1", 0) == 0 and _cpu(cache, "w2", 0) == 2000  # both held
+    finally:
+        binder.release.set()
+        server.stop()
