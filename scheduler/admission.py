@@ -18,10 +18,14 @@ reserves that on bind.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
 
 from scheduler.claim_index import ClaimHints
 from scheduler.views import Check, CompiledPod, Item, NodeView
@@ -32,6 +36,8 @@ from topology.nrt import zone_name
 from topology.quantity import CPU, format_amount
 
 __all__ = ["Decision", "admit", "placement_of"]
+
+IntArray = npt.NDArray[np.int64]
 
 #: numa id -> resource -> amount.
 Placement = Mapping[int, Mapping[str, int]]
@@ -47,12 +53,57 @@ class Decision:
     placement: Placement = field(default_factory=lambda: MappingProxyType({}))
 
 
+#: Zone counts up to which hints are computed over a table of every zone subset at once.
+_TABLE_ZONES = 10
+#: Largest amount summed in int64 over the table (sums of up to 10 stay below 2**63).
+_TABLE_MAX = 2**59
+
+
+@functools.lru_cache(maxsize=256)
+def _subset_table(ids: tuple[int, ...]) -> tuple[IntArray, IntArray, tuple[frozenset[int], ...]]:
+    """Every non-empty subset of *ids* in kubelet's order (by size, then
+    ``itertools.combinations`` order): a membership matrix, the sizes and the id sets."""
+    combos = [c for size in range(1, len(ids) + 1) for c in itertools.combinations(range(len(ids)), size)]
+    member = np.zeros((len(combos), len(ids)), dtype=np.int64)
+    for row, combo in enumerate(combos):
+        member[row, list(combo)] = 1
+    sizes = member.sum(axis=1)
+    member.setflags(write=False)
+    sizes.setflags(write=False)
+    return member, sizes, tuple(frozenset(ids[i] for i in c) for c in combos)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hint(zones: frozenset[int], preferred: bool) -> TopologyHint:
+    return TopologyHint(zones, preferred)
+
+
 def _hints_for(
     item: Item, zones: Mapping[int, dict[str, int]], allocatable: Mapping[int, Mapping[str, int]]
 ) -> list[TopologyHint] | None:
-    ids = sorted(n for n, avail in zones.items() if item.name in avail)
+    ids = tuple(sorted(n for n, avail in zones.items() if item.name in avail))
     if not ids:
         return None
+    if len(ids) > _TABLE_ZONES:
+        return _hints_one_by_one(item, ids, zones, allocatable)
+    alloc_row = [allocatable.get(n, {}).get(item.name, 0) for n in ids]
+    avail_row = [zones[n][item.name] for n in ids]
+    if max(*alloc_row, *avail_row, item.amount, item.need) > _TABLE_MAX or min(*alloc_row, *avail_row) < 0:
+        return _hints_one_by_one(item, ids, zones, allocatable)  # sums could overflow int64
+    member, sizes, sets = _subset_table(ids)
+    covering = sizes[member @ np.array(alloc_row, dtype=np.int64) >= item.amount]
+    min_size = int(covering.min()) if covering.size else len(ids) + 1
+    avail = np.array(avail_row, dtype=np.int64)
+    return [_hint(sets[i], bool(sizes[i] == min_size)) for i in np.flatnonzero(member @ avail >= item.need)]
+
+
+def _hints_one_by_one(
+    item: Item,
+    ids: tuple[int, ...],
+    zones: Mapping[int, dict[str, int]],
+    allocatable: Mapping[int, Mapping[str, int]],
+) -> list[TopologyHint]:
+    """:func:`_hints_for` subset by subset (nodes with more zones than the table holds)."""
     min_size = len(ids) + 1
     hints: list[tuple[tuple[int, ...], int]] = []
     for size in range(1, len(ids) + 1):

@@ -19,6 +19,7 @@ never shows them a half-written row.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -100,21 +101,36 @@ class Gathered:
         )
 
 
+Distances = tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+
+
 def _distance_rows(view: NodeView) -> tuple[IntArray, IntArray, IntArray]:
-    """(self distance per slot, distance sum per subset, least sum per subset size)."""
-    cells = view.nrt.numa_cells()
+    """(self distance per slot, distance sum per subset, least sum per subset size).
+
+    A node's distances change only with its NRT object's costs, not with what is free, so
+    the rows are kept per distance table: a reservation's rewrite of a row reuses them."""
+    key = tuple((c.numa_id, tuple(sorted(c.costs.items()))) for c in view.nrt.numa_cells())
+    return _distance_rows_of(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _distance_rows_of(cells: Distances) -> tuple[IntArray, IntArray, IntArray]:
     n = len(cells)
     matrix = np.full((MAX_SLOTS, MAX_SLOTS), MAX_DISTANCE, dtype=np.int64)
-    for a, ca in enumerate(cells):
-        for b, cb in enumerate(cells):
-            matrix[a, b] = ca.costs.get(cb.numa_id, MAX_DISTANCE)
+    for a, (_, costs) in enumerate(cells):
+        row = dict(costs)
+        for b, (numa_id, _) in enumerate(cells):
+            matrix[a, b] = row.get(numa_id, MAX_DISTANCE)
     sub = SUBSETS.astype(np.int64)
     sums = np.einsum("sa,ab,sb->s", sub, matrix, sub)
     least = np.zeros(MAX_SLOTS, dtype=np.int64)
     inside = n > _SUBSET_HIGHEST
     for size in range(1, n + 1):
         least[size - 1] = sums[inside & (size == SUBSET_SIZES)].min()
-    return np.diagonal(matrix).copy(), sums, least
+    out = (np.diagonal(matrix).copy(), sums, least)
+    for array in out:
+        array.setflags(write=False)  # shared by every row with this table: read-only
+    return out
 
 
 class ClusterColumns:
