@@ -21,9 +21,10 @@ of those first meetings, when a shape's result tables are filled):
 * ``sustained``: pods/s completed by concurrent loopback clients, each in its own
   process (as kube-scheduler is), each pod filter + prioritize + bind, for a bounded time,
   against one server or ``workers`` worker processes (:mod:`scheduler.workers`);
+* ``sustained_pairs``: the same without binds: filter + prioritize pairs/s;
 * ``targets``: the design targets (p99 <= 5 ms at the widest name count, >= 1000
-  pods/s) and the scheduling-path ones (p99 <= 1 ms over HTTP at 500 names, a new
-  shape's first pod <= 10 ms) beside the figures.
+  pods/s, >= 1000 filter + prioritize pairs/s) and the scheduling-path ones (p99 <= 1 ms
+  over HTTP at 500 names, a new shape's first pod <= 10 ms) beside the figures.
 
 The cluster is loaded once per measurement and then frozen out of the garbage
 collector (``gc.freeze``), as a long-running extender would be.
@@ -209,7 +210,7 @@ class _Client:
     def __init__(self, address: tuple[str, int]) -> None:
         self.conn = KeepAliveClient(address)
 
-    def step(self, pod: dict[str, Any], names: list[str]) -> float:
+    def step(self, pod: dict[str, Any], names: list[str], *, bind: bool = True) -> float:
         head = b'{"Pod":' + json.dumps(pod, separators=(",", ":")).encode() + b',"Nodes":null,"NodeNames":'
         request = self.conn.request_bytes("/filter", head + json.dumps(names).encode() + b"}")
         start = time.perf_counter()
@@ -218,7 +219,8 @@ class _Client:
         if survivors is not None:
             scores = self.conn.post("/prioritize", head + survivors + b"}")
         elapsed = time.perf_counter() - start
-        _bind_best(self._bind, pod, json.loads(scores))
+        if bind:
+            _bind_best(self._bind, pod, json.loads(scores))
         return elapsed
 
     def _filter(self, request: bytes) -> bytes | None:
@@ -248,27 +250,29 @@ def _measure(
 
 
 def _client_process(
-    address: tuple[str, int], names: list[str], count: int, seconds: float, seed: int, out: Any
+    address: tuple[str, int], names: list[str], count: int, seconds: float, seed: int, bind: bool, out: Any
 ) -> None:
-    """One load-generating client (its own process, as kube-scheduler is): pods until the deadline."""
+    """One load-generating client (its own process, as kube-scheduler is): pods until the
+    deadline, each bound to its best node when *bind*."""
     shapes, rng = pod_shapes(), random.Random(seed)
     client = _Client(address)
     done, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         pick = names if count >= len(names) else rng.sample(names, count)
-        client.step(_pod(rng.choice(shapes), seed * 1_000_000 + done), pick)
+        client.step(_pod(rng.choice(shapes), seed * 1_000_000 + done), pick, bind=bind)
         done += 1
     out.put(done)
 
 
 def _sustained(
-    address: tuple[str, int], names: list[str], count: int, clients: int, seconds: float
+    address: tuple[str, int], names: list[str], count: int, clients: int, seconds: float, bind: bool = True
 ) -> dict[str, float]:
-    """Pods/s (filter + prioritize + bind each) from *clients* concurrent client processes."""
+    """Pods/s (filter + prioritize, and bind when *bind*) from *clients* concurrent client
+    processes."""
     ctx = multiprocessing.get_context("fork")
     results: Any = ctx.Queue()
     procs = [
-        ctx.Process(target=_client_process, args=(address, names, count, seconds, k + 1, results))
+        ctx.Process(target=_client_process, args=(address, names, count, seconds, k + 1, bind, results))
         for k in range(clients)
     ]
     start = time.perf_counter()
@@ -346,17 +350,18 @@ def _sustained_run(
     seconds: float,
     workers: int,
     server_kind: str = DEFAULT_SERVER,
+    bind: bool = True,
 ) -> dict[str, Any]:
     """The sustained run against one extender process, or *workers* worker processes."""
     if workers > 1:
         pool = WorkerPool(workers, ("127.0.0.1", 0), lambda: _loaded(cluster), server=server_kind)
         pool.start(timeout_s=120)
         try:
-            return {**_sustained(pool.address, names, count, clients, seconds), "workers": workers}
+            return {**_sustained(pool.address, names, count, clients, seconds, bind), "workers": workers}
         finally:
             pool.stop()
     with _extender_process(cluster, server_kind) as address:
-        return {**_sustained(address, names, count, clients, seconds), "workers": 1}
+        return {**_sustained(address, names, count, clients, seconds, bind), "workers": 1}
 
 
 #: Design targets: p99 of filter + prioritize at the widest name count (every node), and
@@ -415,6 +420,15 @@ def run(
             **_sustained_run(cluster, all_names, count, clients, sustained_s, workers, server),
             "node_names": count,
         }
+        pairs = _sustained_run(cluster, all_names, count, clients, sustained_s, workers, server, bind=False)
+        out["sustained_pairs"] = {
+            "pairs": pairs["pods"],
+            "seconds": pairs["seconds"],
+            "pairs_per_s": pairs["pods_per_s"],
+            "clients": clients,
+            "workers": pairs["workers"],
+            "node_names": count,
+        }
     out["targets"] = _targets(out)
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
@@ -425,6 +439,7 @@ def _targets(out: dict[str, Any]) -> dict[str, Any]:
     widest = max(out["in_process"], default=None)
     p99 = {kind: out.get(kind, {}).get(widest, {}).get("p99_ms") for kind in ("in_process", "http")}
     pods_s = out.get("sustained", {}).get("pods_per_s")
+    pairs_s = out.get("sustained_pairs", {}).get("pairs_per_s")
     at_500 = out.get("http", {}).get(500, {}).get("p99_ms")
     cold = [out.get(kind, {}).get(500, {}).get("cold_ms") for kind in ("in_process", "http")]
     cold = [c for c in cold if c is not None]
@@ -436,6 +451,9 @@ def _targets(out: dict[str, Any]) -> dict[str, Any]:
         "pods_per_s_target": TARGET_PODS_PER_S,
         "pods_per_s": pods_s,
         "pods_per_s_met": pods_s is not None and pods_s >= TARGET_PODS_PER_S,
+        "pairs_per_s_target": TARGET_PODS_PER_S,
+        "pairs_per_s": pairs_s,
+        "pairs_per_s_met": pairs_s is not None and pairs_s >= TARGET_PODS_PER_S,
         "http_p99_ms_at_500_target": TARGET_P99_MS_500,
         "http_p99_ms_at_500": at_500,
         "http_p99_at_500_met": at_500 is not None and at_500 <= TARGET_P99_MS_500,

@@ -19,6 +19,9 @@ def test_bench_runs_every_measurement(workers: int) -> None:
             assert figures["cold_ms"] > 0
     sustained = out["sustained"]
     assert sustained["pods"] > 0 and sustained["workers"] == workers and sustained["node_names"] == 40
+    pairs = out["sustained_pairs"]
+    assert pairs["pairs"] > 0 and pairs["workers"] == workers and pairs["node_names"] == 40
+    assert out["targets"]["pairs_per_s"] == pairs["pairs_per_s"] > 0
     assert out["targets"]["names"] == 120
 
 
