@@ -44,11 +44,13 @@ from bench.kube_stack import (
 if TYPE_CHECKING:
     from kube.admin import Namespace
 
-__all__ = ["ProfileRun", "metric_sum", "run"]
+__all__ = ["NOOP_PROFILE", "ProfileRun", "metric_sum", "run"]
 
 AddNodes = Callable[[Any, list[str]], None]
 _IN_TREE = ("PreFilter", "Filter", "PreScore", "Score")
 _NS = "bench"
+#: The label of the run against :mod:`bench.noop_extender`.
+NOOP_PROFILE = "noop-extender"
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,9 @@ def _measure(
     ``(seconds, pods/s, last metrics text)``."""
     proc, port = cp.start_scheduler(name, config)
     url, ctx = f"https://127.0.0.1:{port}/metrics", _insecure()
-    samples: list[tuple[float, float]] = []
+    # the scheduler starts with nothing scheduled: a run so short that the first sample
+    # already sees every pod is measured from the start
+    samples: list[tuple[float, float]] = [(time.monotonic(), 0.0)]
     deadline = time.monotonic() + timeout_s
     text = ""
     try:
@@ -135,7 +139,7 @@ def _measure(
     finally:
         cp.stop_proc(proc)
     moving = [(t, n) for t, n in samples if n > 0]
-    first = max((s for s in samples if s[1] == 0), default=moving[0])
+    first = max(s for s in samples if s[1] == 0)
     t0, n0 = first
     t1, n1 = moving[-1]
     seconds = max(t1 - t0, 1e-6)
@@ -166,9 +170,11 @@ def run(
     add_nodes: AddNodes,
     qps: int = 1000,
     timeout_s: float = 600.0,
+    floor: bool = False,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> list[ProfileRun]:
-    """Both profiles at each node count (see the module docstring)."""
+    """Both profiles at each node count (see the module docstring); with *floor*, also the
+    shipped configuration against a do-nothing extender (:data:`NOOP_PROFILE`)."""
     from kube.admin import Namespace
     from kube.client import api_client
 
@@ -204,30 +210,82 @@ def run(
                 wait_extender_synced(f"{ext_url}/filter", names, 100_000, timeout_s)
                 for profile in ("default-scheduler", "topolet-scheduler"):
                     cfg = _profile_config(shipped, profile, qps)
-                    log(f"{count} nodes, {profile}: creating {pods} pods")
-                    _create_pods(core, f"{profile[:7]}-{count}", pods, cpus, profile)
-                    seconds, rate, text = _measure(
-                        cp, f"sched-{profile}-{count}", cfg, profile, pods, timeout_s
-                    )
-                    algorithm, in_tree = _split(text, profile)
-                    server = 0.0
-                    if profile != "default-scheduler":
-                        _, body = http_get(f"http://127.0.0.1:{ext_port}/metrics")
-                        server = sum(
-                            metric_sum(
-                                body.decode(), "topolet_extender_request_duration_seconds_sum", {"verb": v}
-                            )
-                            for v in ("filter", "prioritize")
-                        )
-                    share = max(algorithm - in_tree, 0.0) / algorithm if algorithm else 0.0
                     results.append(
-                        ProfileRun(count, profile, pods, seconds, rate, algorithm, in_tree, share, server)
+                        _profile_run(cp, core, count, profile, cfg, pods, cpus, timeout_s, log, ext_port)
                     )
-                    log(f"  {rate:.1f} pods/s; algorithm {algorithm:.2f} s, in-tree {in_tree:.2f} s")
-                    _delete_pods(core)
             finally:
                 ext.stop()
+            if floor:
+                results.append(_floor_run(cp, core, work, deploy, count, pods, cpus, qps, timeout_s, log))
     return results
+
+
+def _profile_run(
+    cp: ControlPlane,
+    core: Namespace,
+    count: int,
+    profile: str,
+    cfg: dict[str, Any],
+    pods: int,
+    cpus: int,
+    timeout_s: float,
+    log: Callable[[str], None],
+    ext_port: int | None,
+    label: str = "",
+) -> ProfileRun:
+    """Schedule *pods* fresh pods of *profile* with a scheduler of configuration *cfg*."""
+    label = label or profile
+    log(f"{count} nodes, {label}: creating {pods} pods")
+    _create_pods(core, f"{label[:7]}-{count}", pods, cpus, profile)
+    seconds, rate, text = _measure(cp, f"sched-{label}-{count}", cfg, profile, pods, timeout_s)
+    algorithm, in_tree = _split(text, profile)
+    server = 0.0
+    if ext_port is not None and profile != "default-scheduler":
+        _, body = http_get(f"http://127.0.0.1:{ext_port}/metrics")
+        server = sum(
+            metric_sum(body.decode(), "topolet_extender_request_duration_seconds_sum", {"verb": v})
+            for v in ("filter", "prioritize")
+        )
+    share = max(algorithm - in_tree, 0.0) / algorithm if algorithm else 0.0
+    log(f"  {rate:.1f} pods/s; algorithm {algorithm:.2f} s, in-tree {in_tree:.2f} s")
+    _delete_pods(core)
+    return ProfileRun(count, label, pods, seconds, rate, algorithm, in_tree, share, server)
+
+
+def _floor_run(
+    cp: ControlPlane,
+    core: Namespace,
+    work: Path,
+    deploy: Path,
+    count: int,
+    pods: int,
+    cpus: int,
+    qps: int,
+    timeout_s: float,
+    log: Callable[[str], None],
+) -> ProfileRun:
+    """The shipped configuration against :mod:`bench.noop_extender` (no ``bindVerb``)."""
+    port = free_port()
+    noop = Proc(
+        "noop-extender",
+        [sys.executable, "-m", "bench.noop_extender", f"127.0.0.1:{port}"],
+        work / f"noop-extender-{count}.log",
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        while http_get(f"http://127.0.0.1:{port}/healthz")[0] != 200:
+            if time.monotonic() > deadline or not noop.alive():
+                raise RuntimeError(f"the no-op extender did not start: {noop.tail()}")
+            time.sleep(0.2)
+        shipped = shipped_scheduler_config(deploy, f"127.0.0.1:{port}", cp.admin_kubeconfig())
+        for extender in shipped.get("extenders", []):
+            extender.pop("bindVerb", None)
+        cfg = _profile_config(shipped, "topolet-scheduler", qps)
+        return _profile_run(
+            cp, core, count, "topolet-scheduler", cfg, pods, cpus, timeout_s, log, None, NOOP_PROFILE
+        )
+    finally:
+        noop.stop()
 
 
 def _profile_config(shipped: dict[str, Any], profile: str, qps: int) -> dict[str, Any]:

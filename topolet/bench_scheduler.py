@@ -45,6 +45,12 @@ def register_scheduler(subparsers: Any) -> None:
     p.add_argument("--bin-dir", type=Path, metavar="DIR", help="etcd/kube-apiserver/kube-scheduler")
     p.add_argument("--deploy", type=Path, metavar="DIR", help="topolet's deploy/ directory")
     p.add_argument("--work-dir", type=Path, metavar="DIR", help="state and logs (default: a temp dir)")
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the shipped configuration against a do-nothing extender served by the same "
+        "Python HTTP stack (no bindVerb): what the two HTTP exchanges per pod cost on this machine",
+    )
     add_format_option(p)
     p.set_defaults(func=_run)
 
@@ -97,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
             pods=pods,
             cpus=args.cpus,
             qps=args.qps,
+            floor=args.floor,
             add_nodes=lambda api, names: _add(api, names, topo),
         )
     except (ControlPlaneError, StackError) as err:
@@ -121,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{r.algorithm_s:.2f}",
             f"{r.in_tree_s:.2f}",
             f"{r.extender_share:.0%}" if r.profile != "default-scheduler" else "-",
-            f"{r.extender_server_s:.2f}" if r.profile != "default-scheduler" else "-",
+            f"{r.extender_server_s:.2f}" if r.profile == "topolet-scheduler" else "-",
         )
     Console().print(table)
     return 0
