@@ -15,7 +15,7 @@ from typing import Any
 
 from topolet.arg_types import positive_int
 from topolet.cli import CommandError, common_options
-from topolet.tables import add_format_option, add_quick_option, wants_json
+from topolet.tables import add_format_option, add_quick_option, print_table, wants_json
 
 __all__ = ["register_scheduler"]
 
@@ -130,5 +130,5 @@ def _run(args: argparse.Namespace) -> int:
             f"{r.extender_share:.0%}" if r.profile != "default-scheduler" else "-",
             f"{r.extender_server_s:.2f}" if r.profile == "topolet-scheduler" else "-",
         )
-    Console().print(table)
+    print_table(table, Console())
     return 0
