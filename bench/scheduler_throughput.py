@@ -272,11 +272,7 @@ def _floor_run(
         work / f"noop-extender-{count}.log",
     ).start()
     try:
-        deadline = time.monotonic() + 60
-        while http_get(f"http://127.0.0.1:{port}/healthz")[0] != 200:
-            if time.monotonic() > deadline or not noop.alive():
-                raise RuntimeError(f"the no-op extender did not start: {noop.tail()}")
-            time.sleep(0.2)
+        noop.wait_ready(f"http://127.0.0.1:{port}/healthz", None, 60)
         shipped = shipped_scheduler_config(deploy, f"127.0.0.1:{port}", cp.admin_kubeconfig())
         for extender in shipped.get("extenders", []):
             extender.pop("bindVerb", None)
