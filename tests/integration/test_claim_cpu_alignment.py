@@ -285,8 +285,19 @@ def test_the_agents_pod_source_places_cpus_by_the_claims_it_watches(tmp_path: Pa
     try:
         assert source.synced.wait(5)
         api.put_pod(pod("train"))
+
+        # The state records the CPUs before the transaction writes the cgroup and the owner
+        # entry, so wait for all three: the pod source applies them on its own thread.
+        def applied() -> bool:
+            got = mgr.state.get_cpuset("uid-train", "app")
+            return (
+                got is not None
+                and CPUSet.parse((cgroup / "cpuset.cpus").read_text()) == got
+                and ("uid-train", "app") in mgr.owners
+            )
+
         deadline = time.monotonic() + 10
-        while mgr.state.get_cpuset("uid-train", "app") is None and time.monotonic() < deadline:
+        while not applied() and time.monotonic() < deadline:
             time.sleep(0.02)
         got = mgr.state.get_cpuset("uid-train", "app")
         assert got is not None and len(got) == 4 and node.numa_of(got) == CPUSet.of(1)
