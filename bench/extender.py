@@ -10,7 +10,12 @@ zones, so cached results of that node go stale as they would in a cluster).
 
 Figures, per candidate-list size (500 = what kube-scheduler sends at 5000 nodes by
 default; 5000 = every node), after one untimed pod per shape (``cold_ms``: the slowest
-of those first meetings, when a shape's result tables are filled):
+of those first meetings, when a shape's result tables start to fill) and a pause of
+:data:`SETTLE_S` (``settle_s``): kube-scheduler leaves the extender idle between its
+calls, and the extender spends idle time filling the rest of each shape's tables
+(:mod:`scheduler.warming`; in process, :meth:`ExtenderCore.warm` is called until it is
+done). Without that idle time the first few hundred pods of new shapes meet hundreds of
+stale rows each (p99 about 5-7 ms here):
 
 * ``in_process``: filter + prioritize through :class:`ExtenderCore` (request parsing
   included, HTTP excluded); bind runs after each pod but is not timed;
@@ -235,18 +240,48 @@ class _Client:
         self.conn.post("/bind", json.dumps(body).encode())
 
 
+#: Idle seconds after the first pod of each shape (the extender fills the shapes' tables).
+SETTLE_S = 1.0
+
+
 def _measure(
-    step: Step, names_for: Callable[[], list[str]], pods: int, rng: random.Random
+    step: Step,
+    names_for: Callable[[], list[str]],
+    pods: int,
+    rng: random.Random,
+    settle: Callable[[], float],
 ) -> dict[str, float]:
-    """Percentiles of *pods* timed pods, after one untimed pod per shape: a shape's first
-    meeting with the cluster fills its result tables (reported as ``cold_ms``, the
-    slowest of those first meetings), which a long-running extender pays once per shape."""
+    """Percentiles of *pods* timed pods, after one untimed pod per shape and *settle*
+    (idle time; returns its seconds): a shape's first meeting with the cluster starts
+    its result tables (reported as ``cold_ms``, the slowest of those first meetings),
+    which a long-running extender pays once per shape."""
     shapes = pod_shapes()
     cold = [step(_pod(shape, -1 - k), names_for()) for k, shape in enumerate(shapes)]
+    settled = settle()
     samples: list[float] = []
     for n in range(pods):
         samples.append(step(_pod(rng.choice(shapes), n), names_for()))
-    return {**_percentiles(samples), "cold_ms": round(max(cold) * 1e3, 3)}
+    return {**_percentiles(samples), "cold_ms": round(max(cold) * 1e3, 3), "settle_s": round(settled, 3)}
+
+
+def _idle(seconds: float) -> Callable[[], float]:
+    def settle() -> float:
+        time.sleep(seconds)
+        return seconds
+
+    return settle
+
+
+def _warmed(core: ExtenderCore) -> Callable[[], float]:
+    """In process, idle time is the warming steps the server would run, run to the end."""
+
+    def settle() -> float:
+        start = time.perf_counter()
+        while core.warm():
+            pass
+        return time.perf_counter() - start
+
+    return settle
 
 
 def _client_process(
@@ -406,12 +441,14 @@ def run(
 
         for kind in kinds:
             if kind == "in_process":
-                out[kind][count] = _measure(_in_process(_loaded(cluster)), names_for, pods, rng)
+                core = _loaded(cluster)
+                out[kind][count] = _measure(_in_process(core), names_for, pods, rng, _warmed(core))
                 continue
             with _extender_process(cluster, server) as address:
                 client = _Client(address)
                 try:
-                    out.setdefault("http", {})[count] = _measure(client.step, names_for, pods, rng)
+                    settle = _idle(SETTLE_S)
+                    out.setdefault("http", {})[count] = _measure(client.step, names_for, pods, rng, settle)
                 finally:
                     client.conn.close()
     if http:

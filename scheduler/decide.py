@@ -26,7 +26,17 @@ from scheduler.columns import WIRE_WIDTH, ClusterColumns, IntArray
 from scheduler.results import RejectText, RowTable
 from scheduler.views import CompiledPod
 
-__all__ = ["EXTRA_REFRESH", "SMALL_REFRESH", "FilterAnswer", "ScoreAnswer", "cached_filter", "cached_scores"]
+__all__ = [
+    "EXTRA_REFRESH",
+    "SMALL_REFRESH",
+    "FilterAnswer",
+    "ScoreAnswer",
+    "cached_filter",
+    "cached_scores",
+    "constant_scores",
+    "warm_filter",
+    "warm_scores",
+]
 
 PASS, FAIL, UNRESOLVABLE = 1, 0, -1
 #: node name -> (fits, message, unresolvable): the per-node verdict.
@@ -42,7 +52,7 @@ SMALL_REFRESH = 16
 #: Other stale rows of the cluster recomputed beside the wanted ones in a vectorised
 #: pass: a new shape's tables fill over its first few requests (5,000 nodes, 500 names:
 #: about five) and no single request pays for the whole cluster.
-EXTRA_REFRESH = 512
+EXTRA_REFRESH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,9 @@ class FilterAnswer:
     rows: IntArray
     layout: int
     columns: ClusterColumns
+    #: More than the small-refresh count of the candidates were stale: the shape's table
+    #: is still filling (or the cluster changed a lot), so idle time should fill the rest.
+    incomplete: bool = False
 
     def passed(self) -> list[str]:
         return list(compress(self.names, (self.verdict == PASS).tolist()))
@@ -110,6 +123,8 @@ class ScoreAnswer:
     rows: IntArray
     layout: int
     columns: ClusterColumns
+    #: As :attr:`FilterAnswer.incomplete`.
+    incomplete: bool = False
 
     def encode(self, fallback: Callable[[Sequence[str], list[int]], bytes]) -> bytes:
         """The prioritize reply, joined from the rows' cached entries (*fallback* encodes
@@ -180,15 +195,56 @@ def _answer(
     compute: Compute,
     small: int,
     rows_hint: IntArray | None = None,
-) -> tuple[IntArray, IntArray, IntArray, dict[int, RejectText]]:
-    """(row per position, positions with a row, their values, reasons by row)."""
+) -> tuple[IntArray, IntArray, IntArray, dict[int, RejectText], bool]:
+    """(row per position, positions with a row, their values, reasons by row, whether
+    more than *small* of them were stale)."""
     rows, known, values, stale, texts = _stale(columns, table, names, rows_hint)
     if len(stale):
         wanted = known[stale]
         done_rows, done_values, done_texts = _refresh(columns, table, names, rows, wanted, compute, small)
         values[stale] = done_values[np.searchsorted(done_rows, rows[known][stale])]
         texts.update(done_texts)
-    return rows, known, values, texts
+    return rows, known, values, texts, len(stale) > small
+
+
+def _warm(columns: ClusterColumns, table: RowTable, compute: Compute, budget: int) -> int:
+    """Recompute up to *budget* stale rows of *table*, over the whole cluster (the lowest
+    rows first); returns how many stale rows are left."""
+    all_rows, all_names = columns.live()
+    _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
+    pick = stale[:budget]
+    if len(pick):
+        rows = all_rows[pick]
+        gens = columns.generations(rows)  # before the data is read (see scheduler.results)
+        values, texts = compute(rows, [all_names[i] for i in pick.tolist()])
+        table.store(rows, gens, values, texts)
+    return len(stale) - len(pick)
+
+
+def warm_filter(
+    compiled: CompiledPod,
+    columns: ClusterColumns,
+    table: RowTable,
+    per_node: PerNode,
+    budget: int,
+    small: int = SMALL_REFRESH,
+) -> int:
+    """Fill up to *budget* stale rows of *compiled*'s filter table (idle time, no request
+    waiting); returns the stale rows left."""
+
+    def compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
+        return _compute_filter(compiled, sub, rows, columns, per_node, small)
+
+    return _warm(columns, table, compute, budget)
+
+
+def warm_scores(columns: ClusterColumns, table: RowTable, compute: ScoreRows, budget: int) -> int:
+    """As :func:`warm_filter`, for a prioritize table (*compute*: names -> scores)."""
+
+    def rows_compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
+        return np.fromiter(compute(sub), dtype=np.int64, count=len(sub)), {}
+
+    return _warm(columns, table, rows_compute, budget)
 
 
 def cached_filter(
@@ -206,12 +262,13 @@ def cached_filter(
         return _compute_filter(compiled, sub, rows, columns, per_node, small)
 
     layout = columns.layout
-    rows, known, values, texts = _answer(columns, table, names, compute, small)
+    rows, known, values, texts, incomplete = _answer(columns, table, names, compute, small)
     verdict = np.ones(len(names), dtype=np.int64)
     verdict[known] = values
     bad = np.flatnonzero(verdict <= 0).tolist()
     row_of = rows.tolist() if bad else []
-    return FilterAnswer(names, verdict, {p: texts[row_of[p]] for p in bad}, rows, layout, columns)
+    reasons = {p: texts[row_of[p]] for p in bad}
+    return FilterAnswer(names, verdict, reasons, rows, layout, columns, incomplete)
 
 
 def _compute_filter(
@@ -262,7 +319,15 @@ def cached_scores(
     rows_hint = None
     if known_rows is not None and known_rows[1] == layout:
         rows_hint = known_rows[0]
-    rows, known, values, _ = _answer(columns, table, names, rows_compute, small, rows_hint)
+    rows, known, values, _, incomplete = _answer(columns, table, names, rows_compute, small, rows_hint)
     scores = np.full(len(names), no_nrt, dtype=np.int64)
     scores[known] = values
-    return ScoreAnswer(names, scores, rows, layout, columns)
+    return ScoreAnswer(names, scores, rows, layout, columns, incomplete)
+
+
+def constant_scores(names: Sequence[str], columns: ClusterColumns, score: int) -> ScoreAnswer:
+    """The same *score* for every name (a pod with nothing to align), answered from the
+    rows' pre-encoded entries like any other reply."""
+    layout = columns.layout
+    rows = columns.rows_of(names)
+    return ScoreAnswer(names, np.full(len(names), score, dtype=np.int64), rows, layout, columns)

@@ -45,6 +45,7 @@ from scheduler.http11 import (
     listening_socket,
 )
 from scheduler.service import ExtenderCore
+from scheduler.warming import IdleWarmer
 from scheduler.wire import (
     FilterRequest,
     decode_extender_args,
@@ -239,8 +240,15 @@ class _Routes:
     or ``/metrics``."""
 
     def __init__(
-        self, core: ExtenderCore, prefix: str, max_body: int, metrics: ExtenderMetrics, limits: Limits
+        self,
+        core: ExtenderCore,
+        prefix: str,
+        max_body: int,
+        metrics: ExtenderMetrics,
+        limits: Limits,
+        warmer: IdleWarmer | None = None,
     ) -> None:
+        self.warmer = warmer
         self.limits = limits
         self.prefix = normalise_prefix(prefix)
         self.max_body = max_body
@@ -255,6 +263,15 @@ class _Routes:
         return path.lstrip("/") or None
 
     def __call__(self, request: IncomingRequest) -> Reply:
+        if self.warmer is None:
+            return self._handle(request)
+        self.warmer.begin()
+        try:
+            return self._handle(request)
+        finally:
+            self.warmer.end()
+
+    def _handle(self, request: IncomingRequest) -> Reply:
         route = self._route(request.target)
         if request.method == "GET":
             return self._get(route, request.target)
@@ -426,6 +443,7 @@ class ExtenderServer:
         max_connections: int = MAX_CONNECTIONS,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         server: str = DEFAULT_SERVER,
+        warm_when_idle: bool = True,
     ) -> None:
         if server not in SERVERS:
             raise ValueError(f"ExtenderServer: server {server!r}: expected one of {', '.join(SERVERS)}")
@@ -435,7 +453,9 @@ class ExtenderServer:
             sock = listening_socket(address)
         self.core = core
         self.metrics = ExtenderMetrics()
-        self._routes = _Routes(core, path_prefix, max_body, self.metrics, limits or Limits())
+        #: Fills the shape tables between requests (None: requests fill them alone).
+        self.warmer = IdleWarmer(core.warm, core.warming_pending) if warm_when_idle else None
+        self._routes = _Routes(core, path_prefix, max_body, self.metrics, limits or Limits(), self.warmer)
         self.server = server
         self._server: HTTP11Server | NativeServer
         if server == "uvicorn":
@@ -471,11 +491,17 @@ class ExtenderServer:
 
     def start(self) -> None:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="extender-http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="extender-http", daemon=True)
         self._thread.start()
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        if self.warmer is not None:
+            self.warmer.start()
+        try:
+            self._server.serve_forever()
+        finally:
+            if self.warmer is not None:
+                self.warmer.stop()
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -54,7 +54,16 @@ from scheduler.cache import TopologyCache
 from scheduler.claim_index import ClaimHints, ClaimIndex
 from scheduler.claim_objects import PodClaims, pod_claims
 from scheduler.columns import ClusterColumns, IntArray
-from scheduler.decide import SMALL_REFRESH, FilterAnswer, ScoreAnswer, cached_filter, cached_scores
+from scheduler.decide import (
+    SMALL_REFRESH,
+    FilterAnswer,
+    ScoreAnswer,
+    cached_filter,
+    cached_scores,
+    constant_scores,
+    warm_filter,
+    warm_scores,
+)
 from scheduler.engine import ClaimLookup, VectorEngine, claim_verdict, fast_verdict
 from scheduler.errors import SchedulerConfigError, SchedulerError
 from scheduler.pod import PodRequest, parse_pod
@@ -85,7 +94,7 @@ from scheduler.wire import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_BINDER", "BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
+__all__ = ["NO_BINDER", "WARM_ROWS", "BindError", "Binder", "EncodedFilter", "ExtenderCore", "FilterOutcome"]
 
 _PASS = FastVerdict(True)
 #: Distinct pod shapes remembered before the id table is dropped (ids are never reused).
@@ -93,6 +102,11 @@ _MAX_SIGNATURES = 1024
 _POD_MEMORY = 8192
 #: Pods whose last filter survivors are kept for their prioritize call.
 _SURVIVORS = 64
+#: Stale rows one idle-time :meth:`ExtenderCore.warm` step recomputes (about 0.5 ms here:
+#: what a request arriving meanwhile may wait).
+WARM_ROWS = 128
+#: Shape tables waiting to be filled in idle time; the oldest are forgotten beyond this.
+_WARM_SHAPES = 64
 #: Why ``/bind`` is refused by an extender built without a binder (``--nrt-dir``).
 NO_BINDER = (
     "this extender has no binder (it reads NRT objects from --nrt-dir and has no Kubernetes API); "
@@ -186,6 +200,9 @@ class ExtenderCore:
         self._pending: OrderedDict[str, None] = OrderedDict()
         # pod key -> the node this extender bound it to (a second bind is refused).
         self._bound: OrderedDict[str, str] = OrderedDict()
+        # (verb, shape) -> one step filling its table: shapes whose last request found
+        # many stale rows, most recent last (see warm()).
+        self._warming: OrderedDict[tuple[str, object], Callable[[int], int]] = OrderedDict()
         self._lock = threading.Lock()
         self._bind_lock = threading.Lock()
 
@@ -258,14 +275,45 @@ class ExtenderCore:
         if not compiled.needs_work or columns is None:
             return None
         table = self._results.table("filter", compiled.signature)
-        return cached_filter(
-            compiled,
-            names,
-            columns,
-            table,
-            lambda name: self._per_node_verdict(compiled, name),
-            self.small_refresh,
-        )
+
+        def per_node(name: str) -> tuple[bool, str, bool]:
+            return self._per_node_verdict(compiled, name)
+
+        answer = cached_filter(compiled, names, columns, table, per_node, self.small_refresh)
+        if answer.incomplete:
+
+            def step(budget: int) -> int:
+                fresh = self._columns()
+                return 0 if fresh is None else warm_filter(compiled, fresh, table, per_node, budget)
+
+            self._want_warming(("filter", compiled.signature), step)
+        return answer
+
+    def _want_warming(self, key: tuple[str, object], step: Callable[[int], int]) -> None:
+        with self._lock:
+            self._warming[key] = step
+            self._warming.move_to_end(key)
+            while len(self._warming) > _WARM_SHAPES:
+                self._warming.popitem(last=False)
+
+    def warming_pending(self) -> bool:
+        """Whether some shape table waits to be filled (see :meth:`warm`)."""
+        return bool(self._warming)
+
+    def warm(self, budget: int = WARM_ROWS) -> bool:
+        """Recompute up to *budget* stale rows of the shape most recently found with many
+        (a new shape's first requests fill only the rows they name, plus some), so that
+        later requests naming other nodes find them ready. The server calls this while no
+        request is in flight; returns whether more such work is left."""
+        with self._lock:
+            if not self._warming:
+                return False
+            key, step = next(reversed(self._warming.items()))
+        left = step(budget)
+        with self._lock:
+            if left <= 0 and self._warming.get(key) is step:
+                del self._warming[key]
+            return bool(self._warming)
 
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
         lookup = self.claim_lookup(pod)
@@ -354,13 +402,15 @@ class ExtenderCore:
         return answer
 
     def _score_answer(self, pod: PodRequest, names: Sequence[str]) -> ScoreAnswer | list[int]:
-        if not pod.guaranteed:
-            return [to_extender_score(MAX_NODE_SCORE)] * len(names)
-        no_nrt = to_extender_score(self.scorer.score(pod, None))
         columns = self._columns()
+        if not pod.guaranteed:
+            top = to_extender_score(MAX_NODE_SCORE)
+            return [top] * len(names) if columns is None else constant_scores(names, columns, top)
+        no_nrt = to_extender_score(self.scorer.score(pod, None))
         if columns is None:
             return [self._per_node_score(pod, name, no_nrt) for name in names]
-        table = self._results.table("prioritize", self._compile(pod, self.fit_mode).signature)
+        signature = self._compile(pod, self.fit_mode).signature
+        table = self._results.table("prioritize", signature)
 
         def compute(sub: list[str]) -> list[int]:
             if len(sub) <= self.small_refresh:
@@ -368,7 +418,15 @@ class ExtenderCore:
             return self.engine.scores(pod, sub)
 
         known = self._survivor_rows(pod, names)
-        return cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
+        answer = cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
+        if answer.incomplete:
+
+            def step(budget: int) -> int:
+                fresh = self._columns()
+                return 0 if fresh is None else warm_scores(fresh, table, compute, budget)
+
+            self._want_warming(("prioritize", signature), step)
+        return answer
 
     def bind(self, request: BindRequest) -> ExtenderBindingResult:
         """The ``bind`` verb: refuse when this extender cannot bind or the pod is already

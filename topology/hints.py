@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
+import numpy as np
+
 from topology import numa_bitmask as nb
 from topology.hint_errors import (
     NUMALimitError,
@@ -194,8 +196,23 @@ def max_of_min_affinity_counts(hint_lists: Sequence[Sequence[TopologyHint]]) -> 
     return best
 
 
-#: Fold state marker: some hint so far was non-preferred or disagreed with another mask.
-_MIXED = -1
+#: Above this many NUMA-mask bits the pairwise AND of the disagreeing states is taken with
+#: Python sets; at or below it with a table of every mask (2**12 flags).
+_TABLE_BITS = 12
+#: Below this many state x hint pairs the set comprehension is faster than numpy.
+_TABLE_MIN_PAIRS = 512
+
+
+def _and_pairs(states: set[int], masks: set[int], width: int) -> set[int]:
+    """Every non-empty ``state & mask``; a flag table when the masks are narrow."""
+    if width > _TABLE_BITS or len(states) * len(masks) < _TABLE_MIN_PAIRS:
+        return {m for s in states for mask in masks if (m := s & mask)}
+    seen = np.zeros(1 << width, dtype=np.bool_)
+    left = np.fromiter(states, dtype=np.int64, count=len(states))
+    right = np.fromiter(masks, dtype=np.int64, count=len(masks))
+    seen[np.bitwise_and.outer(left, right)] = True
+    seen[0] = False
+    return set(np.flatnonzero(seen).tolist())
 
 
 def _merged_hints(default_mask: int, lists: Sequence[Sequence[_Hint]]) -> list[_Hint]:
@@ -204,28 +221,39 @@ def _merged_hints(default_mask: int, lists: Sequence[Sequence[_Hint]]) -> list[_
     A permutation merges to the AND of the default with its non-nil masks, preferred
     only if every hint is preferred and all non-nil masks are identical. Rather than
     walking the Cartesian product (millions of permutations on 8 NUMA nodes), the lists
-    are folded one at a time keeping only distinct states ``(AND so far, common mask)``,
-    where the common mask is None (only nil masks so far), a mask, or ``_MIXED``. A
-    state whose AND is empty is dropped: such a merge can never be chosen. The best
-    hint is the same as kubelet's sequential scan because the comparison ranks distinct
-    merged hints in a total order.
+    are folded one at a time keeping only distinct states. A state that is still
+    preferred is fully described by the one mask all its non-nil hints agree on (None:
+    only nil masks so far), since its AND is then ``default & mask``; every other state
+    only by its AND so far. A state whose AND is empty is dropped: such a merge can never
+    be chosen. The best hint is the same as kubelet's sequential scan because the
+    comparison ranks distinct merged hints in a total order.
     """
-    states: set[tuple[int, int | None]] = {(default_mask, None)}
+    width = default_mask.bit_length()
+    agreed: set[int | None] = {None}  # preferred so far: the common non-nil mask
+    mixed: set[int] = set()  # not preferred so far: the AND so far
     for hints in lists:
-        folded: set[tuple[int, int | None]] = set()
-        for merged, common in states:
+        masks = {default_mask if mask is None else mask & default_mask for mask, _ in hints}
+        next_agreed: set[int | None] = set()
+        next_mixed = _and_pairs(mixed, masks, width)
+        for common in agreed:
+            merged = default_mask if common is None else default_mask & common
+            if not merged:
+                continue
             for mask, preferred in hints:
-                new = merged if mask is None else merged & mask
-                if new == 0:
-                    continue
-                if not preferred or common == _MIXED:
-                    folded.add((new, _MIXED))
-                elif mask is None or common is None or common == mask:
-                    folded.add((new, common if mask is None else mask))
-                else:
-                    folded.add((new, _MIXED))
-        states = folded
-    return sorted({(merged, common != _MIXED) for merged, common in states}, key=lambda h: (h[0], h[1]))
+                if mask is None:
+                    if preferred:
+                        next_agreed.add(common)
+                    else:
+                        next_mixed.add(merged)
+                elif merged & mask:
+                    if preferred and (common is None or common == mask):
+                        next_agreed.add(mask)
+                    else:
+                        next_mixed.add(merged & mask)
+        agreed, mixed = next_agreed, next_mixed
+    out = {(default_mask if c is None else default_mask & c, True) for c in agreed}
+    out.update((m, False) for m in mixed)
+    return sorted(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,7 +249,7 @@ def test_a_new_shape_fills_its_table_over_a_few_requests_with_bounded_work_each(
     import numpy as np
 
     from bench.extender import build_cluster, pod_shapes
-    from scheduler.decide import EXTRA_REFRESH, cached_filter
+    from scheduler.decide import EXTRA_REFRESH, cached_filter, warm_filter
     from scheduler.engine import fast_verdict
     from scheduler.views import compile_pod
 
@@ -282,10 +282,21 @@ def test_a_new_shape_fills_its_table_over_a_few_requests_with_bounded_work_each(
     assert 100 <= filled() <= 100 + EXTRA_REFRESH
     expected = [per_node(n)[0] for n in names]
     assert (answer.verdict == 1).tolist() == expected
-    for _ in range(2000 // EXTRA_REFRESH + 2):
+    for _ in range(4):
         before = filled()
-        cached_filter(compiled, rng.sample([n.name for n in nrts], 100), columns, table, per_node)
+        answer = cached_filter(compiled, rng.sample([n.name for n in nrts], 100), columns, table, per_node)
         assert filled() - before <= 100 + EXTRA_REFRESH
-    assert filled() >= 0.95 * len(all_rows)
+    assert answer.incomplete  # still meeting many stale rows: idle time should fill the rest
+    assert filled() < len(all_rows)
+    # Idle time: bounded steps fill the rest.
+    left = len(all_rows) - filled()
+    while left:
+        before = filled()
+        now_left = warm_filter(compiled, columns, table, per_node, budget=300)
+        assert filled() - before == min(300, left) and now_left == left - min(300, left)
+        left = now_left
+    assert filled() == len(all_rows)
+    again = cached_filter(compiled, rng.sample([n.name for n in nrts], 100), columns, table, per_node)
+    assert not again.incomplete
     full = cached_filter(compiled, [n.name for n in nrts], columns, table, per_node)
     assert np.array_equal(full.verdict == 1, np.array([per_node(n.name)[0] for n in nrts]))

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from types import MappingProxyType
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from topology import hints as hints_module
 from topology import numa_bitmask as nb
 from topology.cpuset import CPUSet
 from topology.errors import TopologyError
@@ -506,9 +508,30 @@ any_hints = st.builds(
 
 
 @settings(max_examples=150, deadline=None)
-@given(lists=st.lists(st.lists(any_hints, max_size=4), max_size=4), closest=st.booleans())
-def test_merge_equals_the_permutation_scan(lists: list[list[TopologyHint]], closest: bool) -> None:
-    """Folding distinct states picks the same hint as scanning every permutation."""
+@given(
+    lists=st.lists(st.lists(any_hints, max_size=4), max_size=4), closest=st.booleans(), table=st.booleans()
+)
+def test_merge_equals_the_permutation_scan(
+    lists: list[list[TopologyHint]], closest: bool, table: bool
+) -> None:
+    """Folding distinct states picks the same hint as scanning every permutation, whether
+    the disagreeing states are ANDed with sets or with the mask table."""
     info = NUMAInfo(NODES, DISTANCES)
     merger = HintMerger(info, max_of_min_affinity_counts(lists), closest)
-    assert merger.merge(lists) == brute_force_merge(lists, merger)
+    with patch.object(hints_module, "_TABLE_MIN_PAIRS", 0 if table else 1 << 30):
+        assert merger.merge(lists) == brute_force_merge(lists, merger)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(1, 12),
+    states=st.sets(st.integers(0, 4095), max_size=40),
+    masks=st.sets(st.integers(0, 4095), max_size=40),
+)
+def test_the_mask_table_ands_every_pair(width: int, states: set[int], masks: set[int]) -> None:
+    """The table path of the fold gives every non-empty pairwise AND, as the set path does."""
+    limit = (1 << width) - 1
+    states, masks = {s & limit for s in states}, {m & limit for m in masks}
+    expected = {s & m for s in states for m in masks} - {0}
+    with patch.object(hints_module, "_TABLE_MIN_PAIRS", 0):
+        assert hints_module._and_pairs(states, masks, width) == expected
