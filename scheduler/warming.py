@@ -8,7 +8,7 @@ score run in between), so :class:`IdleWarmer` spends that time: a thread that, o
 request has been in flight for *idle_s*, calls :meth:`ExtenderCore.warm
 <scheduler.service.ExtenderCore.warm>` one small step at a time until nothing is left. A
 request arriving during a step waits for that step at most (``WARM_ROWS`` rows, about
-0.5 ms here).
+0.5 ms here): the thread sleeps between steps, which hands the interpreter lock to it.
 
 >>> warmer = IdleWarmer(core.warm, core.warming_pending)  # doctest: +SKIP
 >>> warmer.start(); warmer.begin(); ...; warmer.end()     # doctest: +SKIP
@@ -26,7 +26,7 @@ __all__ = ["IDLE_S", "IdleWarmer"]
 log = logging.getLogger(__name__)
 
 #: No request for this long counts as idle.
-IDLE_S = 0.0005
+IDLE_S = 0.001
 
 
 class IdleWarmer:
@@ -92,3 +92,6 @@ class IdleWarmer:
                     log.exception("idle-time table filling failed; requests fill the tables instead")
                     more = False
                 self.steps += 1
+                # Give the interpreter lock away between steps: a request that arrived
+                # during the step is waiting for it (else it waits a whole switch interval).
+                time.sleep(self._idle_s)

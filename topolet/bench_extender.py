@@ -126,7 +126,7 @@ def _print(out: dict[str, Any]) -> None:
         title=f"extender filter + prioritize, {out['nodes']} nodes, {out['server']} server "
         f"(target p99 <= 5 ms; load average {load})"
     )
-    for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms", "cold ms"):
+    for col in ("path", "names", "calls", "p50 ms", "p99 ms", "max ms", "cold ms", "first request ms"):
         table.add_column(col, justify="right")
     for kind in ("in_process", "http"):
         for count, r in out.get(kind, {}).items():
@@ -138,6 +138,7 @@ def _print(out: dict[str, Any]) -> None:
                 f"{r['p99_ms']:.2f}",
                 f"{r['max_ms']:.2f}",
                 f"{r['cold_ms']:.2f}",
+                f"{r['first_request_ms']:.2f}",
             )
     console = Console()
     print_table(table, console)
@@ -163,3 +164,7 @@ def _print(out: dict[str, Any]) -> None:
     if targets.get("cold_ms") is not None:
         met = "met" if targets["cold_met"] else "not met"
         console.print(f"first pod of a new shape: {targets['cold_ms']:.2f} ms (target <= 10 ms: {met})")
+    console.print(
+        "p50/p99/max: after the first pod of each shape and an idle pause that lets the extender "
+        "fill the shapes' tables; first request: a fresh extender's first request (its own warm-up)"
+    )
