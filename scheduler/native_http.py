@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 import httptools
 import uvicorn
@@ -112,44 +112,6 @@ class _Guard:
     silent: OrderedDict[HttpToolsProtocol, None] = field(default_factory=OrderedDict)
 
 
-class _OneSendTransport:
-    """The connection's transport, except that a reply's head is held until its body is
-    written, and both go out in one send: uvicorn writes them separately, which on
-    loopback wakes the reader (kube-scheduler) twice per reply. A head with no body
-    written after it in the same step of the event loop goes out on its own."""
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._head: bytes | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        head, self._head = self._head, None
-        if head is not None:
-            self._transport.write(head + bytes(data))
-        elif bytes(data[:5]) == b"HTTP/" and bytes(data[-4:]) == b"\r\n\r\n":
-            self._head = bytes(data)
-            self._loop.call_soon(self._release)
-        else:
-            self._transport.write(data)
-
-    def _release(self) -> None:
-        head, self._head = self._head, None
-        if head is not None and not self._transport.is_closing():
-            self._transport.write(head)
-
-    def close(self) -> None:
-        self._release()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._head = None
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with the connection cap, request deadline and head caps."""
 
@@ -162,7 +124,6 @@ def _protocol_class(guard: _Guard) -> type[HttpToolsProtocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.transport = cast(asyncio.Transport, _OneSendTransport(transport, self.loop))
             if len(self.connections) > guard.max_connections:
                 if not guard.silent:
                     message = f"over {guard.max_connections} connections; retry"
