@@ -313,6 +313,9 @@ class ExtenderCore:
         with self._lock:
             if left <= 0 and self._warming.get(key) is step:
                 del self._warming[key]
+                verb, shape = key
+                shape_id = shape[0] if isinstance(shape, tuple) and shape else shape
+                log.debug("the %s table of pod shape #%s is filled (idle time)", verb, shape_id)
             return bool(self._warming)
 
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
