@@ -153,6 +153,27 @@ def _stale(
     return rows, known, values, stale, texts
 
 
+def _cluster_stale(columns: ClusterColumns, table: RowTable) -> tuple[IntArray, list[str], IntArray]:
+    """(every row of the cluster, their names, the positions of those *table* holds stale)."""
+    all_rows, all_names = columns.live()
+    _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
+    return all_rows, all_names, stale
+
+
+def _filter_compute(compiled: CompiledPod, columns: ClusterColumns, per_node: PerNode, small: int) -> Compute:
+    def compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
+        return _compute_filter(compiled, sub, rows, columns, per_node, small)
+
+    return compute
+
+
+def _score_compute(compute: ScoreRows) -> Compute:
+    def rows_compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
+        return np.fromiter(compute(sub), dtype=np.int64, count=len(sub)), {}
+
+    return rows_compute
+
+
 def _refresh(
     columns: ClusterColumns,
     table: RowTable,
@@ -174,8 +195,7 @@ def _refresh(
     want_rows, first = np.unique(rows_of[wanted], return_index=True)
     want_names = [names[p] for p in wanted[first].tolist()]
     if len(want_rows) > small and extra_budget > 0:
-        all_rows, all_names = columns.live()
-        _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
+        all_rows, all_names, stale = _cluster_stale(columns, table)
         extra = np.setdiff1d(all_rows[stale], want_rows, assume_unique=True)[:extra_budget]
         if len(extra):
             index = {r: i for i, r in enumerate(all_rows.tolist())}
@@ -210,8 +230,7 @@ def _answer(
 def _warm(columns: ClusterColumns, table: RowTable, compute: Compute, budget: int) -> int:
     """Recompute up to *budget* stale rows of *table*, over the whole cluster (the lowest
     rows first); returns how many stale rows are left."""
-    all_rows, all_names = columns.live()
-    _, stale, _ = table.lookup(all_rows, columns.generations(all_rows))
+    all_rows, all_names, stale = _cluster_stale(columns, table)
     pick = stale[:budget]
     if len(pick):
         rows = all_rows[pick]
@@ -231,20 +250,12 @@ def warm_filter(
 ) -> int:
     """Fill up to *budget* stale rows of *compiled*'s filter table (idle time, no request
     waiting); returns the stale rows left."""
-
-    def compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
-        return _compute_filter(compiled, sub, rows, columns, per_node, small)
-
-    return _warm(columns, table, compute, budget)
+    return _warm(columns, table, _filter_compute(compiled, columns, per_node, small), budget)
 
 
 def warm_scores(columns: ClusterColumns, table: RowTable, compute: ScoreRows, budget: int) -> int:
     """As :func:`warm_filter`, for a prioritize table (*compute*: names -> scores)."""
-
-    def rows_compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
-        return np.fromiter(compute(sub), dtype=np.int64, count=len(sub)), {}
-
-    return _warm(columns, table, rows_compute, budget)
+    return _warm(columns, table, _score_compute(compute), budget)
 
 
 def cached_filter(
@@ -257,10 +268,7 @@ def cached_filter(
 ) -> FilterAnswer:
     """Filter *names* for *compiled* (which needs work), recomputing stale rows only:
     up to *small* of them node by node, more in one vectorised pass."""
-
-    def compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
-        return _compute_filter(compiled, sub, rows, columns, per_node, small)
-
+    compute = _filter_compute(compiled, columns, per_node, small)
     layout = columns.layout
     rows, known, values, texts, incomplete = _answer(columns, table, names, compute, small)
     verdict = np.ones(len(names), dtype=np.int64)
@@ -311,9 +319,7 @@ def cached_scores(
     """Scores of *names*, in order: cached per row, *compute* called for stale rows
     (more than *small* of them: every stale row of the cluster). *known_rows* are the
     rows of *names* with the layout they were looked up under (used while it holds)."""
-
-    def rows_compute(rows: IntArray, sub: list[str]) -> tuple[IntArray, dict[int, RejectText]]:
-        return np.fromiter(compute(sub), dtype=np.int64, count=len(sub)), {}
+    rows_compute = _score_compute(compute)
 
     layout = columns.layout
     rows_hint = None

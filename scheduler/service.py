@@ -107,6 +107,8 @@ _SURVIVORS = 64
 WARM_ROWS = 128
 #: Shape tables waiting to be filled in idle time; the oldest are forgotten beyond this.
 _WARM_SHAPES = 64
+#: (current columns, row budget) -> stale rows left: one idle-time step for one table.
+_WarmStep = Callable[[ClusterColumns, int], int]
 #: Why ``/bind`` is refused by an extender built without a binder (``--nrt-dir``).
 NO_BINDER = (
     "this extender has no binder (it reads NRT objects from --nrt-dir and has no Kubernetes API); "
@@ -202,7 +204,7 @@ class ExtenderCore:
         self._bound: OrderedDict[str, str] = OrderedDict()
         # (verb, shape) -> one step filling its table: shapes whose last request found
         # many stale rows, most recent last (see warm()).
-        self._warming: OrderedDict[tuple[str, object], Callable[[int], int]] = OrderedDict()
+        self._warming: OrderedDict[tuple[str, object], _WarmStep] = OrderedDict()
         self._lock = threading.Lock()
         self._bind_lock = threading.Lock()
 
@@ -282,14 +284,13 @@ class ExtenderCore:
         answer = cached_filter(compiled, names, columns, table, per_node, self.small_refresh)
         if answer.incomplete:
 
-            def step(budget: int) -> int:
-                fresh = self._columns()
-                return 0 if fresh is None else warm_filter(compiled, fresh, table, per_node, budget)
+            def step(fresh: ClusterColumns, budget: int) -> int:
+                return warm_filter(compiled, fresh, table, per_node, budget)
 
             self._want_warming(("filter", compiled.signature), step)
         return answer
 
-    def _want_warming(self, key: tuple[str, object], step: Callable[[int], int]) -> None:
+    def _want_warming(self, key: tuple[str, object], step: _WarmStep) -> None:
         with self._lock:
             self._warming[key] = step
             self._warming.move_to_end(key)
@@ -309,13 +310,12 @@ class ExtenderCore:
             if not self._warming:
                 return False
             key, step = next(reversed(self._warming.items()))
-        left = step(budget)
+        columns = self._columns()
+        left = 0 if columns is None else step(columns, budget)
         with self._lock:
             if left <= 0 and self._warming.get(key) is step:
                 del self._warming[key]
-                verb, shape = key
-                shape_id = shape[0] if isinstance(shape, tuple) and shape else shape
-                log.debug("the %s table of pod shape #%s is filled (idle time)", verb, shape_id)
+                log.debug("idle time has filled the %s table of pod shape %s", *key)
             return bool(self._warming)
 
     def run_filter(self, pod: PodRequest, names: tuple[str, ...]) -> FilterOutcome:
@@ -424,9 +424,8 @@ class ExtenderCore:
         answer = cached_scores(names, columns, table, no_nrt, compute, self.small_refresh, known)
         if answer.incomplete:
 
-            def step(budget: int) -> int:
-                fresh = self._columns()
-                return 0 if fresh is None else warm_scores(fresh, table, compute, budget)
+            def step(fresh: ClusterColumns, budget: int) -> int:
+                return warm_scores(fresh, table, compute, budget)
 
             self._want_warming(("prioritize", signature), step)
         return answer
