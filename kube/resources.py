@@ -15,12 +15,15 @@ not misread as a ``V1Binding`` (kubernetes-client/python #547).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import quote
 
 from kubernetes import client as _client
 
 from kube.client import ApiClient
+from kube.curl_post import CurlPoster, unsupported
 from kube.errors import KubeConflict, KubeError, KubeNotFound, api_errors
 from kube.objects import NRT_GROUP, NRT_PLURAL, NRT_VERSION, Obj
 
@@ -41,6 +44,8 @@ __all__ = [
     "resource_claims",
     "resource_slices",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _json(resp: Any) -> Obj:
@@ -163,21 +168,48 @@ def node_resource_topologies(api: ApiClient) -> ClusterObjects:
 
 
 class Pods:
-    """The pod writes topolet makes."""
+    """The pod writes topolet makes.
+
+    A Binding goes through libcurl (:class:`~kube.curl_post.CurlPoster`) when the client's
+    settings allow it, else through the ``kubernetes`` client; :attr:`transport` says which."""
 
     def __init__(self, api: ApiClient) -> None:
         self._core = _client.CoreV1Api(api)
+        self._curl = CurlPoster.for_client(api)
+        self.transport = "libcurl" if self._curl is not None else "kubernetes-client"
+        if self._curl is None:
+            log.info("Bindings go through the kubernetes client: %s", unsupported(api))
+        else:
+            log.debug("Bindings go through libcurl")
 
     def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
         """``POST .../pods/{name}/binding`` to *node* (RBAC ``pods/binding`` ``create``)."""
-        body = _client.V1Binding(
+        what = f"bind pod {namespace}/{name} to {node}"
+        if self._curl is not None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name, "namespace": namespace, **({"uid": uid} if uid else {})},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            }
+            path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/binding"
+            self._curl.post(path, json.dumps(body, separators=(",", ":")).encode(), what)
+            return
+        client_body = _client.V1Binding(
             api_version="v1",
             kind="Binding",
             metadata=_client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
             target=_client.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
-        with api_errors(f"bind pod {namespace}/{name} to {node}"):
-            done(self._core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False))
+        with api_errors(what):
+            done(
+                self._core.create_namespaced_pod_binding(name, namespace, client_body, _preload_content=False)
+            )
+
+    def close(self) -> None:
+        """Close the libcurl connections (the client's own pool is the client's to close)."""
+        if self._curl is not None:
+            self._curl.close()
 
 
 class Nodes:

@@ -140,6 +140,8 @@ class _State:
         self.closing = False
         self.dropped = 0  # bumped by drop_watches()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.posts: list[tuple[str, dict[str, str]]] = []  # (path, headers by lowercased name)
+        self.connections = 0
 
     def record(
         self, kind: str, type_: str, obj: dict[str, Any], prev: dict[str, Any] | None = None
@@ -226,6 +228,16 @@ class ApiServerStandIn:
             self.state.cond.notify_all()
 
     @property
+    def posts(self) -> list[tuple[str, dict[str, str]]]:
+        """Every POST so far: ``(path, headers)``, header names lowercased."""
+        return list(self.state.posts)
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far."""
+        return self.state.connections
+
+    @property
     def requests(self) -> list[tuple[str, dict[str, str]]]:
         """Every GET so far: ``(path, query)``."""
         return list(self.state.requests)
@@ -245,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state.cond:
+            self.state.connections += 1
 
     @property
     def state(self) -> _State:
@@ -365,6 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        with self.state.cond:
+            self.state.posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         m = _BINDING.fullmatch(urlsplit(self.path).path)
         if m is None:
             self._json(405, _status(405, "MethodNotAllowed", f"POST is not supported on {self.path}"))
