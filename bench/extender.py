@@ -28,6 +28,10 @@ stale rows each (p99 about 5-7 ms here):
   process (as kube-scheduler is), each pod filter + prioritize + bind, for a bounded time,
   against one server or ``workers`` worker processes (:mod:`scheduler.workers`);
 * ``sustained_pairs``: the same without binds: filter + prioritize pairs/s;
+* ``wake``: one warm filter + prioritize pair in process, timed back to back, after a
+  sleep of :data:`WAKE_GAP_S` and after a busy wait as long: what a request that finds
+  the CPU idle pays on this machine (every HTTP request does, the CPU having idled
+  while the reply and the next request crossed the socket);
 * ``targets``: the design targets (p99 <= 5 ms at the widest name count, >= 1000
   pods/s, >= 1000 filter + prioritize pairs/s) and the scheduling-path ones (p99 <= 1 ms
   over HTTP at 500 names, a new shape's first pod <= 10 ms) beside the figures.
@@ -60,7 +64,7 @@ from bench.http_client import KeepAliveClient
 from scheduler.cache import NRTCache
 from scheduler.extender import DEFAULT_SERVER, ExtenderServer
 from scheduler.service import ExtenderCore
-from scheduler.wire import parse_binding_args, parse_extender_args
+from scheduler.wire import decode_extender_args, parse_binding_args, parse_extender_args
 from scheduler.workers import WorkerPool
 from topology.nrt import NodeResourceTopology
 
@@ -297,6 +301,54 @@ def _warmed(core: ExtenderCore) -> Callable[[], float]:
     return settle
 
 
+#: The idle gap of the wake measure: about the time between an HTTP reply leaving the
+#: extender and the next request arriving on loopback.
+WAKE_GAP_S = 0.0002
+
+
+def _wake_cost(core: ExtenderCore, names: list[str], repeats: int = 300) -> dict[str, float]:
+    """Median ms of one warm filter + prioritize pair (decoding the bodies included), back
+    to back, after a sleep of :data:`WAKE_GAP_S` (the CPU idles) and after a busy wait as
+    long (it does not); the three are interleaved so that drift hits them alike."""
+    head = b'{"Pod":' + json.dumps(_pod(FIRST_SHAPE, -2000), separators=(",", ":")).encode()
+    first = head + b',"Nodes":null,"NodeNames":' + json.dumps(names).encode() + b"}"
+
+    def request(body: bytes) -> Any:
+        decoded = decode_extender_args(body)
+        if decoded is None:
+            raise BenchError("the wake measure's request did not decode")
+        return decoded
+
+    survivors = bytes(_FILTER_REPLY.decode(core.filter_json(request(first)).body).NodeNames)
+    second = head + b',"Nodes":null,"NodeNames":' + survivors + b"}"
+
+    def pair() -> float:
+        start = time.perf_counter()
+        core.filter_json(request(first))
+        core.prioritize_json(request(second))
+        return time.perf_counter() - start
+
+    def spin() -> None:
+        until = time.perf_counter() + WAKE_GAP_S
+        while time.perf_counter() < until:
+            pass
+
+    waits: dict[str, Callable[[], None]] = {
+        "back_to_back_ms": lambda: None,
+        "after_sleep_ms": lambda: time.sleep(WAKE_GAP_S),
+        "after_busy_wait_ms": spin,
+    }
+    for _ in range(20):
+        pair()
+    samples: dict[str, list[float]] = {k: [] for k in waits}
+    for _ in range(repeats):
+        for key, wait in waits.items():
+            wait()
+            samples[key].append(pair())
+    out = {k: round(statistics.median(v) * 1e3, 3) for k, v in samples.items()}
+    return {**out, "gap_ms": WAKE_GAP_S * 1e3, "names": len(names)}
+
+
 def _client_process(
     address: tuple[str, int], names: list[str], count: int, seconds: float, seed: int, bind: bool, out: Any
 ) -> None:
@@ -456,6 +508,8 @@ def run(
             if kind == "in_process":
                 core = _loaded(cluster)
                 out[kind][count] = _measure(_in_process(core), names_for, pods, rng, _warmed(core))
+                if count == min(name_counts):
+                    out["wake"] = _wake_cost(core, names_for())
                 continue
             with _extender_process(cluster, server) as address:
                 client = _Client(address)

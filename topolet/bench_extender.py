@@ -164,6 +164,14 @@ def _print(out: dict[str, Any]) -> None:
     if targets.get("cold_ms") is not None:
         met = "met" if targets["cold_met"] else "not met"
         console.print(f"first pod of a new shape: {targets['cold_ms']:.2f} ms (target <= 10 ms: {met})")
+    wake = out.get("wake")
+    if wake:
+        console.print(
+            f"one warm filter + prioritize pair in process ({wake['names']} names), median: "
+            f"{wake['back_to_back_ms']:.3f} ms back to back, {wake['after_sleep_ms']:.3f} ms after a "
+            f"{wake['gap_ms']:.1f} ms sleep, {wake['after_busy_wait_ms']:.3f} ms after a busy wait as long "
+            "(the sleep's extra is what a request that finds the CPU idle pays here)"
+        )
     console.print(
         "p50/p99/max: after the first pod of each shape and an idle pause that lets the extender "
         "fill the shapes' tables; first request: a fresh extender's first request (its own warm-up)"

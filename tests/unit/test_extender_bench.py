@@ -23,6 +23,9 @@ def test_bench_runs_every_measurement(workers: int) -> None:
     assert pairs["pairs"] > 0 and pairs["workers"] == workers and pairs["node_names"] == 40
     assert out["targets"]["pairs_per_s"] == pairs["pairs_per_s"] > 0
     assert out["targets"]["names"] == 120
+    wake = out["wake"]
+    assert wake["names"] == 40 and wake["gap_ms"] == extender.WAKE_GAP_S * 1e3
+    assert all(wake[k] > 0 for k in ("back_to_back_ms", "after_sleep_ms", "after_busy_wait_ms"))
 
 
 def test_cluster_and_shapes_are_reproducible() -> None:
