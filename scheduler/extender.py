@@ -228,7 +228,9 @@ def _verb_handlers(core: ExtenderCore, metrics: ExtenderMetrics) -> dict[str, Ca
 
 
 #: The filter's answer before the NRT objects are listed.
-NOT_SYNCED = "topolet extender: NodeResourceTopology objects not listed yet; retry shortly"
+NOT_SYNCED = (
+    "topolet extender: NodeResourceTopology objects (and DRA claims and slices) not listed yet; retry shortly"
+)
 
 
 #: Verbs whose handling waits on the Kubernetes API (the Binding), not only on this process.
@@ -299,7 +301,9 @@ class _Routes:
             if self.core.ready:
                 return Reply(HTTPStatus.OK, b"ok", "text/plain; charset=utf-8")
             return Reply(
-                HTTPStatus.SERVICE_UNAVAILABLE, b"NRT objects not listed yet", "text/plain; charset=utf-8"
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                b"NRT objects (and DRA claims and slices) not listed yet",
+                "text/plain; charset=utf-8",
             )
         if route == "metrics":
             return Reply(HTTPStatus.OK, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)

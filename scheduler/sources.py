@@ -171,17 +171,20 @@ class KubernetesSource:
         #: Called as ``on_pod(pod, deleted=...)`` for every pod event (reservation accounting).
         self.on_pod = on_pod
         self.watch_timeout_s = watch_timeout_s
+        #: set once the first NRT list is in, and the first claim and slice lists when
+        #: claims are watched: until then a filter could pass a node it knows nothing of
+        #: or miss a claim's devices, so the extender answers not-ready
+        self.synced = threading.Event()
         self._nrts = ListWatch(
             node_resource_topologies(api).list_source(),
             self._nrt_event,
             watch_timeout_s=watch_timeout_s,
             thread_name="nrt-watch",
+            on_synced=self._listed,
         )
         self._pods = ListWatch(
             pods(api), self._pod_event, watch_timeout_s=watch_timeout_s, thread_name="pod-watch"
         )
-        #: set once the first NRT list is in
-        self.synced = self._nrts.synced
         self._dra: list[ListWatch] = []
         if claims is not None:
             finder = ResourceClaims(api)
@@ -200,14 +203,23 @@ class KubernetesSource:
                     lambda e: claims.apply_claim(e.object, deleted=e.deleted),
                     watch_timeout_s=watch_timeout_s,
                     thread_name="claim-watch",
+                    on_synced=self._listed,
                 ),
                 ListWatch(
                     resource_slices(api, driver=claims.driver),
                     lambda e: claims.apply_slice(e.object, deleted=e.deleted),
                     watch_timeout_s=watch_timeout_s,
                     thread_name="slice-watch",
+                    on_synced=self._listed,
                 ),
             ]
+
+    def _listed(self) -> None:
+        """A watch's list is in: ready once every watch that readiness waits for has listed."""
+        if self._nrts.synced.is_set() and all(w.synced.is_set() for w in self._dra):
+            if not self.synced.is_set():
+                log.info("NRT objects%s listed: ready", " and DRA claims and slices" if self._dra else "")
+            self.synced.set()
 
     def relist(self) -> str:
         """List every NRT object into the cache (forgetting those gone); returns the

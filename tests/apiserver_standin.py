@@ -5,19 +5,24 @@ It serves the same paths and JSON shapes as kube-apiserver:
 * ``GET /apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies`` (list, cluster
   scoped) and ``.../noderesourcetopologies/{name}``;
 * ``GET /api/v1/pods`` (list across namespaces) and ``/api/v1/namespaces/{ns}/pods/{name}``;
-* ``?watch=1`` (or ``true``) on either list: a chunked stream of one JSON object per
+* ``GET /apis/resource.k8s.io/v1/resourceclaims`` and ``.../resourceslices`` (lists across
+  namespaces; ``503`` while :meth:`ApiServerStandIn.set_dra_available` is off);
+* ``?watch=1`` (or ``true``) on any list: a chunked stream of one JSON object per
   line, ``{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}``, starting after the
   given ``resourceVersion`` and ending after ``timeoutSeconds``; a ``resourceVersion``
   older than the compaction mark gets ``{"type": "ERROR", "object": <Status 410>}``;
-* ``fieldSelector`` on either list and watch (``a=b``, ``a==b``, ``a!=b``, comma-joined;
+* ``fieldSelector`` on any list and watch (``a=b``, ``a==b``, ``a!=b``, comma-joined;
   pods: ``metadata.name``, ``metadata.namespace``, ``spec.nodeName``, ``spec.schedulerName``,
-  ``status.phase``; NRTs: ``metadata.name``; any other field is ``400 BadRequest``
-  ``field label not supported``). A filtered watch reports an object that starts
-  matching as ``ADDED`` and one that stops matching as ``DELETED``, as the real watch
-  cache does;
+  ``status.phase``; NRTs: ``metadata.name``; claims: ``metadata.name``,
+  ``metadata.namespace``; slices: ``metadata.name``, ``spec.driver``, ``spec.nodeName``;
+  any other field is ``400 BadRequest`` ``field label not supported``). A filtered watch
+  reports an object that starts matching as ``ADDED`` and one that stops matching as
+  ``DELETED``, as the real watch cache does;
 * ``POST /api/v1/namespaces/{ns}/pods/{name}/binding``: ``201`` with a ``Status`` of
   ``Success`` (as the real binding REST storage answers), ``409`` when the pod already
-  has a node, ``404`` when there is no such pod, ``400`` for a malformed Binding.
+  has a node, ``404`` when there is no such pod, ``400`` for a malformed Binding;
+  :attr:`ApiServerStandIn.posts` records every POST's path and headers, and
+  :attr:`ApiServerStandIn.connections` counts the connections accepted.
 
 Every object carries ``metadata.resourceVersion`` from one cluster-wide counter, and a
 list carries the counter in ``metadata.resourceVersion``. Test code changes the state
@@ -36,7 +41,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,6 +51,16 @@ __all__ = ["ApiServerStandIn"]
 
 NRT_PATH = "/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies"
 PODS_PATH = "/api/v1/pods"
+CLAIMS_PATH = "/apis/resource.k8s.io/v1/resourceclaims"
+SLICES_PATH = "/apis/resource.k8s.io/v1/resourceslices"
+#: Collection path -> kind, and kind -> (apiVersion, list kind).
+_KINDS = {NRT_PATH: "nrt", PODS_PATH: "pod", CLAIMS_PATH: "claim", SLICES_PATH: "slice"}
+_LISTS = {
+    "nrt": ("topology.node.k8s.io/v1alpha2", "NodeResourceTopologyList"),
+    "pod": ("v1", "PodList"),
+    "claim": ("resource.k8s.io/v1", "ResourceClaimList"),
+    "slice": ("resource.k8s.io/v1", "ResourceSliceList"),
+}
 _NRT_ONE = re.compile(re.escape(NRT_PATH) + r"/([^/]+)")
 _POD_ONE = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)")
 _BINDING = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding")
@@ -54,13 +69,15 @@ _BINDING = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding")
 _FIELDS: dict[str, tuple[str, ...]] = {
     "pod": ("metadata.name", "metadata.namespace", "spec.nodeName", "spec.schedulerName", "status.phase"),
     "nrt": ("metadata.name",),
+    "claim": ("metadata.name", "metadata.namespace"),
+    "slice": ("metadata.name", "spec.driver", "spec.nodeName"),
 }
 
 
 @dataclass(frozen=True)
 class _Event:
     rv: int
-    kind: str  # "nrt" or "pod"
+    kind: str  # "nrt", "pod", "claim" or "slice"
     type: str
     obj: dict[str, Any]
     prev: dict[str, Any] | None = None  # the object before a MODIFIED
@@ -135,6 +152,10 @@ class _State:
         self.compacted = 0
         self.nrts: dict[str, dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}
+        self.slices: dict[str, dict[str, Any]] = {}
+        #: False: the resource.k8s.io paths answer 503 (an API server still starting them)
+        self.dra_available = True
         self.events: list[_Event] = []
         self.bindings: list[dict[str, Any]] = []
         self.closing = False
@@ -203,6 +224,29 @@ class ApiServerStandIn:
         full = {"apiVersion": "v1", "kind": "Pod", **obj}
         self.state.pods[key] = self.state.record("pod", type_, full, self.state.pods.get(key))
         return self.state.pods[key]
+
+    def put_claim(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Add or replace a ResourceClaim (``resource.k8s.io/v1``)."""
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", "default")
+        meta.setdefault("uid", str(uuid.uuid4()))
+        key = (meta["namespace"], meta["name"])
+        type_ = "MODIFIED" if key in self.state.claims else "ADDED"
+        full = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", **obj}
+        self.state.claims[key] = self.state.record("claim", type_, full, self.state.claims.get(key))
+        return self.state.claims[key]
+
+    def put_slice(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Add or replace a ResourceSlice (``resource.k8s.io/v1``)."""
+        name = obj["metadata"]["name"]
+        type_ = "MODIFIED" if name in self.state.slices else "ADDED"
+        full = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", **obj}
+        self.state.slices[name] = self.state.record("slice", type_, full, self.state.slices.get(name))
+        return self.state.slices[name]
+
+    def set_dra_available(self, available: bool) -> None:
+        """Whether the ``resource.k8s.io`` paths answer (else ``503``)."""
+        self.state.dra_available = available
 
     def delete_pod(self, namespace: str, name: str) -> None:
         obj = self.state.pods.pop((namespace, name))
@@ -287,8 +331,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/")
         with self.state.cond:
             self.state.requests.append((path, query))
-        if path in (NRT_PATH, PODS_PATH):
-            kind = "nrt" if path == NRT_PATH else "pod"
+        if path in _KINDS:
+            kind = _KINDS[path]
+            if kind in ("claim", "slice") and not self.state.dra_available:
+                self._json(
+                    503,
+                    _status(
+                        503, "ServiceUnavailable", "the server is currently unable to handle the request"
+                    ),
+                )
+                return
             try:
                 selector = _parse_selector(kind, query.get("fieldSelector"))
             except _BadSelector as e:
@@ -314,12 +366,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _list(self, kind: str, selector: list[tuple[str, bool, str]]) -> None:
         with self.state.cond:
             rv = str(self.state.rv)
-            if kind == "nrt":
-                items = [n for n in self.state.nrts.values() if _matches(n, selector)]
-                head = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopologyList"}
-            else:
-                items = [p for p in self.state.pods.values() if _matches(p, selector)]
-                head = {"apiVersion": "v1", "kind": "PodList"}
+            stores: dict[str, Iterable[dict[str, Any]]] = {
+                "nrt": self.state.nrts.values(),
+                "pod": self.state.pods.values(),
+                "claim": self.state.claims.values(),
+                "slice": self.state.slices.values(),
+            }
+            items = [o for o in stores[kind] if _matches(o, selector)]
+            api_version, list_kind = _LISTS[kind]
+            head = {"apiVersion": api_version, "kind": list_kind}
         self._json(200, {**head, "metadata": {"resourceVersion": rv}, "items": items})
 
     def _events(

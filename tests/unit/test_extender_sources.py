@@ -173,6 +173,49 @@ def test_directory_source_refuses_a_missing_directory(tmp_path: Path) -> None:
         DirectorySource(tmp_path / "nope", NRTCache())
 
 
+def test_with_claims_watched_not_ready_until_the_claim_and_slice_lists_are_in() -> None:
+    """With DRA claims watched, a filter before the claim and slice lists would not see a
+    claim's devices: /readyz stays 503 and /filter refuses until both lists are in, even
+    though the NRT objects are listed. Once the lists answer, it is ready and filters."""
+    apiserver = ApiServerStandIn()
+    apiserver.put_nrt(nrt_obj("w1", ZONES))
+    apiserver.set_dra_available(False)  # the resource.k8s.io lists answer 503 for now
+    apiserver.start()
+    cfg = client.Configuration()
+    cfg.host = apiserver.url
+    cache = NRTCache()
+    core = ExtenderCore(cache)
+    source = KubernetesSource(client.ApiClient(cfg), cache, claims=core.claims, watch_timeout_s=1)
+    core.synced = source.synced
+    source.start()
+    server = ExtenderServer(core, ("127.0.0.1", 0))
+    server.start()
+    pod = v1_pod("p", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
+    try:
+        eventually(lambda: cache.view("w1") is not None)  # the NRT list is in
+        eventually(lambda: sum(1 for p, _ in apiserver.requests if "resource.k8s.io" in p) >= 2)
+        assert get(server.address, "/readyz")[0] == 503
+        assert post(server.address, "/filter", args(pod, ["w1"]))[1]["Error"] == NOT_SYNCED
+        apiserver.put_slice(
+            {
+                "metadata": {"name": "w1-gpus"},
+                "spec": {
+                    "driver": core.claims.driver,
+                    "nodeName": "w1",
+                    "pool": {"name": "w1", "generation": 1, "resourceSliceCount": 1},
+                    "devices": [{"name": "gpu-0", "attributes": {"numaNode": {"int": 1}}}],
+                },
+            }
+        )
+        apiserver.set_dra_available(True)
+        eventually(lambda: get(server.address, "/readyz")[0] == 200, timeout=20)
+        assert post(server.address, "/filter", args(pod, ["w1"]))[1]["NodeNames"] == ["w1"]
+    finally:
+        server.stop()
+        source.stop()
+        apiserver.stop()
+
+
 def test_not_ready_until_the_first_nrt_list_is_in() -> None:
     """Before the NRT objects are listed, a node without NRT data would pass every filter:
     the extender refuses /filter with an error (kube-scheduler retries the pod) and answers
