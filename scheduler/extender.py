@@ -93,21 +93,22 @@ class Limits:
 
 
 def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, counted up to *limit* + 1 (iterative)."""
+    """Nesting depth of a JSON value, counted up to *limit* + 1 (iterative; only objects
+    and arrays go on the stack, so a large flat pod costs one pass over its values)."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
+        if level > deepest:
+            deepest = level
+            if deepest > limit:
+                return deepest
+        deeper = level + 1
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, deeper))
     return deepest
 
 

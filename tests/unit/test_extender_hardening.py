@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.cache import NRTCache
-from scheduler.extender import SERVERS, ExtenderServer, Limits
+from scheduler.extender import SERVERS, ExtenderServer, Limits, _depth
 from scheduler.service import ExtenderCore
 from tests.extender_helpers import GU, args, get, nrt_obj, post, v1_pod
 from topology.nrt import NodeResourceTopology
@@ -194,3 +196,30 @@ def test_a_slow_client_is_cut_at_the_request_deadline(server: ExtenderServer, tr
             pass
         assert time.monotonic() - started < 2.5  # cut at 0.5 s (+ the 0.25 s reaper tick)
     assert get(server.address, "/healthz") == (200, "ok")
+
+
+def _reference_depth(value: object) -> int:
+    """Nesting depth by its definition (recursive; the test values are shallow)."""
+    if isinstance(value, dict):
+        return 1 + max((_reference_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_reference_depth(v) for v in value), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON, st.integers(min_value=0, max_value=12))
+def test_the_depth_check_counts_as_the_definition_up_to_its_limit(value: object, limit: int) -> None:
+    depth = _reference_depth(value)
+    got = _depth(value, limit)
+    if depth <= limit:
+        assert got == depth
+    else:
+        assert limit < got <= depth  # stops early once past the limit
