@@ -24,6 +24,7 @@ import threading
 from http import HTTPStatus
 from typing import Any
 
+import certifi
 import pycurl
 
 from kube.client import ApiClient
@@ -128,6 +129,8 @@ class CurlPoster:
             elif getattr(cfg, "ca_cert_data", None):
                 data = cfg.ca_cert_data
                 curl.setopt(pycurl.CAINFO_BLOB, data if isinstance(data, bytes) else str(data).encode())
+            else:  # as the kubernetes client (urllib3): the certifi bundle, not libcurl's build path
+                curl.setopt(pycurl.CAINFO, certifi.where())
             if cfg.cert_file:
                 curl.setopt(pycurl.SSLCERT, str(cfg.cert_file))
             if cfg.key_file:

@@ -39,6 +39,7 @@ import copy
 import json
 import re
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -177,11 +178,16 @@ class _State:
 
 
 class ApiServerStandIn:
-    """Start with :meth:`start`; :attr:`url` is ``http://127.0.0.1:<port>``."""
+    """Start with :meth:`start`; :attr:`url` is ``http://127.0.0.1:<port>`` (``https://``
+    with *tls*, a server-side SSL context)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.state = _State()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._scheme = "http"
+        if tls is not None:  # the handshake happens as each connection is accepted
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._server.daemon_threads = True
         self._server.state = self.state  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -189,7 +195,7 @@ class ApiServerStandIn:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self) -> ApiServerStandIn:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)

@@ -6,12 +6,14 @@ answer, an answer that never ends, a reply over the cap."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
 
+from bench.kube_certs import Pki, make_pki
 from kube import curl_post
 from kube.curl_post import CurlPoster, unsupported
 from kube.errors import KubeConflict, KubeError, KubeNotFound, KubeUnavailable
@@ -159,3 +161,61 @@ def test_settings_libcurl_is_not_given_keep_the_kubernetes_client(setting: str, 
     with pytest.raises(ValueError, match=setting):
         CurlPoster(api)
     assert "neither" in unsupported(_api("unix:///run/api.sock"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_apiserver(pki: Pki) -> Iterator[ApiServerStandIn]:
+    """The stand-in over TLS, asking for a client certificate signed by the test CA."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.serving.cert, pki.serving.key)
+    ctx.load_verify_locations(pki.ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    server = ApiServerStandIn(tls=ctx).start()
+    yield server
+    server.stop()
+
+
+def test_tls_with_the_clients_ca_and_certificate(tls_apiserver: ApiServerStandIn, pki: Pki) -> None:
+    cert = pki.client("binder", "topolet-extender")
+
+    def configure(cfg: client.Configuration) -> None:
+        cfg.ssl_ca_cert = str(pki.ca)
+        cfg.cert_file, cfg.key_file = str(cert.cert), str(cert.key)
+
+    pods = Pods(_api(tls_apiserver.url, configure))
+    assert pods.transport == "libcurl" and tls_apiserver.url.startswith("https://")
+    pods.bind(*_pod(tls_apiserver, "over-tls"), "w1")
+    assert [b["metadata"]["name"] for b in tls_apiserver.bindings] == ["over-tls"]
+
+
+def test_tls_without_the_ca_verifies_against_the_default_bundle_and_fails(
+    tls_apiserver: ApiServerStandIn, pki: Pki
+) -> None:
+    cert = pki.client("binder", "topolet-extender")
+
+    def configure(cfg: client.Configuration) -> None:
+        cfg.cert_file, cfg.key_file = str(cert.cert), str(cert.key)
+
+    # the test CA is in no public bundle: libcurl refuses the server's certificate
+    with pytest.raises(KubeUnavailable, match="libcurl error 60"):
+        Pods(_api(tls_apiserver.url, configure)).bind(*_pod(tls_apiserver, "unverified"), "w1")
+    assert tls_apiserver.bindings == []
+
+    def insecure(cfg: client.Configuration) -> None:
+        configure(cfg)
+        cfg.verify_ssl = False
+
+    Pods(_api(tls_apiserver.url, insecure)).bind(*_pod(tls_apiserver, "insecure"), "w1")
+    assert [b["metadata"]["name"] for b in tls_apiserver.bindings] == ["insecure"]
+
+
+def test_tls_without_a_client_certificate_is_refused(tls_apiserver: ApiServerStandIn, pki: Pki) -> None:
+    pods = Pods(_api(tls_apiserver.url, lambda c: setattr(c, "ssl_ca_cert", str(pki.ca))))
+    with pytest.raises(KubeUnavailable, match="libcurl error"):
+        pods.bind(*_pod(tls_apiserver, "no-cert"), "w1")
+    assert tls_apiserver.bindings == []
