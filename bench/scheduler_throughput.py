@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from bench.kube_stack import (
     wait_crd,
     wait_extender_synced,
 )
+from bench.proc_cpu import cpu_seconds
 
 if TYPE_CHECKING:
     from kube.admin import Namespace
@@ -64,6 +65,9 @@ class ProfileRun:
     in_tree_s: float
     extender_share: float
     extender_server_s: float
+    #: CPU ms per scheduled pod of each process over the measured window
+    #: (``/proc/<pid>/stat``): kube-scheduler, kube-apiserver, etcd, extender
+    cpu_ms_per_pod: dict[str, float] = field(default_factory=dict)
 
 
 def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float:
@@ -111,14 +115,22 @@ def _measure(
     profile: str,
     pods: int,
     timeout_s: float,
-) -> tuple[float, float, str]:
+    pids: dict[str, int],
+) -> tuple[float, float, str, dict[str, float]]:
     """Start a scheduler, sample its metrics until *pods* are scheduled; returns
-    ``(seconds, pods/s, last metrics text)``."""
+    ``(seconds, pods/s, last metrics text, CPU ms per pod of each process)``: the
+    scheduler's and those of *pids* (label -> pid), over the same window as pods/s."""
     proc, port = cp.start_scheduler(name, config)
+    assert proc.popen is not None
+    watched = {"kube-scheduler": proc.popen.pid, **pids}
     url, ctx = f"https://127.0.0.1:{port}/metrics", _insecure()
+
+    def cpu() -> dict[str, float | None]:
+        return {label: cpu_seconds(pid) for label, pid in watched.items()}
+
     # the scheduler starts with nothing scheduled: a run so short that the first sample
     # already sees every pod is measured from the start
-    samples: list[tuple[float, float]] = [(time.monotonic(), 0.0)]
+    samples: list[tuple[float, float, dict[str, float | None]]] = [(time.monotonic(), 0.0, cpu())]
     deadline = time.monotonic() + timeout_s
     text = ""
     try:
@@ -130,7 +142,7 @@ def _measure(
                 done = metric_sum(
                     text, "scheduler_schedule_attempts_total", {"result": "scheduled", "profile": profile}
                 )
-                samples.append((now, done))
+                samples.append((now, done, cpu()))
                 if done >= pods:
                     break
             if now > deadline:
@@ -138,12 +150,17 @@ def _measure(
             time.sleep(0.2)
     finally:
         cp.stop_proc(proc)
-    moving = [(t, n) for t, n in samples if n > 0]
-    first = max(s for s in samples if s[1] == 0)
-    t0, n0 = first
-    t1, n1 = moving[-1]
+    moving = [s for s in samples if s[1] > 0]
+    t0, n0, c0 = max((s for s in samples if s[1] == 0), key=lambda s: s[0])
+    t1, n1, c1 = moving[-1]
     seconds = max(t1 - t0, 1e-6)
-    return seconds, (n1 - n0) / seconds, text
+    scheduled = max(n1 - n0, 1.0)
+    per_pod: dict[str, float] = {}
+    for label in watched:
+        start, end = c0[label], c1[label]
+        if start is not None and end is not None:
+            per_pod[label] = round((end - start) / scheduled * 1e3, 3)
+    return seconds, (n1 - n0) / seconds, text, per_pod
 
 
 def _split(text: str, profile: str) -> tuple[float, float]:
@@ -211,7 +228,19 @@ def run(
                 for profile in ("default-scheduler", "topolet-scheduler"):
                     cfg = _profile_config(shipped, profile, qps)
                     results.append(
-                        _profile_run(cp, core, count, profile, cfg, pods, cpus, timeout_s, log, ext_port)
+                        _profile_run(
+                            cp,
+                            core,
+                            count,
+                            profile,
+                            cfg,
+                            pods,
+                            cpus,
+                            timeout_s,
+                            log,
+                            ext_port,
+                            _pids(cp, ext),
+                        )
                     )
             finally:
                 ext.stop()
@@ -231,13 +260,15 @@ def _profile_run(
     timeout_s: float,
     log: Callable[[str], None],
     ext_port: int | None,
+    pids: dict[str, int],
     label: str = "",
 ) -> ProfileRun:
-    """Schedule *pods* fresh pods of *profile* with a scheduler of configuration *cfg*."""
+    """Schedule *pods* fresh pods of *profile* with a scheduler of configuration *cfg*;
+    *pids* are the other processes whose CPU per pod is reported."""
     label = label or profile
     log(f"{count} nodes, {label}: creating {pods} pods")
     _create_pods(core, f"{label[:7]}-{count}", pods, cpus, profile)
-    seconds, rate, text = _measure(cp, f"sched-{label}-{count}", cfg, profile, pods, timeout_s)
+    seconds, rate, text, cpu = _measure(cp, f"sched-{label}-{count}", cfg, profile, pods, timeout_s, pids)
     algorithm, in_tree = _split(text, profile)
     server = 0.0
     if ext_port is not None and profile != "default-scheduler":
@@ -249,7 +280,7 @@ def _profile_run(
     share = max(algorithm - in_tree, 0.0) / algorithm if algorithm else 0.0
     log(f"  {rate:.1f} pods/s; algorithm {algorithm:.2f} s, in-tree {in_tree:.2f} s")
     _delete_pods(core)
-    return ProfileRun(count, label, pods, seconds, rate, algorithm, in_tree, share, server)
+    return ProfileRun(count, label, pods, seconds, rate, algorithm, in_tree, share, server, cpu)
 
 
 def _floor_run(
@@ -277,11 +308,21 @@ def _floor_run(
         for extender in shipped.get("extenders", []):
             extender.pop("bindVerb", None)
         cfg = _profile_config(shipped, "topolet-scheduler", qps)
+        pids = _pids(cp, noop)
         return _profile_run(
-            cp, core, count, "topolet-scheduler", cfg, pods, cpus, timeout_s, log, None, NOOP_PROFILE
+            cp, core, count, "topolet-scheduler", cfg, pods, cpus, timeout_s, log, None, pids, NOOP_PROFILE
         )
     finally:
         noop.stop()
+
+
+def _pids(cp: ControlPlane, extender: Proc) -> dict[str, int]:
+    """The control plane's processes and the extender (label -> pid), for CPU per pod."""
+    procs = [p for p in cp.procs if p.name in ("etcd", "kube-apiserver")]
+    pids = {p.name: p.popen.pid for p in procs if p.popen is not None}
+    if extender.popen is not None:
+        pids["extender"] = extender.popen.pid
+    return pids
 
 
 def _profile_config(shipped: dict[str, Any], profile: str, qps: int) -> dict[str, Any]:
