@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bench.kube_stack import DEFAULT_DEPLOY, shipped_scheduler_config
+from bench.kube_stack import DEFAULT_DEPLOY, filter_probe, guaranteed_pod, shipped_scheduler_config
 from tests.e2e.cluster import E2ECluster
-from tests.e2e.polling import delete_pods, events_of, node_of, submit, wait_for
+from tests.e2e.polling import NS, delete_pods, events_of, node_of, submit, wait_for
 
 _ids = itertools.count()
 SHIPPED = shipped_scheduler_config(DEFAULT_DEPLOY, "127.0.0.1:1", Path("unused"))["extenders"][0]
@@ -117,6 +117,50 @@ def test_default_scheduler_pods_never_reach_the_extender(cluster: E2ECluster, po
     name = pods.submit("default", 20, scheduler="default-scheduler")
     assert wait_for(f"{name} bound", lambda: node_of(cluster.core, name)) in {"wide", "mid"}
     assert (_count(cluster, "filter"), _bound(cluster)) == (filters, binds)
+
+
+def test_a_pod_another_scheduler_bound_is_accounted_by_the_extender(cluster: E2ECluster, pods: Pods) -> None:
+    """The default scheduler binds a 6-CPU pod to wide. The NRT objects never change here
+    (no kubelet), so only the extender's pod watch can count it: kubelet would put it on
+    NUMA node 0, leaving (10, 16). Two topolet 11-CPU pods then fit wide's node CPU (6 +
+    11 + 11 of 32) but only one fits a NUMA node; without the watch both would be bound."""
+    other = f"other-{next(_ids)}"
+    body = guaranteed_pod(other, 6, scheduler="default-scheduler")
+    del body["spec"]["schedulerName"]
+    body["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["wide"]}]}
+                ]
+            }
+        }
+    }
+    core: Any = cluster.core
+    core.create_namespaced_pod(NS, body)
+    pods.names.append(other)
+    assert wait_for(f"{other} bound", lambda: node_of(cluster.core, other)) == "wide"
+
+    def wide_free() -> str | None:  # the extender's own account of wide, from a probe's reason
+        reply = cluster.extender_call("filter", filter_probe(17, ["wide"]))
+        reason = str((reply or {}).get("FailedNodes", {}).get("wide", ""))
+        return reason if "(node-0: 10, node-1: 16)" in reason else None
+
+    wait_for("the extender to account the default scheduler's pod on wide", wide_free)
+    names = [pods.submit("eleven", 11) for _ in range(2)]
+
+    def placed() -> tuple[str, str] | None:
+        where = {n: node_of(cluster.core, n) for n in names}
+        bound = [n for n, node in where.items() if node]
+        pending = [n for n in names if n not in bound]
+        if len(bound) != 1 or len(pending) != 1:
+            return None
+        failed = [e for e in events_of(cluster.core, pending[0]) if e.startswith("FailedScheduling")]
+        return (str(where[bound[0]]), failed[-1]) if failed else None
+
+    node, message = wait_for("one 11-CPU pod bound and a FailedScheduling for the other", placed, 90.0)
+    assert node == "wide"
+    assert "no single NUMA node has cpu 11 (node-0: 10, node-1: 5)" in message, message
 
 
 def test_extender_down_then_back(cluster: E2ECluster, pods: Pods) -> None:
