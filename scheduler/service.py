@@ -200,6 +200,9 @@ class ExtenderCore:
         self._signatures: dict[tuple[object, ...], int] = {}
         # pod keys seen unbound by the pod watch (insertion-ordered set).
         self._pending: OrderedDict[str, None] = OrderedDict()
+        # the newest creationTimestamp of the pod watch's first list: a pod created later
+        # and first seen already bound (created with spec.nodeName) is not in NRT data yet
+        self._listed_until = ""
         # pod key -> the node this extender bound it to (a second bind is refused).
         self._bound: OrderedDict[str, str] = OrderedDict()
         # (verb, shape) -> one step filling its table: shapes whose last request found
@@ -499,24 +502,32 @@ class ExtenderCore:
             kept[node] = victims
         return preemption_result(kept)
 
-    def pod_seen(self, raw_pod: Mapping[str, Any], *, deleted: bool = False) -> None:
+    def pod_seen(self, raw_pod: Mapping[str, Any], *, deleted: bool = False, listed: bool = False) -> None:
         """A pod watch event (any scheduler's pod): account what the NRT data cannot show yet.
 
         * deleted, or finished (``Succeeded``/``Failed``): its reservations end;
         * not bound yet: remembered as pending;
         * bound to a node while this extender holds it on another node: the reservation
           moves to the pod's real node;
-        * bound, held nowhere, and seen pending before (so bound since this extender has
-          been watching, by any scheduler): reserved on its node where kubelet would place
-          it, until that node's NRT object accounts for it (or the timeout passes).
+        * bound, held nowhere, and either seen pending before (bound since this extender
+          has been watching, by any scheduler) or created after the watch's first list
+          (*listed* marks that list's pods; a later pod first seen bound was created with
+          ``spec.nodeName``): reserved on its node where kubelet would place it, until
+          that node's NRT object accounts for it (or the timeout passes).
 
-        Pods already bound when first seen are taken as counted by their node's NRT data.
+        Pods already bound in the first list are taken as counted by their node's NRT data,
+        and so are pods created in the same second as its newest (``creationTimestamp``
+        has whole seconds).
         """
         meta = raw_pod.get("metadata") or {}
         spec = raw_pod.get("spec") or {}
         status = raw_pod.get("status") or {}
         namespace, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
         key = _pod_key(namespace, name, uid)
+        created = str(meta.get("creationTimestamp") or "")
+        if listed:
+            with self._lock:
+                self._listed_until = max(self._listed_until, created)
         if deleted or status.get("phase") in ("Succeeded", "Failed"):
             self.forget_pod(namespace, name, uid)
             with self._lock:
@@ -531,10 +542,12 @@ class ExtenderCore:
             return
         with self._lock:
             was_pending = self._pending.pop(key, "no") is None
+            # RFC 3339 in UTC ("2026-12-06T04:51:19Z"): later times sort later as strings
+            created_since = not listed and bool(created) and created > self._listed_until
         held = self.cache.holders(key)
         with self._bind_lock:
             ours = self._bound.get(key) == node
-        if held == {node} or (not held and (ours or not was_pending)):
+        if held == {node} or (not held and (ours or not (was_pending or created_since))):
             return  # held where it runs, or already counted (by its NRT data or the timeout)
         try:
             pod = parse_pod(raw_pod)

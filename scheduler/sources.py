@@ -149,7 +149,8 @@ class DirectorySource:
 
 # ------------------------------------------------------------- Kubernetes
 PodDeleted = Callable[[str, str, str], None]
-#: (pod object, deleted?) for every pod watch event.
+#: ``(pod object, deleted=..., listed=...)`` for every pod watch event; *listed*: the event
+#: comes from the watch's first list.
 PodEvent = Callable[..., None]
 
 
@@ -168,7 +169,8 @@ class KubernetesSource:
     ) -> None:
         self.cache = cache
         self.on_pod_deleted = on_pod_deleted
-        #: Called as ``on_pod(pod, deleted=...)`` for every pod event (reservation accounting).
+        #: Called as ``on_pod(pod, deleted=..., listed=...)`` for every pod event (reservation
+        #: accounting); *listed* marks the pods of the watch's first list.
         self.on_pod = on_pod
         self.watch_timeout_s = watch_timeout_s
         #: set once the first NRT list is in, and the first claim and slice lists when
@@ -261,7 +263,8 @@ class KubernetesSource:
     def _pod_event(self, event: WatchEvent) -> None:
         obj = event.object
         if self.on_pod is not None:
-            self.on_pod(obj, deleted=event.deleted)
+            # the first list's pods were there before this extender watched
+            self.on_pod(obj, deleted=event.deleted, listed=self._pods.lists == 0)
         if event.deleted and self.on_pod_deleted is not None:
             meta = obj.get("metadata", {})
             self.on_pod_deleted(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))

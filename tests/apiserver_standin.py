@@ -41,6 +41,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -226,6 +227,10 @@ class ApiServerStandIn:
         meta.setdefault("namespace", "default")
         meta.setdefault("uid", str(uuid.uuid4()))
         key = (meta["namespace"], meta["name"])
+        old = self.state.pods.get(key)
+        # as the real server: set once at creation, in whole seconds (UTC)
+        created = old["metadata"].get("creationTimestamp") if old else None
+        meta.setdefault("creationTimestamp", created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         type_ = "MODIFIED" if key in self.state.pods else "ADDED"
         full = {"apiVersion": "v1", "kind": "Pod", **obj}
         self.state.pods[key] = self.state.record("pod", type_, full, self.state.pods.get(key))

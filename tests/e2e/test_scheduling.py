@@ -163,6 +163,26 @@ def test_a_pod_another_scheduler_bound_is_accounted_by_the_extender(cluster: E2E
     assert "no single NUMA node has cpu 11 (node-0: 10, node-1: 5)" in message, message
 
 
+def test_a_pod_created_on_its_node_is_accounted_by_the_extender(cluster: E2ECluster, pods: Pods) -> None:
+    """A 6-CPU pod created with ``spec.nodeName: wide`` (no scheduler at all) is first seen
+    bound by the extender's watch, created after its first list: it is held on wide where
+    kubelet would put it, so a probe's reason shows NUMA node 0 at 10 free CPUs."""
+    direct = f"direct-{next(_ids)}"
+    body = guaranteed_pod(direct, 6, scheduler="default-scheduler")
+    del body["spec"]["schedulerName"]
+    body["spec"]["nodeName"] = "wide"
+    core: Any = cluster.core
+    core.create_namespaced_pod(NS, body)
+    pods.names.append(direct)
+
+    def wide_free() -> str | None:
+        reply = cluster.extender_call("filter", filter_probe(17, ["wide"]))
+        reason = str((reply or {}).get("FailedNodes", {}).get("wide", ""))
+        return reason if "(node-0: 10, node-1: 16)" in reason else None
+
+    wait_for("the extender to account the pod created on wide", wide_free)
+
+
 def test_extender_down_then_back(cluster: E2ECluster, pods: Pods) -> None:
     cluster.stop_extender()
     try:

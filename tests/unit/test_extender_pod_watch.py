@@ -115,6 +115,53 @@ def test_pods_bound_before_the_watch_started_are_not_counted_twice(
         thread.join(timeout=5)
 
 
+def test_a_pod_created_on_its_node_after_the_first_list_is_held_once(
+    apiserver: ApiServerStandIn,
+) -> None:
+    """A pod created with ``spec.nodeName`` (no scheduler) after the watch's first list is
+    first seen bound: it is held until the NRT shows it, once. A pod that was already
+    bound in the first list, and one created in the same second as its newest, are
+    taken as counted by the NRT data, whatever events they get later."""
+    cfg = client.Configuration()
+    cfg.host = apiserver.url
+    apiserver.put_nrt(nrt_obj("w1", ZONES))
+    apiserver.put_nrt(nrt_obj("w2", ZONES))
+    old = v1_pod("old", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
+    old["spec"]["nodeName"] = "w2"
+    old["metadata"]["creationTimestamp"] = "2026-12-06T04:00:00Z"
+    apiserver.put_pod(old)
+    cache = NRTCache()
+    core = ExtenderCore(cache, binder=MemoryBinder())
+    source = KubernetesSource(client.ApiClient(cfg), cache, on_pod=core.pod_seen, watch_timeout_s=1)
+    source.relist()
+    threads = [threading.Thread(target=t, daemon=True) for t in (source.run_nrts, source.run_pods)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        same_second = v1_pod("same", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
+        same_second["spec"]["nodeName"] = "w2"
+        same_second["metadata"]["creationTimestamp"] = "2026-12-06T04:00:00Z"
+        apiserver.put_pod(same_second)
+        apiserver.put_pod({**old, "metadata": {**old["metadata"], "labels": {"touched": "yes"}}})
+        new = v1_pod("direct", ("a", GU, {"cpu": "3", "memory": "1Gi"}))
+        new["spec"]["nodeName"] = "w1"
+        new["metadata"]["creationTimestamp"] = "2026-12-06T04:00:01Z"
+        apiserver.put_pod(new)
+        eventually(lambda: _cpu(cache, "w1", 0) == 1000)  # 3 of 4 CPUs held on zone 0
+        assert _cpu(cache, "w2", 0) == 4000 and len(cache.reservations()) == 1
+        # its node's publisher catches up; a later event for the pod does not hold it again
+        apiserver.put_nrt(nrt_obj("w1", {0: {"cpu": "1", "memory": "7Gi"}, 1: ZONES[1]}))
+        eventually(lambda: cache.reservations() == [])
+        apiserver.put_pod({**new, "metadata": {**new["metadata"], "labels": {"touched": "yes"}}})
+        time.sleep(0.3)
+        assert cache.reservations() == [] and _cpu(cache, "w1", 0) == 1000
+    finally:
+        source.stop()
+        for t in threads:
+            t.join(timeout=5)
+
+
 def test_a_reservation_follows_the_pod_to_its_real_node(
     apiserver: ApiServerStandIn, watched: tuple[NRTCache, ExtenderCore]
 ) -> None:
