@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
@@ -40,25 +41,33 @@ def apiserver() -> Iterator[ApiServerStandIn]:
     server.stop()
 
 
-@pytest.fixture
-def watched(apiserver: ApiServerStandIn) -> Iterator[tuple[NRTCache, ExtenderCore]]:
+@contextmanager
+def _watching(apiserver: ApiServerStandIn) -> Iterator[tuple[NRTCache, ExtenderCore]]:
+    """An extender core fed by NRT and pod watches of *apiserver*, after the first lists."""
     cfg = client.Configuration()
     cfg.host = apiserver.url
-    api = client.ApiClient(cfg)
-    apiserver.put_nrt(nrt_obj("w1", ZONES))
-    apiserver.put_nrt(nrt_obj("w2", ZONES))
     cache = NRTCache()
     core = ExtenderCore(cache, binder=MemoryBinder())
-    source = KubernetesSource(api, cache, on_pod=core.pod_seen, watch_timeout_s=1)
+    source = KubernetesSource(client.ApiClient(cfg), cache, on_pod=core.pod_seen, watch_timeout_s=1)
     source.relist()
     threads = [threading.Thread(target=t, daemon=True) for t in (source.run_nrts, source.run_pods)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    yield cache, core
-    source.stop()
-    for t in threads:
-        t.join(timeout=5)
+    try:
+        yield cache, core
+    finally:
+        source.stop()
+        for t in threads:
+            t.join(timeout=5)
+
+
+@pytest.fixture
+def watched(apiserver: ApiServerStandIn) -> Iterator[tuple[NRTCache, ExtenderCore]]:
+    apiserver.put_nrt(nrt_obj("w1", ZONES))
+    apiserver.put_nrt(nrt_obj("w2", ZONES))
+    with _watching(apiserver) as both:
+        time.sleep(0.3)
+        yield both
 
 
 def _bind_elsewhere(apiserver: ApiServerStandIn, namespace: str, name: str, node: str) -> None:
@@ -95,24 +104,13 @@ def test_a_pod_bound_by_another_scheduler_is_held_until_the_nrt_shows_it(
 def test_pods_bound_before_the_watch_started_are_not_counted_twice(
     apiserver: ApiServerStandIn,
 ) -> None:
-    cfg = client.Configuration()
-    cfg.host = apiserver.url
     apiserver.put_nrt(nrt_obj("w1", ZONES))
     pod = v1_pod("old", ("a", GU, {"cpu": "3", "memory": "1Gi"}))
     pod["spec"]["nodeName"] = "w1"
     apiserver.put_pod(pod)
-    cache = NRTCache()
-    core = ExtenderCore(cache, binder=MemoryBinder())
-    source = KubernetesSource(client.ApiClient(cfg), cache, on_pod=core.pod_seen, watch_timeout_s=1)
-    source.relist()
-    thread = threading.Thread(target=source.run_pods, daemon=True)
-    thread.start()
-    try:
+    with _watching(apiserver) as (cache, _core):
         time.sleep(0.5)
         assert cache.reservations() == [] and _cpu(cache, "w1", 0) == 4000
-    finally:
-        source.stop()
-        thread.join(timeout=5)
 
 
 def test_a_pod_created_on_its_node_after_the_first_list_is_held_once(
@@ -122,22 +120,13 @@ def test_a_pod_created_on_its_node_after_the_first_list_is_held_once(
     first seen bound: it is held until the NRT shows it, once. A pod that was already
     bound in the first list, and one created in the same second as its newest, are
     taken as counted by the NRT data, whatever events they get later."""
-    cfg = client.Configuration()
-    cfg.host = apiserver.url
     apiserver.put_nrt(nrt_obj("w1", ZONES))
     apiserver.put_nrt(nrt_obj("w2", ZONES))
     old = v1_pod("old", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
     old["spec"]["nodeName"] = "w2"
     old["metadata"]["creationTimestamp"] = "2026-12-06T04:00:00Z"
     apiserver.put_pod(old)
-    cache = NRTCache()
-    core = ExtenderCore(cache, binder=MemoryBinder())
-    source = KubernetesSource(client.ApiClient(cfg), cache, on_pod=core.pod_seen, watch_timeout_s=1)
-    source.relist()
-    threads = [threading.Thread(target=t, daemon=True) for t in (source.run_nrts, source.run_pods)]
-    for t in threads:
-        t.start()
-    try:
+    with _watching(apiserver) as (cache, _core):
         time.sleep(0.3)
         same_second = v1_pod("same", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
         same_second["spec"]["nodeName"] = "w2"
@@ -156,10 +145,6 @@ def test_a_pod_created_on_its_node_after_the_first_list_is_held_once(
         apiserver.put_pod({**new, "metadata": {**new["metadata"], "labels": {"touched": "yes"}}})
         time.sleep(0.3)
         assert cache.reservations() == [] and _cpu(cache, "w1", 0) == 1000
-    finally:
-        source.stop()
-        for t in threads:
-            t.join(timeout=5)
 
 
 def test_a_reservation_follows_the_pod_to_its_real_node(
