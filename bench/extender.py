@@ -64,7 +64,7 @@ from bench.http_client import KeepAliveClient
 from scheduler.cache import NRTCache
 from scheduler.extender import DEFAULT_SERVER, ExtenderServer
 from scheduler.service import ExtenderCore
-from scheduler.wire import decode_extender_args, parse_binding_args, parse_extender_args
+from scheduler.wire import FilterRequest, decode_extender_args, parse_binding_args, parse_extender_args
 from scheduler.workers import WorkerPool
 from topology.nrt import NodeResourceTopology
 
@@ -313,7 +313,7 @@ def _wake_cost(core: ExtenderCore, names: list[str], repeats: int = 300) -> dict
     head = b'{"Pod":' + json.dumps(_pod(FIRST_SHAPE, -2000), separators=(",", ":")).encode()
     first = head + b',"Nodes":null,"NodeNames":' + json.dumps(names).encode() + b"}"
 
-    def request(body: bytes) -> Any:
+    def request(body: bytes) -> FilterRequest:
         decoded = decode_extender_args(body)
         if decoded is None:
             raise BenchError("the wake measure's request did not decode")

@@ -236,17 +236,6 @@ class ApiServerStandIn:
         self.state.pods[key] = self.state.record("pod", type_, full, self.state.pods.get(key))
         return self.state.pods[key]
 
-    def put_claim(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Add or replace a ResourceClaim (``resource.k8s.io/v1``)."""
-        meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "default")
-        meta.setdefault("uid", str(uuid.uuid4()))
-        key = (meta["namespace"], meta["name"])
-        type_ = "MODIFIED" if key in self.state.claims else "ADDED"
-        full = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", **obj}
-        self.state.claims[key] = self.state.record("claim", type_, full, self.state.claims.get(key))
-        return self.state.claims[key]
-
     def put_slice(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Add or replace a ResourceSlice (``resource.k8s.io/v1``)."""
         name = obj["metadata"]["name"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,29 @@ def test_directory_source_refuses_a_missing_directory(tmp_path: Path) -> None:
         DirectorySource(tmp_path / "nope", NRTCache())
 
 
+@contextmanager
+def _serving(
+    apiserver: ApiServerStandIn, *, claims: bool
+) -> Iterator[tuple[NRTCache, ExtenderCore, ExtenderServer]]:
+    """An extender whose readiness follows the watches of *apiserver* (claims and slices
+    too when *claims*), serving on loopback."""
+    cfg = client.Configuration()
+    cfg.host = apiserver.url
+    cache = NRTCache()
+    core = ExtenderCore(cache)
+    watched = core.claims if claims else None
+    source = KubernetesSource(client.ApiClient(cfg), cache, claims=watched, watch_timeout_s=1)
+    core.synced = source.synced
+    source.start()
+    server = ExtenderServer(core, ("127.0.0.1", 0))
+    server.start()
+    try:
+        yield cache, core, server
+    finally:
+        server.stop()
+        source.stop()
+
+
 def test_with_claims_watched_not_ready_until_the_claim_and_slice_lists_are_in() -> None:
     """With DRA claims watched, a filter before the claim and slice lists would not see a
     claim's devices: /readyz stays 503 and /filter refuses until both lists are in, even
@@ -181,38 +205,28 @@ def test_with_claims_watched_not_ready_until_the_claim_and_slice_lists_are_in() 
     apiserver.put_nrt(nrt_obj("w1", ZONES))
     apiserver.set_dra_available(False)  # the resource.k8s.io lists answer 503 for now
     apiserver.start()
-    cfg = client.Configuration()
-    cfg.host = apiserver.url
-    cache = NRTCache()
-    core = ExtenderCore(cache)
-    source = KubernetesSource(client.ApiClient(cfg), cache, claims=core.claims, watch_timeout_s=1)
-    core.synced = source.synced
-    source.start()
-    server = ExtenderServer(core, ("127.0.0.1", 0))
-    server.start()
     pod = v1_pod("p", ("a", GU, {"cpu": "1", "memory": "1Gi"}))
     try:
-        eventually(lambda: cache.view("w1") is not None)  # the NRT list is in
-        eventually(lambda: sum(1 for p, _ in apiserver.requests if "resource.k8s.io" in p) >= 2)
-        assert get(server.address, "/readyz")[0] == 503
-        assert post(server.address, "/filter", args(pod, ["w1"]))[1]["Error"] == NOT_SYNCED
-        apiserver.put_slice(
-            {
-                "metadata": {"name": "w1-gpus"},
-                "spec": {
-                    "driver": core.claims.driver,
-                    "nodeName": "w1",
-                    "pool": {"name": "w1", "generation": 1, "resourceSliceCount": 1},
-                    "devices": [{"name": "gpu-0", "attributes": {"numaNode": {"int": 1}}}],
-                },
-            }
-        )
-        apiserver.set_dra_available(True)
-        eventually(lambda: get(server.address, "/readyz")[0] == 200, timeout=20)
-        assert post(server.address, "/filter", args(pod, ["w1"]))[1]["NodeNames"] == ["w1"]
+        with _serving(apiserver, claims=True) as (cache, core, server):
+            eventually(lambda: cache.view("w1") is not None)  # the NRT list is in
+            eventually(lambda: sum(1 for p, _ in apiserver.requests if "resource.k8s.io" in p) >= 2)
+            assert get(server.address, "/readyz")[0] == 503
+            assert post(server.address, "/filter", args(pod, ["w1"]))[1]["Error"] == NOT_SYNCED
+            apiserver.put_slice(
+                {
+                    "metadata": {"name": "w1-gpus"},
+                    "spec": {
+                        "driver": core.claims.driver,
+                        "nodeName": "w1",
+                        "pool": {"name": "w1", "generation": 1, "resourceSliceCount": 1},
+                        "devices": [{"name": "gpu-0", "attributes": {"numaNode": {"int": 1}}}],
+                    },
+                }
+            )
+            apiserver.set_dra_available(True)
+            eventually(lambda: get(server.address, "/readyz")[0] == 200, timeout=20)
+            assert post(server.address, "/filter", args(pod, ["w1"]))[1]["NodeNames"] == ["w1"]
     finally:
-        server.stop()
-        source.stop()
         apiserver.stop()
 
 
@@ -222,28 +236,18 @@ def test_not_ready_until_the_first_nrt_list_is_in() -> None:
     /readyz 503; once the list is in, it filters by the real data."""
     apiserver = ApiServerStandIn()  # bound, not answering yet: the list waits in the backlog
     apiserver.put_nrt(nrt_obj("w1", ZONES))
-    cfg = client.Configuration()
-    cfg.host = apiserver.url
-    cache = NRTCache()
-    core = ExtenderCore(cache)
-    source = KubernetesSource(client.ApiClient(cfg), cache, watch_timeout_s=1)
-    core.synced = source.synced
-    source.start()
-    server = ExtenderServer(core, ("127.0.0.1", 0))
-    server.start()
     pod = v1_pod("p", ("a", GU, {"cpu": "6", "memory": "1Gi"}))
     try:
-        assert get(server.address, "/healthz")[0] == 200
-        assert get(server.address, "/readyz")[0] == 503
-        status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
-        assert status == 200
-        assert reply["Error"] == NOT_SYNCED
-        apiserver.start()
-        eventually(lambda: get(server.address, "/readyz")[0] == 200)
-        status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
-        assert reply["Error"] == ""
-        assert reply["NodeNames"] == ["w2"], "w1 has no NUMA node with 6 CPUs; w2 has no NRT object"
+        with _serving(apiserver, claims=False) as (_cache, _core, server):
+            assert get(server.address, "/healthz")[0] == 200
+            assert get(server.address, "/readyz")[0] == 503
+            status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
+            assert status == 200
+            assert reply["Error"] == NOT_SYNCED
+            apiserver.start()
+            eventually(lambda: get(server.address, "/readyz")[0] == 200)
+            status, reply = post(server.address, "/filter", args(pod, ["w1", "w2"]))
+            assert reply["Error"] == ""
+            assert reply["NodeNames"] == ["w2"], "w1 has no NUMA node with 6 CPUs; w2 has no NRT object"
     finally:
-        server.stop()
-        source.stop()
         apiserver.stop()
