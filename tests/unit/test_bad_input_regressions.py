@@ -25,7 +25,7 @@ def test_fuzz_crash_cpu_range_to_2_pow_32_was_memory_error() -> None:
     start = time.perf_counter()
     with pytest.raises(CPUSetParseError, match="above 8191"):
         CPUSet.parse("0,2-4294967295")
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 2.0  # expanding the range would take minutes
 
 
 def test_fuzz_crash_5000_digit_cpu_id_was_python_int_limit_value_error() -> None:
@@ -135,7 +135,7 @@ def test_sysfs_reader_refuses_non_regular_and_oversized_files(tmp_path: Path) ->
         with pytest.raises(DiscoveryError, match=why) as err:
             r.text(name)
         assert str(tmp_path / name) in str(err.value)
-        assert time.perf_counter() - start < 0.5
+        assert time.perf_counter() - start < 5.0  # reading 1 GiB or /dev/zero never ends
     (tmp_path / "ok").write_bytes(b"0" * MAX_FILE_BYTES)
     assert r.text("ok") == "0" * MAX_FILE_BYTES
     assert r.text("missing") is None
